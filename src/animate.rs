@@ -1,0 +1,230 @@
+//! Offline animation: the original `demo.py` done as a library call. A portrait is animated by a
+//! driving video or a folder of frames; frames are read and written as a stream, so long videos
+//! do not have to fit in memory.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+
+use crate::engine::EngineError;
+use crate::engine::fomm::FommAnimator;
+use crate::media::MediaError;
+use crate::media::frames::{FrameFolderWriter, list_image_files, load_rgb};
+use crate::media::resize::{center_square_crop, tensor_to_rgb8, to_model_tensor};
+use crate::media::video::{VideoReader, VideoWriter, is_video_path, probe};
+use crate::model::fomm::{Fomm, ModelError};
+use crate::model::keypoint_detector::Keypoints;
+use crate::model::motion_transfer::{TransferOptions, convex_hull_area};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnimateError {
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the driving {0} has no frames")]
+    NoFrames(String),
+    #[error("--best-frame {requested} is out of range: the driving sequence has {count} frames (0..{count})")]
+    BestFrameOutOfRange { requested: usize, count: usize },
+    #[error("driving path {0} is neither a video file nor a folder of images")]
+    BadDriving(String),
+}
+
+impl From<ModelError> for AnimateError {
+    fn from(e: ModelError) -> Self {
+        AnimateError::Engine(EngineError::Model(e))
+    }
+}
+
+impl From<candle_core::Error> for AnimateError {
+    fn from(e: candle_core::Error) -> Self {
+        AnimateError::Engine(EngineError::Model(ModelError::Candle(e)))
+    }
+}
+
+/// Which driving frame is the reference D_1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    /// The first frame (the original demo's default).
+    First,
+    /// A given frame (`--best-frame N`).
+    Frame(usize),
+    /// The frame whose normalised keypoints are closest to the source's (`--find-best-frame`).
+    Best,
+}
+
+#[derive(Debug, Clone)]
+pub struct AnimateRequest {
+    pub source: PathBuf,
+    pub driving: PathBuf,
+    pub output: PathBuf,
+    pub transfer: TransferOptions,
+    pub reference: Reference,
+    /// Crop images to a centred square before resizing.
+    pub crop_square: bool,
+    /// Frame rate of an output video when the driving input is a folder.
+    pub folder_fps: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AnimateSummary {
+    pub frames: usize,
+    pub reference_frame: usize,
+    pub output_is_video: bool,
+    pub fps: f64,
+}
+
+/// Frames of a driving video or folder, in order.
+enum DrivingFrames {
+    Video(VideoReader),
+    Folder(std::vec::IntoIter<PathBuf>),
+}
+
+impl DrivingFrames {
+    fn open(path: &Path) -> Result<(Self, Option<usize>), AnimateError> {
+        if path.is_dir() {
+            let files = list_image_files(path)?;
+            let n = files.len();
+            Ok((DrivingFrames::Folder(files.into_iter()), Some(n)))
+        } else if path.is_file() {
+            let info = probe(path)?;
+            let reader = VideoReader::open(path)?;
+            Ok((DrivingFrames::Video(reader), info.frame_count.map(|n| n as usize)))
+        } else {
+            Err(AnimateError::BadDriving(path.display().to_string()))
+        }
+    }
+
+    fn next_frame(&mut self) -> Option<Result<image::RgbImage, MediaError>> {
+        match self {
+            DrivingFrames::Video(r) => r.next(),
+            DrivingFrames::Folder(files) => files.next().map(|p| load_rgb(&p)),
+        }
+    }
+}
+
+fn prepare(img: image::RgbImage, crop: bool, size: (usize, usize)) -> Result<Tensor, AnimateError> {
+    let img = if crop { center_square_crop(&img) } else { img };
+    Ok(to_model_tensor(&img, (size.1 as u32, size.0 as u32))?)
+}
+
+/// The original demo's `find_best_frame` normalisation: centre the keypoints and divide by the
+/// square root of their hull area.
+fn normalized_points(kp: &Keypoints) -> Result<Vec<[f64; 2]>, AnimateError> {
+    let v = kp.value.get(0)?.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?;
+    let pts: Vec<[f64; 2]> = v.iter().map(|p| [p.first().copied().unwrap_or(0.0), p.get(1).copied().unwrap_or(0.0)]).collect();
+    let n = pts.len().max(1) as f64;
+    let mean = pts.iter().fold([0.0, 0.0], |a, p| [a[0] + p[0] / n, a[1] + p[1] / n]);
+    let centred: Vec<[f64; 2]> = pts.iter().map(|p| [p[0] - mean[0], p[1] - mean[1]]).collect();
+    let scale = convex_hull_area(&centred).sqrt();
+    let scale = if scale > 0.0 { scale } else { 1.0 };
+    Ok(centred.iter().map(|p| [p[0] / scale, p[1] / scale]).collect())
+}
+
+/// Index of the driving frame whose normalised keypoints best match the source's.
+pub fn best_frame(source: &Keypoints, driving: &[Keypoints]) -> Result<usize, AnimateError> {
+    let s = normalized_points(source)?;
+    let mut best = (f64::INFINITY, 0);
+    for (i, kp) in driving.iter().enumerate() {
+        let d = normalized_points(kp)?;
+        let norm: f64 = s.iter().zip(&d).map(|(a, b)| (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sum();
+        if norm < best.0 {
+            best = (norm, i);
+        }
+    }
+    Ok(best.1)
+}
+
+enum Output {
+    Video(VideoWriter),
+    Folder(FrameFolderWriter),
+}
+
+/// Animates `req.source` with `req.driving` into `req.output`. `progress(done, total)` is called
+/// after each written frame (`total` is `None` when the count is not known in advance).
+pub fn animate(model: Fomm, req: &AnimateRequest, progress: &mut dyn FnMut(usize, Option<usize>)) -> Result<AnimateSummary, AnimateError> {
+    let size = model.config.frame_size;
+    let source = prepare(load_rgb(&req.source)?, req.crop_square, size)?;
+    let mut engine = FommAnimator::new(model, req.transfer);
+    use crate::engine::Animator;
+    engine.set_source(&source)?;
+    let source_kp = engine.source().map(|s| s.keypoints.clone()).ok_or(EngineError::NoSource)?;
+
+    let (mut frames, count) = DrivingFrames::open(&req.driving)?;
+    // A first pass finds the keypoints of every frame when the reference is not the first frame:
+    // the reference must be known before the first frame is rendered.
+    let mut stored: Option<Vec<Keypoints>> = None;
+    let reference_index = match req.reference {
+        Reference::First => 0,
+        Reference::Frame(_) | Reference::Best => {
+            let mut kps = Vec::new();
+            while let Some(frame) = frames.next_frame() {
+                kps.push(engine.keypoints(&prepare(frame?, req.crop_square, size)?)?);
+            }
+            if kps.is_empty() {
+                return Err(AnimateError::NoFrames(req.driving.display().to_string()));
+            }
+            let idx = match req.reference {
+                Reference::Frame(n) if n >= kps.len() => {
+                    return Err(AnimateError::BestFrameOutOfRange { requested: n, count: kps.len() });
+                }
+                Reference::Frame(n) => n,
+                _ => best_frame(&source_kp, &kps)?,
+            };
+            engine.transfer_mut().set_reference(kps[idx].clone());
+            stored = Some(kps);
+            idx
+        }
+    };
+
+    let output_is_video = is_video_path(&req.output);
+    let driving_is_video = req.driving.is_file();
+    let fps = if driving_is_video { probe(&req.driving)?.fps } else { req.folder_fps };
+    let total = stored.as_ref().map(|k| k.len()).or(count);
+    let mut output = if output_is_video {
+        let audio = if driving_is_video { Some(req.driving.as_path()) } else { None };
+        Output::Video(VideoWriter::create(&req.output, size.1 as u32, size.0 as u32, fps, audio)?)
+    } else {
+        Output::Folder(FrameFolderWriter::create(&req.output, total.unwrap_or(0))?)
+    };
+
+    let mut written = 0usize;
+    let mut write = |output: &mut Output, frame: &Tensor| -> Result<(), AnimateError> {
+        let img = tensor_to_rgb8(frame)?;
+        match output {
+            Output::Video(w) => w.write(&img)?,
+            Output::Folder(w) => w.write(&img)?,
+        }
+        Ok(())
+    };
+    match stored {
+        Some(kps) => {
+            for kp in &kps {
+                let out = engine.animate_keypoints(kp)?;
+                write(&mut output, &out)?;
+                written += 1;
+                progress(written, total);
+            }
+        }
+        None => {
+            while let Some(frame) = frames.next_frame() {
+                let out = engine.animate(&prepare(frame?, req.crop_square, size)?)?;
+                write(&mut output, &out)?;
+                written += 1;
+                progress(written, total);
+            }
+        }
+    }
+    if written == 0 {
+        return Err(AnimateError::NoFrames(req.driving.display().to_string()));
+    }
+    if let Output::Video(w) = output {
+        w.finish()?;
+    }
+    Ok(AnimateSummary {
+        frames: written,
+        reference_frame: reference_index,
+        output_is_video,
+        fps,
+    })
+}

@@ -1,0 +1,118 @@
+//! Speed measurements: per stage and per frame, median over repeated runs, on random weights of
+//! a config's structure (no checkpoint needed).
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+use crate::model::config::FommConfig;
+use crate::model::fomm::{Fomm, ModelError};
+use crate::model::grid_sample::grid_sample;
+use crate::model::motion_transfer::{MotionTransfer, TransferOptions};
+
+/// Median milliseconds of each stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub config: String,
+    pub device: String,
+    pub threads: usize,
+    pub iterations: usize,
+    /// Once per portrait: keypoints of the source + generator encoder.
+    pub prepare_source_ms: f64,
+    pub kp_detector_ms: f64,
+    pub motion_transfer_ms: f64,
+    pub dense_motion_ms: f64,
+    /// Warp, occlusion, bottleneck, up blocks and final conv (the decoder proper).
+    pub decoder_ms: f64,
+    /// The whole per-frame step with the cached source: keypoints of the driving frame, motion
+    /// transfer, dense motion and decoder.
+    pub per_frame_ms: f64,
+    pub fps: f64,
+    /// grid_sample on (1,256,64,64) features with a 64x64 grid.
+    pub grid_sample_features_ms: f64,
+    /// grid_sample on a (1,3,256,256) image with a 256x256 grid.
+    pub grid_sample_image_ms: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Runs `f` `iters` times after one warm-up and returns the median in milliseconds.
+fn time<T>(iters: usize, mut f: impl FnMut() -> Result<T, ModelError>) -> Result<f64, ModelError> {
+    f()?;
+    let mut samples = Vec::with_capacity(iters);
+    for _ in 0..iters.max(1) {
+        let t = Instant::now();
+        let out = f()?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+        drop(out);
+    }
+    Ok(median(samples))
+}
+
+/// A random smooth sampling grid around the identity (what FOMM's deformations look like).
+fn test_grid(n: usize, h: usize, w: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let id = crate::model::util::make_coordinate_grid(h, w, device)?.unsqueeze(0)?;
+    let noise = (Tensor::rand(-0.05f32, 0.05, (n, h, w, 2), device))?;
+    id.broadcast_add(&noise)
+}
+
+pub fn run(config: &FommConfig, device: &Device, iters: usize) -> Result<BenchReport, ModelError> {
+    let model = Fomm::random(config, device)?;
+    let (h, w) = config.frame_size;
+    let c = config.model.common_params.num_channels;
+    let source = Tensor::rand(0f32, 1.0, (1, c, h, w), device)?;
+    let driving = Tensor::rand(0f32, 1.0, (1, c, h, w), device)?;
+    let ac = model.options.align_corners;
+
+    let prepare_source_ms = time(iters, || model.prepare_source(&source))?;
+    let prepared = model.prepare_source(&source)?;
+    let kp_detector_ms = time(iters, || model.detect(&driving))?;
+    let kp_driving = model.detect(&driving)?;
+    let mut transfer = MotionTransfer::new(TransferOptions::default());
+    let motion_transfer_ms = time(iters, || Ok(transfer.transfer(&prepared.keypoints, &kp_driving)?))?;
+    let kp_new = transfer.transfer(&prepared.keypoints, &kp_driving)?;
+    let generator = &model.generator;
+    let dense_motion_ms = time(iters, || Ok(generator.dense_motion(&prepared.encoded, &prepared.keypoints, &kp_new, ac)?))?;
+    let motion = generator.dense_motion(&prepared.encoded, &prepared.keypoints, &kp_new, ac)?;
+    let decoder_ms = time(iters, || Ok(generator.decode_with_motion(&prepared.encoded, motion.clone(), ac, false)?))?;
+    let mut step_transfer = MotionTransfer::new(TransferOptions::default());
+    let per_frame_ms = time(iters, || {
+        let kp = model.detect(&driving)?;
+        let kp = step_transfer.transfer(&prepared.keypoints, &kp)?;
+        let out = model.render(&prepared, &kp, false)?;
+        // Make sure the work is done (lazy devices) by reading one value back.
+        out.prediction.flatten_all()?.get(0)?.to_scalar::<f32>()?;
+        Ok(out)
+    })?;
+
+    let feats = Tensor::rand(0f32, 1.0, (1, 256, 64, 64), device)?;
+    let grid64 = test_grid(1, 64, 64, device)?;
+    let grid_sample_features_ms = time(iters.max(20), || Ok(grid_sample(&feats, &grid64, true)?))?;
+    let image = Tensor::rand(0f32, 1.0, (1, 3, 256, 256), device)?;
+    let grid256 = test_grid(1, 256, 256, device)?;
+    let grid_sample_image_ms = time(iters.max(20), || Ok(grid_sample(&image, &grid256, true)?))?;
+
+    Ok(BenchReport {
+        config: config.name.clone(),
+        device: format!("{device:?}"),
+        threads: candle_core::utils::get_num_threads(),
+        iterations: iters,
+        prepare_source_ms,
+        kp_detector_ms,
+        motion_transfer_ms,
+        dense_motion_ms,
+        decoder_ms,
+        per_frame_ms,
+        fps: 1000.0 / per_frame_ms,
+        grid_sample_features_ms,
+        grid_sample_image_ms,
+    })
+}

@@ -1,0 +1,38 @@
+//! Engines turn driving frames into animated portraits. Every engine takes and returns
+//! (1, 3, H, W) float tensors in [0, 1] at its own frame size.
+
+pub mod fomm;
+
+use candle_core::Tensor;
+
+use crate::model::fomm::ModelError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("no portrait is set: choose a source image first")]
+    NoSource,
+}
+
+impl From<candle_core::Error> for EngineError {
+    fn from(e: candle_core::Error) -> Self {
+        EngineError::Model(ModelError::Candle(e))
+    }
+}
+
+/// One interface for every way of animating a portrait.
+pub trait Animator {
+    /// Short name for messages ("fomm", "classic").
+    fn name(&self) -> &str;
+    /// (height, width) of the frames it takes and renders.
+    fn frame_size(&self) -> (usize, usize);
+    /// Sets the portrait to animate; everything about it is computed here, once.
+    fn set_source(&mut self, source: &Tensor) -> Result<(), EngineError>;
+    /// The next driving frame becomes the reference frame D_1.
+    fn recalibrate(&mut self);
+    /// Whether a reference frame is set.
+    fn is_calibrated(&self) -> bool;
+    /// The portrait moved as `driving` moved relative to the reference frame.
+    fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError>;
+}

@@ -1,0 +1,13 @@
+//! marionette: a portrait animated by a webcam or a video through the First Order Motion Model.
+//!
+//! * [`model`]: FOMM in Candle (networks, checkpoints, configs, motion transfer).
+//! * [`engine`]: the [`engine::Animator`] interface and its engines.
+//! * [`media`]: images and videos in and out, with the original demo's preprocessing.
+//! * [`animate`]: offline animation of a portrait from a driving video or folder of frames.
+//! * [`bench`]: speed measurements.
+
+//TMP pub mod animate;
+pub mod bench;
+pub mod engine;
+//TMP pub mod media;
+pub mod model;

@@ -1,0 +1,450 @@
+//! Bilinear `grid_sample` with zero padding, as PyTorch's
+//! `F.grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=...)`.
+//!
+//! FOMM warps the source image and the encoded source features with it (dense_motion.py line 77,
+//! generator.py line 57). Candle has no such op, so this is a CPU kernel behind a [`CustomOp2`].
+//!
+//! The arithmetic follows PyTorch's vectorised CPU kernel (`aten/src/ATen/native/cpu/GridSamplerKernel.cpp`,
+//! `ComputeLocationBase::unnormalize` and `ApplyGridSample<.., Bilinear, ..>::forward`), in the input's own
+//! precision:
+//!
+//! * unnormalise: `align_corners = true`: `x = (g + 1) * ((W - 1) / 2)`;
+//!   `align_corners = false`: `x = (g + 1) * (W / 2) - 0.5` (same for y with H);
+//! * `w = x - floor(x)`, `e = 1 - w`, `n = y - floor(y)`, `s = 1 - n`;
+//!   weights `nw = s*e`, `ne = s*w`, `sw = n*e`, `se = n*w`;
+//! * `out = nw_val*nw + ne_val*ne + sw_val*sw + se_val*se`, summed left to right, where a corner outside the
+//!   image contributes nothing.
+//!
+//! Here an outside corner gets weight 0 and reads a valid in-image element instead of PyTorch's masked 0 value;
+//! for finite inputs the result is the same (at most the sign of an exact zero differs).
+//!
+//! Work split: the output is cut into units of (batch item, block of output rows, group of channels). Each unit
+//! computes the four corner offsets and weights of its output pixels once (a small table that stays in cache)
+//! and reuses them for every channel of its group. Units run in parallel with rayon; each output value is
+//! computed the same way whatever the split, so results do not depend on the thread count.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// Why a `grid_sample` call was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GridSampleError {
+    /// The input is not (N, C, H, W).
+    #[error(
+        "grid_sample: input must be 4-D (N, C, H, W), got shape {0:?}; reshape it (e.g. unsqueeze a batch dim) first"
+    )]
+    InputRank(Vec<usize>),
+    /// The grid is not (N, Ho, Wo, 2).
+    #[error(
+        "grid_sample: grid must be 4-D (N, Ho, Wo, 2) with (x, y) last, got shape {0:?}; permute a (N, 2, Ho, Wo) flow to channels-last first"
+    )]
+    GridShape(Vec<usize>),
+    /// Input and grid disagree on the batch size.
+    #[error(
+        "grid_sample: batch sizes differ: input has N = {input}, grid has N = {grid}; pass one grid per input item"
+    )]
+    BatchMismatch {
+        /// N of the input.
+        input: usize,
+        /// N of the grid.
+        grid: usize,
+    },
+    /// Input and grid have different dtypes.
+    #[error(
+        "grid_sample: input is {input:?} but grid is {grid:?}; convert both to the same dtype (F32 or F64)"
+    )]
+    DTypeMismatch {
+        /// dtype of the input.
+        input: DType,
+        /// dtype of the grid.
+        grid: DType,
+    },
+    /// Only F32 and F64 are implemented.
+    #[error("grid_sample: dtype {0:?} is not supported; convert to F32 (or F64) with `to_dtype` first")]
+    UnsupportedDType(DType),
+    /// One input plane has more elements than a `u32` offset can address.
+    #[error(
+        "grid_sample: input plane {h}x{w} has more than 2^32 elements; this kernel indexes planes with 32-bit offsets"
+    )]
+    PlaneTooLarge {
+        /// Input height.
+        h: usize,
+        /// Input width.
+        w: usize,
+    },
+    /// A storage reached the kernel with a strided layout (the public function makes both contiguous first).
+    #[error("grid_sample: {0} is not contiguous; call `.contiguous()` on it first")]
+    NotContiguous(&'static str),
+}
+
+impl From<GridSampleError> for candle_core::Error {
+    fn from(e: GridSampleError) -> Self {
+        candle_core::Error::wrap(e)
+    }
+}
+
+/// Bilinear sampling of `input` (N, C, H, W) at the points of `grid` (N, Ho, Wo, 2), zero padding outside the
+/// image; returns (N, C, Ho, Wo). `grid[..., 0]` is x (along the width), `grid[..., 1]` is y, both normalised to
+/// [-1, 1]. With `align_corners = true`, -1 and 1 are the centres of the corner pixels (torch <= 1.2 behaviour,
+/// what the released FOMM checkpoints were trained with); with `false` they are the outer edges of the corner
+/// pixels (torch >= 1.3 default).
+///
+/// F32 and F64 are supported (input and grid of the same dtype); strided tensors are made contiguous first.
+/// CPU only for now: on another device the call returns candle's "no cuda implementation" error.
+pub fn grid_sample(input: &Tensor, grid: &Tensor, align_corners: bool) -> candle_core::Result<Tensor> {
+    let (n, _c, h, w) = match *input.dims() {
+        [n, c, h, w] => (n, c, h, w),
+        _ => return Err(GridSampleError::InputRank(input.dims().to_vec()).into()),
+    };
+    let gn = match *grid.dims() {
+        [gn, _, _, 2] => gn,
+        _ => return Err(GridSampleError::GridShape(grid.dims().to_vec()).into()),
+    };
+    if gn != n {
+        return Err(GridSampleError::BatchMismatch { input: n, grid: gn }.into());
+    }
+    if input.dtype() != grid.dtype() {
+        return Err(GridSampleError::DTypeMismatch {
+            input: input.dtype(),
+            grid: grid.dtype(),
+        }
+        .into());
+    }
+    match input.dtype() {
+        DType::F32 | DType::F64 => {}
+        other => return Err(GridSampleError::UnsupportedDType(other).into()),
+    }
+    check_plane_size(h, w)?;
+    let input = input.contiguous()?;
+    let grid = grid.contiguous()?;
+    input.apply_op2_no_bwd(&grid, &GridSampleOp { align_corners })
+}
+
+fn check_plane_size(h: usize, w: usize) -> Result<(), GridSampleError> {
+    match h.checked_mul(w) {
+        Some(hw) if hw <= u32::MAX as usize => Ok(()),
+        _ => Err(GridSampleError::PlaneTooLarge { h, w }),
+    }
+}
+
+struct GridSampleOp {
+    align_corners: bool,
+}
+
+impl CustomOp2 for GridSampleOp {
+    fn name(&self) -> &'static str {
+        "grid_sample_bilinear_zeros"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        match (s1, s2) {
+            (CpuStorage::F32(input), CpuStorage::F32(grid)) => {
+                let (out, shape) = sample_cpu::<f32>(input, l1, grid, l2, self.align_corners)?;
+                Ok((CpuStorage::F32(out), shape))
+            }
+            (CpuStorage::F64(input), CpuStorage::F64(grid)) => {
+                let (out, shape) = sample_cpu::<f64>(input, l1, grid, l2, self.align_corners)?;
+                Ok((CpuStorage::F64(out), shape))
+            }
+            _ if s1.dtype() != s2.dtype() => Err(GridSampleError::DTypeMismatch {
+                input: s1.dtype(),
+                grid: s2.dtype(),
+            }
+            .into()),
+            _ => Err(GridSampleError::UnsupportedDType(s1.dtype()).into()),
+        }
+    }
+}
+
+/// The float types the kernel runs in (the input's own precision, as PyTorch's CPU kernel does).
+trait Float: WithDType + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> {
+    fn floor(self) -> Self;
+    /// `self` (an integral value) as i64, saturating; NaN gives 0.
+    fn to_i64(self) -> i64;
+}
+
+impl Float for f32 {
+    #[inline(always)]
+    fn floor(self) -> Self {
+        f32::floor(self)
+    }
+    #[inline(always)]
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
+}
+
+impl Float for f64 {
+    #[inline(always)]
+    fn floor(self) -> Self {
+        f64::floor(self)
+    }
+    #[inline(always)]
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
+}
+
+/// The four corners one output pixel reads: offsets into the input plane and bilinear weights,
+/// in PyTorch's order nw, ne, sw, se. Corners outside the image have weight 0 and offset 0.
+#[derive(Clone, Copy)]
+struct Taps<T> {
+    off: [u32; 4],
+    w: [T; 4],
+}
+
+/// Maps normalised coordinates to input pixel coordinates along one axis (PyTorch `ComputeLocationBase`).
+#[derive(Clone, Copy)]
+struct Axis<T> {
+    scale: T,
+    shift: T,
+    one: T,
+    size: i64,
+}
+
+impl<T: Float> Axis<T> {
+    fn new(size: usize, align_corners: bool) -> Self {
+        // PyTorch: scaling_factor = (size - 1) / 2 (align_corners) or size / 2, computed in scalar_t;
+        // the shift -0.5 only for align_corners = false.
+        let (scale, shift) = if align_corners {
+            (T::from_f64(size.saturating_sub(1) as f64) / T::from_f64(2.0), T::from_f64(0.0))
+        } else {
+            (T::from_f64(size as f64) / T::from_f64(2.0), T::from_f64(0.5))
+        };
+        Self {
+            scale,
+            shift,
+            one: T::from_f64(1.0),
+            size: i64::try_from(size).unwrap_or(i64::MAX),
+        }
+    }
+
+    #[inline(always)]
+    fn unnormalize(&self, g: T) -> T {
+        (g + self.one) * self.scale - self.shift
+    }
+}
+
+/// Computes the taps of one output pixel from its grid point (gx, gy).
+#[inline(always)]
+fn taps_for<T: Float>(gx: T, gy: T, ax: &Axis<T>, ay: &Axis<T>, zero: T) -> Taps<T> {
+    let x = ax.unnormalize(gx);
+    let y = ay.unnormalize(gy);
+    let x_w = x.floor();
+    let y_n = y.floor();
+    let w = x - x_w;
+    let e = ax.one - w;
+    let n = y - y_n;
+    let s = ax.one - n;
+    let weights = [s * e, s * w, n * e, n * w];
+
+    let ix_w = x_w.to_i64();
+    let iy_n = y_n.to_i64();
+    let ix_e = ix_w.saturating_add(1);
+    let iy_s = iy_n.saturating_add(1);
+    let in_x = |i: i64| (0..ax.size).contains(&i);
+    let in_y = |i: i64| (0..ay.size).contains(&i);
+    let corners = [(ix_w, iy_n), (ix_e, iy_n), (ix_w, iy_s), (ix_e, iy_s)];
+
+    let mut taps = Taps {
+        off: [0; 4],
+        w: [zero; 4],
+    };
+    for (k, &(ix, iy)) in corners.iter().enumerate() {
+        if in_x(ix) && in_y(iy) {
+            // In range: 0 <= iy * W + ix < H * W <= u32::MAX (checked before the kernel runs).
+            taps.off[k] = (iy * ax.size + ix) as u32;
+            taps.w[k] = weights[k];
+        }
+    }
+    taps
+}
+
+/// Output pixels per tap table: 4096 pixels make 128 KiB of f32 taps, which stay in L2 while every channel
+/// of a group is sampled.
+const PIXELS_PER_BLOCK: usize = 4096;
+/// Smallest channel group worth a tap table of its own (recomputing taps costs about one channel's work).
+const MIN_CHANNELS_PER_GROUP: usize = 8;
+
+/// One piece of parallel work: output rows `row0..row0 + rows` of batch item `n`, for channels `c0..`,
+/// one output slice per channel (each `rows * Wo` long).
+struct Unit<'a, T> {
+    n: usize,
+    row0: usize,
+    rows: usize,
+    c0: usize,
+    outs: Vec<&'a mut [T]>,
+}
+
+fn sample_cpu<T: Float>(
+    input: &[T],
+    l_in: &Layout,
+    grid: &[T],
+    l_grid: &Layout,
+    align_corners: bool,
+) -> candle_core::Result<(Vec<T>, Shape)> {
+    let (n, c, h, w) = match *l_in.dims() {
+        [n, c, h, w] => (n, c, h, w),
+        _ => return Err(GridSampleError::InputRank(l_in.dims().to_vec()).into()),
+    };
+    let (gn, ho, wo) = match *l_grid.dims() {
+        [gn, ho, wo, 2] => (gn, ho, wo),
+        _ => return Err(GridSampleError::GridShape(l_grid.dims().to_vec()).into()),
+    };
+    if gn != n {
+        return Err(GridSampleError::BatchMismatch { input: n, grid: gn }.into());
+    }
+    check_plane_size(h, w)?;
+    let input = match l_in.contiguous_offsets() {
+        Some((start, end)) => &input[start..end],
+        None => return Err(GridSampleError::NotContiguous("input").into()),
+    };
+    let grid = match l_grid.contiguous_offsets() {
+        Some((start, end)) => &grid[start..end],
+        None => return Err(GridSampleError::NotContiguous("grid").into()),
+    };
+
+    let shape = Shape::from((n, c, ho, wo));
+    let zero = T::from_f64(0.0);
+    let plane_out = ho * wo;
+    let plane_in = h * w;
+    let mut out = vec![zero; shape.elem_count()];
+    if out.is_empty() || plane_in == 0 {
+        // Nothing to compute, or an empty image: every corner is outside, so the output is all zeros.
+        return Ok((out, shape));
+    }
+
+    let rows_per_block = (PIXELS_PER_BLOCK / wo).clamp(1, ho);
+    let blocks_per_plane = ho.div_ceil(rows_per_block);
+    // Enough units to keep every thread busy, without splitting channels finer than needed.
+    let wanted_units = 4 * rayon::current_num_threads();
+    let max_groups = c.div_ceil(MIN_CHANNELS_PER_GROUP).max(1);
+    let groups = wanted_units.div_ceil(n * blocks_per_plane).clamp(1, max_groups);
+    let channels_per_group = c.div_ceil(groups);
+
+    // Hand every unit the output blocks it writes: disjoint slices, split off in the output's own order.
+    let mut units: Vec<Unit<'_, T>> = Vec::new();
+    for (bn, out_n) in out.chunks_mut(c * plane_out).enumerate() {
+        let first_unit = units.len();
+        for (ci, plane) in out_n.chunks_mut(plane_out).enumerate() {
+            for (bi, block) in plane.chunks_mut(rows_per_block * wo).enumerate() {
+                let gi = ci / channels_per_group;
+                if ci % channels_per_group == 0 && bi == 0 {
+                    // First channel of group gi: open this group's units (one per row block).
+                    for b in 0..blocks_per_plane {
+                        let row0 = b * rows_per_block;
+                        units.push(Unit {
+                            n: bn,
+                            row0,
+                            rows: rows_per_block.min(ho - row0),
+                            c0: ci,
+                            outs: Vec::with_capacity(channels_per_group),
+                        });
+                    }
+                }
+                if let Some(unit) = units.get_mut(first_unit + gi * blocks_per_plane + bi) {
+                    unit.outs.push(block);
+                }
+            }
+        }
+    }
+
+    let ax = Axis::<T>::new(w, align_corners);
+    let ay = Axis::<T>::new(h, align_corners);
+    units.into_par_iter().for_each_init(Vec::new, |taps: &mut Vec<Taps<T>>, unit| {
+        // Grid points of this unit's rows: (x, y) pairs, row-major.
+        let g0 = (unit.n * ho + unit.row0) * wo * 2;
+        let g = &grid[g0..g0 + unit.rows * wo * 2];
+        taps.clear();
+        taps.extend(
+            g.chunks_exact(2)
+                .map(|p| taps_for(p[0], p[1], &ax, &ay, zero)),
+        );
+        for (k, dst) in unit.outs.into_iter().enumerate() {
+            let p = (unit.n * c + unit.c0 + k) * plane_in;
+            let src = &input[p..p + plane_in];
+            for (o, t) in dst.iter_mut().zip(taps.iter()) {
+                *o = src[t.off[0] as usize] * t.w[0]
+                    + src[t.off[1] as usize] * t.w[1]
+                    + src[t.off[2] as usize] * t.w[2]
+                    + src[t.off[3] as usize] * t.w[3];
+            }
+        }
+    });
+    Ok((out, shape))
+}
+
+/// Times [`grid_sample`] on the two sizes FOMM uses at 256x256 (warping the (1, 256, 64, 64) encoded features
+/// with a 64x64 deformation, and the (1, 3, 256, 256) source image with a 256x256 grid), both `align_corners`
+/// settings. Returns `(case name, median milliseconds)` over `iters` runs (after one warm-up run).
+/// The grid is a smooth warp (a small rotation and zoom of the identity with a gentle wave), as FOMM's
+/// deformations are, partly outside [-1, 1].
+pub fn bench_grid_sample(iters: usize) -> candle_core::Result<Vec<(String, f64)>> {
+    let cases = [(1usize, 256usize, 64usize, 64usize, 64usize, 64usize), (1, 3, 256, 256, 256, 256)];
+    let mut results = Vec::new();
+    for &(n, c, h, w, ho, wo) in &cases {
+        let input = bench_input(n, c, h, w)?;
+        let grid = bench_grid(n, ho, wo)?;
+        for align_corners in [true, false] {
+            let name = format!(
+                "grid_sample ({n},{c},{h},{w}) grid ({n},{ho},{wo},2) align_corners={align_corners}"
+            );
+            let ms = median_ms(iters, || grid_sample(&input, &grid, align_corners).map(drop))?;
+            results.push((name, ms));
+        }
+    }
+    Ok(results)
+}
+
+/// Median wall time of `f` in milliseconds over `iters` runs, after one warm-up run.
+fn median_ms(iters: usize, mut f: impl FnMut() -> candle_core::Result<()>) -> candle_core::Result<f64> {
+    f()?;
+    let mut times = Vec::with_capacity(iters.max(1));
+    for _ in 0..iters.max(1) {
+        let t = std::time::Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Deterministic pseudo-random values in [0, 1) (a 64-bit LCG), shaped (n, c, h, w).
+fn bench_input(n: usize, c: usize, h: usize, w: usize) -> candle_core::Result<Tensor> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let data: Vec<f32> = (0..n * c * h * w)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect();
+    Tensor::from_vec(data, (n, c, h, w), &candle_core::Device::Cpu)
+}
+
+/// A smooth sampling grid (n, ho, wo, 2): identity rotated by 0.1 rad, zoomed by 1.1, plus a small wave.
+fn bench_grid(n: usize, ho: usize, wo: usize) -> candle_core::Result<Tensor> {
+    let mut data = Vec::with_capacity(n * ho * wo * 2);
+    let (sin, cos) = 0.1f64.sin_cos();
+    for _ in 0..n {
+        for i in 0..ho {
+            for j in 0..wo {
+                let x = 2.0 * j as f64 / (wo.max(2) - 1) as f64 - 1.0;
+                let y = 2.0 * i as f64 / (ho.max(2) - 1) as f64 - 1.0;
+                let gx = 1.1 * (cos * x - sin * y) + 0.05 * (3.0 * y).sin();
+                let gy = 1.1 * (sin * x + cos * y) + 0.05 * (3.0 * x).sin();
+                data.push(gx as f32);
+                data.push(gy as f32);
+            }
+        }
+    }
+    Tensor::from_vec(data, (n, ho, wo, 2), &candle_core::Device::Cpu)
+}

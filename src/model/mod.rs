@@ -1,0 +1,19 @@
+//! The First Order Motion Model (Siarohin et al., NeurIPS 2019) in Candle, one file per class
+//! group of the original `modules/` with the original checkpoint key names.
+
+pub mod anti_alias;
+pub mod blocks;
+pub mod checkpoint;
+pub mod config;
+pub mod dense_motion;
+pub mod fomm;
+pub mod generator;
+pub mod grid_sample;
+pub mod hourglass;
+pub mod interpolate;
+pub mod keypoint_detector;
+pub mod motion_transfer;
+pub mod presets;
+pub mod pickle;
+pub mod util;
+pub mod weights;

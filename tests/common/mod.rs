@@ -1,0 +1,58 @@
+//! Shared test helpers: where the reference fixtures live and how to compare tensors.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+
+/// `../shared/fixtures/fomm` beside the repository (or `$MARIONETTE_FIXTURES`).
+pub fn fixtures_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("MARIONETTE_FIXTURES") {
+        return PathBuf::from(dir);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("../shared/fixtures/fomm");
+    assert!(
+        dir.join("README.md").exists(),
+        "FOMM fixtures not found at {}: set MARIONETTE_FIXTURES",
+        dir.display()
+    );
+    dir
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    fixtures_dir().join(name)
+}
+
+pub fn load_tensors(name: &str) -> HashMap<String, Tensor> {
+    let path = fixture(name);
+    candle_core::safetensors::load(&path, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
+}
+
+/// (max abs diff, mean abs diff) between two tensors of the same shape.
+pub fn diff(a: &Tensor, b: &Tensor) -> (f64, f64) {
+    assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let mut max = 0f64;
+    let mut sum = 0f64;
+    for (x, y) in a.iter().zip(&b) {
+        let d = (x - y).abs();
+        assert!(!d.is_nan(), "NaN in comparison");
+        max = max.max(d);
+        sum += d;
+    }
+    (max, sum / a.len().max(1) as f64)
+}
+
+/// Asserts max abs diff <= `max_tol` (and mean <= `mean_tol` when given), naming the tensor.
+pub fn assert_close(name: &str, got: &Tensor, want: &Tensor, max_tol: f64, mean_tol: Option<f64>) {
+    assert_eq!(got.dims(), want.dims(), "{name}: shape {:?} vs reference {:?}", got.dims(), want.dims());
+    let (max, mean) = diff(got, want);
+    assert!(max <= max_tol, "{name}: max abs diff {max:e} > {max_tol:e} (mean {mean:e})");
+    if let Some(mt) = mean_tol {
+        assert!(mean <= mt, "{name}: mean abs diff {mean:e} > {mt:e} (max {max:e})");
+    }
+}

@@ -105,7 +105,7 @@ impl DrivingFrames {
 
 fn prepare(img: image::RgbImage, crop: bool, size: (usize, usize)) -> Result<Tensor, AnimateError> {
     let img = if crop { center_square_crop(&img) } else { img };
-    Ok(to_model_tensor(&img, (size.1 as u32, size.0 as u32))?)
+    Ok(to_model_tensor(&img, size.1 as u32, size.0 as u32)?)
 }
 
 /// The original demo's `find_best_frame` normalisation: centre the keypoints and divide by the
@@ -185,15 +185,17 @@ pub fn animate(model: Fomm, req: &AnimateRequest, progress: &mut dyn FnMut(usize
         let audio = if driving_is_video { Some(req.driving.as_path()) } else { None };
         Output::Video(VideoWriter::create(&req.output, size.1 as u32, size.0 as u32, fps, audio)?)
     } else {
-        Output::Folder(FrameFolderWriter::create(&req.output, total.unwrap_or(0))?)
+        Output::Folder(FrameFolderWriter::create(&req.output, total.unwrap_or(0) as u64)?)
     };
 
     let mut written = 0usize;
-    let mut write = |output: &mut Output, frame: &Tensor| -> Result<(), AnimateError> {
+    let write = |output: &mut Output, frame: &Tensor| -> Result<(), AnimateError> {
         let img = tensor_to_rgb8(frame)?;
         match output {
             Output::Video(w) => w.write(&img)?,
-            Output::Folder(w) => w.write(&img)?,
+            Output::Folder(w) => {
+                w.write(&img)?;
+            }
         }
         Ok(())
     };

@@ -6,8 +6,8 @@
 //! * [`animate`]: offline animation of a portrait from a driving video or folder of frames.
 //! * [`bench`]: speed measurements.
 
-//TMP pub mod animate;
+pub mod animate;
 pub mod bench;
 pub mod engine;
-//TMP pub mod media;
+pub mod media;
 pub mod model;

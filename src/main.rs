@@ -1,1 +1,264 @@
-fn main() {}
+//! The `marionette` command line.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use candle_core::Device;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use marionette::animate::{AnimateRequest, Reference, animate};
+use marionette::model::checkpoint::Checkpoint;
+use marionette::model::config::FommConfig;
+use marionette::model::fomm::{Fomm, RunOptions};
+use marionette::model::motion_transfer::TransferOptions;
+use marionette::model::presets;
+
+#[derive(Parser)]
+#[command(name = "marionette", version, about = "Animate a portrait with your webcam or a video (First Order Motion Model)")]
+struct Cli {
+    /// Log level filter (e.g. info, debug, marionette=trace); also RUST_LOG.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ModelArgs {
+    /// FOMM checkpoint: .pth.tar (as published) or .safetensors. Default: the first published
+    /// checkpoint found in ./models, beside the executable, or ~/.local/share/marionette/models.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Config: a published name (vox-256, vox-adv-256, taichi-256, ...) or a YAML file in the
+    /// original layout. Default: guessed from the checkpoint's file name, else vox-256.
+    #[arg(long)]
+    config: Option<String>,
+    /// Run on the CPU even when a GPU is available.
+    #[arg(long)]
+    cpu: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Animate a portrait with a driving video or folder of frames (offline).
+    Animate {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The portrait to animate (any image; resized to the model's frame size).
+        #[arg(long)]
+        source: PathBuf,
+        /// Driving video file, or a folder of frames (read in name order).
+        #[arg(long)]
+        driving: PathBuf,
+        /// Output video (.mp4, .mkv, ...: H.264 at the driving frame rate, with its audio) or
+        /// folder (one PNG per frame).
+        #[arg(long)]
+        output: PathBuf,
+        /// Absolute motion transfer: the driving keypoints as they are (default: relative).
+        #[arg(long)]
+        absolute: bool,
+        /// Do not scale the motion by the ratio of the keypoint hulls.
+        #[arg(long)]
+        no_adapt_scale: bool,
+        /// Use driving frame N as the reference frame (0-based).
+        #[arg(long, value_name = "N", conflicts_with = "find_best_frame")]
+        best_frame: Option<usize>,
+        /// Use the driving frame whose keypoints best match the portrait's as the reference.
+        #[arg(long)]
+        find_best_frame: bool,
+        /// grid_sample convention: true (torch 1.0, what the published weights were trained
+        /// with) or false (the unmodified code on torch >= 1.3).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        align_corners: bool,
+        /// Crop the source and driving images to a centred square before resizing.
+        #[arg(long)]
+        crop_square: bool,
+        /// Frame rate of an output video when the driving input is a folder of frames.
+        #[arg(long, default_value_t = 25.0)]
+        fps: f64,
+    },
+    /// Convert a checkpoint (.pth.tar legacy or zip, or .safetensors) to .safetensors holding
+    /// kp_detector.* and generator.*.
+    Convert {
+        input: PathBuf,
+        output: PathBuf,
+        /// Also check that the checkpoint fits this config (name or YAML path).
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Measure speed with random weights of a config's structure (no checkpoint needed).
+    Bench {
+        /// Config name or YAML path.
+        #[arg(long, default_value = "vox-256")]
+        config: String,
+        /// Timed iterations per stage (median reported).
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        cpu: bool,
+    },
+}
+
+/// CUDA when built with it and a GPU is there, else the CPU; says which.
+fn pick_device(force_cpu: bool) -> Result<Device> {
+    if force_cpu {
+        return Ok(Device::Cpu);
+    }
+    #[cfg(feature = "cuda")]
+    {
+        match Device::new_cuda(0) {
+            Ok(d) => {
+                tracing::info!("running on CUDA device 0");
+                return Ok(d);
+            }
+            Err(e) => tracing::warn!("no usable CUDA device ({e}); running on the CPU"),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    tracing::info!("running on the CPU (build with `--features cuda` for NVIDIA GPUs)");
+    Ok(Device::Cpu)
+}
+
+fn load_model(args: &ModelArgs) -> Result<Fomm> {
+    let checkpoint_path = match &args.checkpoint {
+        Some(p) => p.clone(),
+        None => presets::find_checkpoint().with_context(|| {
+            format!(
+                "no FOMM checkpoint given and none found in {}. Download vox-adv-cpk.pth.tar (see \
+                 models/README.md) into one of them, or pass --checkpoint PATH",
+                presets::model_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            )
+        })?,
+    };
+    let config_spec = match &args.config {
+        Some(c) => c.clone(),
+        None => presets::config_for_checkpoint(&checkpoint_path).unwrap_or("vox-256").to_string(),
+    };
+    let config = presets::resolve_config(&config_spec)?;
+    eprintln!("model: {} with config {}", checkpoint_path.display(), config.name);
+    let checkpoint = Checkpoint::load(&checkpoint_path)?;
+    let device = pick_device(args.cpu)?;
+    Ok(Fomm::from_checkpoint(&config, &checkpoint, &checkpoint_path.display().to_string(), &device)?)
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames, {per_sec}, ETA {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+fn run_animate(cmd: Command) -> Result<()> {
+    let Command::Animate {
+        model,
+        source,
+        driving,
+        output,
+        absolute,
+        no_adapt_scale,
+        best_frame,
+        find_best_frame,
+        align_corners,
+        crop_square,
+        fps,
+    } = cmd
+    else {
+        bail!("internal: not an animate command");
+    };
+    let mut fomm = load_model(&model)?;
+    fomm.options = RunOptions { align_corners };
+    let transfer = if absolute {
+        TransferOptions::absolute()
+    } else {
+        TransferOptions {
+            adapt_scale: !no_adapt_scale,
+            ..TransferOptions::default()
+        }
+    };
+    let reference = match (best_frame, find_best_frame) {
+        (Some(n), _) => Reference::Frame(n),
+        (None, true) => Reference::Best,
+        (None, false) => Reference::First,
+    };
+    if !(fps.is_finite() && fps > 0.0) {
+        bail!("--fps must be a positive number, got {fps}");
+    }
+    let req = AnimateRequest {
+        source,
+        driving,
+        output,
+        transfer,
+        reference,
+        crop_square,
+        folder_fps: fps,
+    };
+    let bar = progress_bar();
+    let summary = animate(fomm, &req, &mut |done, total| {
+        if let Some(t) = total {
+            bar.set_length(t as u64);
+        } else {
+            bar.set_length(done as u64);
+        }
+        bar.set_position(done as u64);
+    })
+    .with_context(|| format!("animating {} with {}", req.source.display(), req.driving.display()))?;
+    bar.finish();
+    eprintln!(
+        "wrote {} frames to {} ({}; reference frame {})",
+        summary.frames,
+        req.output.display(),
+        if summary.output_is_video { format!("H.264 video at {:.3} fps", summary.fps) } else { "PNG folder".to_string() },
+        summary.reference_frame
+    );
+    Ok(())
+}
+
+fn run_convert(input: &Path, output: &Path, config: Option<&str>) -> Result<()> {
+    let checkpoint = Checkpoint::load(input)?;
+    if let Some(spec) = config {
+        let config: FommConfig = presets::resolve_config(spec)?;
+        Fomm::from_checkpoint(&config, &checkpoint, &input.display().to_string(), &Device::Cpu)?;
+        eprintln!("{} fits config {}", input.display(), config.name);
+    }
+    checkpoint.save_safetensors(output)?;
+    eprintln!("wrote {} tensors to {}", checkpoint.tensors.len(), output.display());
+    Ok(())
+}
+
+fn run_bench(config: &str, iters: usize, json: bool, cpu: bool) -> Result<()> {
+    let config = presets::resolve_config(config)?;
+    let device = pick_device(cpu)?;
+    let r = marionette::bench::run(&config, &device, iters)?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("config {} on {} ({} threads), median of {} runs:", r.config, r.device, r.threads, r.iterations);
+        println!("  prepare source (once per portrait) {:>9.2} ms", r.prepare_source_ms);
+        println!("  keypoint detector                  {:>9.2} ms", r.kp_detector_ms);
+        println!("  motion transfer                    {:>9.2} ms", r.motion_transfer_ms);
+        println!("  dense motion                       {:>9.2} ms", r.dense_motion_ms);
+        println!("  decoder                            {:>9.2} ms", r.decoder_ms);
+        println!("  whole per-frame step               {:>9.2} ms  ({:.2} fps)", r.per_frame_ms, r.fps);
+        println!("  grid_sample (1,256,64,64)          {:>9.2} ms", r.grid_sample_features_ms);
+        println!("  grid_sample (1,3,256,256)          {:>9.2} ms", r.grid_sample_image_ms);
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
+        .context("bad --log filter")?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match cli.command {
+        cmd @ Command::Animate { .. } => run_animate(cmd),
+        Command::Convert { input, output, config } => run_convert(&input, &output, config.as_deref()),
+        Command::Bench { config, iters, json, cpu } => run_bench(&config, iters, json, cpu),
+    }
+}

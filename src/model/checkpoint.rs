@@ -16,4 +16,7 @@ impl Checkpoint {
         let t = candle_core::safetensors::load(path, &candle_core::Device::Cpu).map_err(|e| CheckpointError::Other(e.to_string()))?;
         Ok(Checkpoint { format: CheckpointFormat::Safetensors, tensors: t.into_iter().collect() })
     }
+    pub fn save_safetensors(&self, path: &Path) -> Result<(), CheckpointError> {
+        candle_core::safetensors::save(&self.tensors.clone().into_iter().collect(), path).map_err(|e| CheckpointError::Other(e.to_string()))
+    }
 }

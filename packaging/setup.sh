@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what marionette needs to build and run on Debian/Ubuntu. Idempotent: safe to re-run.
+#   * FFmpeg (ffmpeg, ffprobe): reading and writing videos.
+#   * pkg-config, clang's libclang (bindgen for the V4L2 bindings), a C compiler.
+#   * A Rust toolchain >= 1.95 through rustup when cargo is missing or too old.
+set -euo pipefail
+
+need=()
+for cmd_pkg in ffmpeg:ffmpeg ffprobe:ffmpeg pkg-config:pkg-config cc:gcc; do
+    cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg#*:}
+    command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+    need+=(libclang-dev)
+fi
+command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+
+if [ ${#need[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "setup: installing ${need[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
+fi
+
+rust_ok() {
+    command -v cargo >/dev/null 2>&1 || return 1
+    local v
+    v=$(rustc --version 2>/dev/null | awk '{print $2}')
+    [ "$(printf '%s\n1.95.0\n' "$v" | sort -V | head -1)" = "1.95.0" ]
+}
+if ! rust_ok; then
+    [ -x "$HOME/.cargo/bin/rustup" ] || curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    "$HOME/.cargo/bin/rustup" toolchain install stable --profile minimal
+    echo "setup: Rust installed; open a new shell or run: source \$HOME/.cargo/env"
+fi
+echo "setup: ok"

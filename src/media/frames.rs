@@ -1,0 +1,283 @@
+//! Folders of numbered pictures: reading driving frames from one, writing results into one.
+
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageReader, RgbImage};
+
+use super::MediaError;
+
+/// Picture extensions [`list_image_files`] picks up (lower case; matched case-insensitively).
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff"];
+
+/// The pictures in `dir` (not its sub-folders), in natural name order: digit runs compare by their
+/// numeric value, so `frame2.png` comes before `frame10.png`, and zero-padded names keep their plain
+/// order. An empty result is an error ([`MediaError::NoImages`]).
+pub fn list_image_files(dir: &Path) -> Result<Vec<PathBuf>, MediaError> {
+    let io_err = |action, e| MediaError::Io {
+        action,
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| io_err("list the folder", e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err("list the folder", e))?;
+        let path = entry.path();
+        let known = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        // `is_file` follows symbolic links; folders named `x.png` are skipped.
+        if known && path.is_file() {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(MediaError::NoImages {
+            dir: dir.to_path_buf(),
+            extensions: IMAGE_EXTENSIONS.join(", "),
+        });
+    }
+    files.sort_by(|a, b| {
+        let an = a.file_name().unwrap_or_default();
+        let bn = b.file_name().unwrap_or_default();
+        natural_cmp(&an.to_string_lossy(), &bn.to_string_lossy()).then_with(|| an.cmp(bn))
+    });
+    Ok(files)
+}
+
+/// Natural ("numeric-aware") comparison: runs of ASCII digits compare by value (then by length, so
+/// `01` < `1` is decided consistently), everything else by character.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let (da, ra) = split_digits(a);
+                let (db, rb) = split_digits(b);
+                let ta = trim_zeros(da);
+                let tb = trim_zeros(db);
+                // Longer significant part = larger number; equal length: digit by digit.
+                let ord = ta
+                    .len()
+                    .cmp(&tb.len())
+                    .then_with(|| ta.cmp(tb))
+                    .then_with(|| da.len().cmp(&db.len()));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                a = ra;
+                b = rb;
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = &a[1..];
+                b = &b[1..];
+            }
+        }
+    }
+}
+
+fn split_digits(s: &[u8]) -> (&[u8], &[u8]) {
+    let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    s.split_at(n)
+}
+
+fn trim_zeros(d: &[u8]) -> &[u8] {
+    let n = d.iter().take_while(|&&c| c == b'0').count();
+    &d[n..]
+}
+
+/// Decode any supported picture file (format from its content, not its name).
+pub fn load_image(path: &Path) -> Result<DynamicImage, MediaError> {
+    let img_err = |e| MediaError::Image {
+        action: "read",
+        path: path.to_path_buf(),
+        source: e,
+    };
+    ImageReader::open(path)
+        .map_err(|e| MediaError::Io {
+            action: "open the image",
+            path: path.to_path_buf(),
+            source: e,
+        })?
+        .with_guessed_format()
+        .map_err(|e| MediaError::Io {
+            action: "read the image",
+            path: path.to_path_buf(),
+            source: e,
+        })?
+        .decode()
+        .map_err(img_err)
+}
+
+/// Decode a picture as 8-bit RGB, the way the original demo's input ends up (imageio + Pillow, then
+/// `[..., :3]`): an alpha channel is dropped (not blended), grey is replicated into R, G and B (the
+/// original demo fails on grey pictures; see [`crate::media::resize`]), and 16-bit samples keep their
+/// high byte, as Pillow's 16-bit PNG decoding does. Float pictures are clamped to `[0, 1]` and rounded.
+/// EXIF orientation is not applied (neither imageio nor Pillow applies it by default).
+pub fn load_rgb(path: &Path) -> Result<RgbImage, MediaError> {
+    Ok(to_rgb8_like_pillow(load_image(path)?))
+}
+
+/// The conversion of [`load_rgb`].
+pub fn to_rgb8_like_pillow(img: DynamicImage) -> RgbImage {
+    let (w, h) = (img.width(), img.height());
+    let from_fn = |f: &dyn Fn(u32, u32) -> [u8; 3]| RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)));
+    match img {
+        DynamicImage::ImageRgb8(i) => i,
+        DynamicImage::ImageRgba8(i) => from_fn(&|x, y| {
+            let p = i.get_pixel(x, y).0;
+            [p[0], p[1], p[2]]
+        }),
+        DynamicImage::ImageLuma8(i) => from_fn(&|x, y| [i.get_pixel(x, y).0[0]; 3]),
+        DynamicImage::ImageLumaA8(i) => from_fn(&|x, y| [i.get_pixel(x, y).0[0]; 3]),
+        DynamicImage::ImageRgb16(i) => from_fn(&|x, y| {
+            let p = i.get_pixel(x, y).0;
+            [hi(p[0]), hi(p[1]), hi(p[2])]
+        }),
+        DynamicImage::ImageRgba16(i) => from_fn(&|x, y| {
+            let p = i.get_pixel(x, y).0;
+            [hi(p[0]), hi(p[1]), hi(p[2])]
+        }),
+        DynamicImage::ImageLuma16(i) => from_fn(&|x, y| [hi(i.get_pixel(x, y).0[0]); 3]),
+        DynamicImage::ImageLumaA16(i) => from_fn(&|x, y| [hi(i.get_pixel(x, y).0[0]); 3]),
+        other => other.to_rgb8(),
+    }
+}
+
+fn hi(v: u16) -> u8 {
+    (v >> 8) as u8
+}
+
+/// Writes numbered PNG frames (`frame_000000.png`, ...) into a folder.
+pub struct FrameFolderWriter {
+    dir: PathBuf,
+    digits: usize,
+    next_index: u64,
+}
+
+/// File-name prefix of written frames.
+const FRAME_PREFIX: &str = "frame_";
+
+impl FrameFolderWriter {
+    /// Create `dir` if needed. Names are zero-padded to at least 6 digits, more when `expected_count`
+    /// frames need more, so that plain name order is frame order. A folder that already holds
+    /// `frame_<digits>.png` files from an earlier run is refused (stale frames would mix in).
+    pub fn create(dir: &Path, expected_count: u64) -> Result<Self, MediaError> {
+        std::fs::create_dir_all(dir).map_err(|e| MediaError::Io {
+            action: "create the folder",
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        let entries = std::fs::read_dir(dir).map_err(|e| MediaError::Io {
+            action: "list the folder",
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if is_frame_name(&name.to_string_lossy()) {
+                return Err(MediaError::OutputFolderNotEmpty {
+                    dir: dir.to_path_buf(),
+                    example: entry.path(),
+                });
+            }
+        }
+        let digits = expected_count.saturating_sub(1).to_string().len().max(6);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            digits,
+            next_index: 0,
+        })
+    }
+
+    /// Path the next frame will be written to.
+    pub fn next_path(&self) -> PathBuf {
+        self.dir.join(format!(
+            "{FRAME_PREFIX}{:0width$}.png",
+            self.next_index,
+            width = self.digits
+        ))
+    }
+
+    /// Write one frame as PNG; returns its path.
+    pub fn write(&mut self, frame: &RgbImage) -> Result<PathBuf, MediaError> {
+        let path = self.next_path();
+        frame
+            .save_with_format(&path, image::ImageFormat::Png)
+            .map_err(|e| MediaError::Image {
+                action: "write",
+                path: path.clone(),
+                source: e,
+            })?;
+        self.next_index += 1;
+        Ok(path)
+    }
+
+    /// Number of frames written so far.
+    pub fn frames_written(&self) -> u64 {
+        self.next_index
+    }
+
+    /// The folder written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn is_frame_name(name: &str) -> bool {
+    name.strip_prefix(FRAME_PREFIX)
+        .and_then(|rest| rest.strip_suffix(".png"))
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order() {
+        let mut v = vec![
+            "10.png", "2.png", "1.png", "frame10.png", "frame2.png", "a.png", "01.png",
+        ];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            v,
+            vec![
+                "1.png",
+                "01.png",
+                "2.png",
+                "10.png",
+                "a.png",
+                "frame2.png",
+                "frame10.png"
+            ]
+        );
+        // Zero-padded names: same as plain byte order.
+        let mut padded: Vec<String> = (0..1200).map(|i| format!("f_{i:05}.png")).collect();
+        let plain = padded.clone();
+        padded.reverse();
+        padded.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(padded, plain);
+        // Numbers longer than any integer type.
+        assert_eq!(
+            natural_cmp("x123456789012345678901234567890", "x99"),
+            Ordering::Greater
+        );
+    }
+
+    #[test]
+    fn frame_names() {
+        assert!(is_frame_name("frame_000001.png"));
+        assert!(!is_frame_name("frame_.png"));
+        assert!(!is_frame_name("frame_01.jpg"));
+        assert!(!is_frame_name("my_frame_01.png"));
+    }
+}

@@ -195,3 +195,42 @@ fn recalibrate_resets_the_reference_frame() {
     let (d, _) = common::diff(&still.value, &prepared.keypoints.value);
     assert!(d < 1e-6, "after recalibration the reference frame maps to the source keypoints ({d})");
 }
+
+/// The remaining op-level checks of `ops.safetensors` (grid_sample, interpolate, nearest and
+/// average pooling are in tests/ops.rs).
+#[test]
+fn ops_antialias_kernels_coordinate_grid_gaussians_and_hull_match_original() {
+    use marionette::model::anti_alias::{AntiAliasInterpolation2d, gaussian_kernel};
+    use marionette::model::util::{kp2gaussian, make_coordinate_grid};
+    use marionette::model::weights::WeightSource;
+    let ops = load_tensors("ops.safetensors");
+    let input = get(&ops, "antialias.input");
+    for (tag, scale, size) in [("0p25", 0.25, 13usize), ("0p5", 0.5, 5)] {
+        let weight = get(&ops, &format!("antialias.scale_{tag}.weight"));
+        // The kernel recomputed from the constructor's rule agrees with the registered buffer.
+        let ours = Tensor::from_vec(gaussian_kernel(scale), (1, 1, size, size), &Device::Cpu).unwrap();
+        let theirs = weight.narrow(0, 0, 1).unwrap();
+        assert_close(&format!("antialias {tag} kernel"), &ours, &theirs, 3e-7, None);
+        // The module, loaded from the buffer as a checkpoint would hold it.
+        let mut map = std::collections::BTreeMap::new();
+        map.insert("down.weight".to_string(), weight.clone());
+        let source = WeightSource::from_tensors(map);
+        let down = AntiAliasInterpolation2d::new(source.var_builder(&Device::Cpu).pp("down"), 3, scale).unwrap();
+        let out = candle_core::Module::forward(&down, input).unwrap();
+        assert_close(&format!("antialias {tag} out"), &out, get(&ops, &format!("antialias.scale_{tag}.out")), 1e-6, None);
+    }
+    let grid = make_coordinate_grid(5, 7, &Device::Cpu).unwrap();
+    assert_close("make_coordinate_grid 5x7", &grid, get(&ops, "make_coordinate_grid.5x7"), 0.0, None);
+    let g = kp2gaussian(get(&ops, "kp2gaussian.kp_value"), 16, 12, 0.01).unwrap();
+    assert_close("kp2gaussian 16x12", &g, get(&ops, "kp2gaussian.out_16x12"), 1e-6, None);
+    let pts: Vec<[f64; 2]> = get(&ops, "convex_hull.points")
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_vec2::<f64>()
+        .unwrap()
+        .iter()
+        .map(|p| [p[0], p[1]])
+        .collect();
+    let want = get(&ops, "convex_hull.area").to_scalar::<f64>().unwrap();
+    assert!((convex_hull_area(&pts) - want).abs() < 1e-12, "hull area {} vs {want}", convex_hull_area(&pts));
+}

@@ -6,14 +6,21 @@
 //!
 //! The arithmetic follows PyTorch's vectorised CPU kernel (`aten/src/ATen/native/cpu/GridSamplerKernel.cpp`,
 //! `ComputeLocationBase::unnormalize` and `ApplyGridSample<.., Bilinear, ..>::forward`), in the input's own
-//! precision:
+//! precision, including the fused multiply-adds that the compiler forms in PyTorch's x86 build (GCC contracts
+//! `a * b + c` by default). With them the float32 output is bit-identical to PyTorch's on the fixtures
+//! (`ops.safetensors` grid_sample, and FOMM's `deformed` / `bottleneck_in` / `sparse_deformed`); without them it
+//! differs by a few ulp, which the 127.5x coordinate scale of a 256-pixel image turns into ~1e-5 differences:
 //!
 //! * unnormalise: `align_corners = true`: `x = (g + 1) * ((W - 1) / 2)`;
-//!   `align_corners = false`: `x = (g + 1) * (W / 2) - 0.5` (same for y with H);
+//!   `align_corners = false`: `x = fma(g + 1, W / 2, -0.5)` (same for y with H);
 //! * `w = x - floor(x)`, `e = 1 - w`, `n = y - floor(y)`, `s = 1 - n`;
 //!   weights `nw = s*e`, `ne = s*w`, `sw = n*e`, `se = n*w`;
-//! * `out = nw_val*nw + ne_val*ne + sw_val*sw + se_val*se`, summed left to right, where a corner outside the
-//!   image contributes nothing.
+//! * `out = fma(se_val, se, fma(sw_val, sw, fma(ne_val, ne, nw_val * nw)))`, where a corner outside the image
+//!   contributes nothing.
+//!
+//! `f32::mul_add` is a single-rounding fused multiply-add on every platform, so results do not depend on the
+//! CPU; on x86_64 the hot loop is compiled a second time with the `fma` target feature and picked at run time
+//! (without it, `mul_add` is a slow library call).
 //!
 //! Here an outside corner gets weight 0 and reads a valid in-image element instead of PyTorch's masked 0 value;
 //! for finite inputs the result is the same (at most the sign of an exact zero differs).
@@ -61,7 +68,9 @@ pub enum GridSampleError {
         grid: DType,
     },
     /// Only F32 and F64 are implemented.
-    #[error("grid_sample: dtype {0:?} is not supported; convert to F32 (or F64) with `to_dtype` first")]
+    #[error(
+        "grid_sample: dtype {0:?} is not supported; convert to F32 (or F64) with `to_dtype` first"
+    )]
     UnsupportedDType(DType),
     /// One input plane has more elements than a `u32` offset can address.
     #[error(
@@ -92,7 +101,11 @@ impl From<GridSampleError> for candle_core::Error {
 ///
 /// F32 and F64 are supported (input and grid of the same dtype); strided tensors are made contiguous first.
 /// CPU only for now: on another device the call returns candle's "no cuda implementation" error.
-pub fn grid_sample(input: &Tensor, grid: &Tensor, align_corners: bool) -> candle_core::Result<Tensor> {
+pub fn grid_sample(
+    input: &Tensor,
+    grid: &Tensor,
+    align_corners: bool,
+) -> candle_core::Result<Tensor> {
     let (n, _c, h, w) = match *input.dims() {
         [n, c, h, w] => (n, c, h, w),
         _ => return Err(GridSampleError::InputRank(input.dims().to_vec()).into()),
@@ -164,10 +177,17 @@ impl CustomOp2 for GridSampleOp {
 }
 
 /// The float types the kernel runs in (the input's own precision, as PyTorch's CPU kernel does).
-trait Float: WithDType + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> {
+trait Float:
+    WithDType
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+{
     fn floor(self) -> Self;
     /// `self` (an integral value) as i64, saturating; NaN gives 0.
     fn to_i64(self) -> i64;
+    /// `self * a + b` with a single rounding.
+    fn fma(self, a: Self, b: Self) -> Self;
 }
 
 impl Float for f32 {
@@ -179,6 +199,10 @@ impl Float for f32 {
     fn to_i64(self) -> i64 {
         self as i64
     }
+    #[inline(always)]
+    fn fma(self, a: Self, b: Self) -> Self {
+        self.mul_add(a, b)
+    }
 }
 
 impl Float for f64 {
@@ -189,6 +213,10 @@ impl Float for f64 {
     #[inline(always)]
     fn to_i64(self) -> i64 {
         self as i64
+    }
+    #[inline(always)]
+    fn fma(self, a: Self, b: Self) -> Self {
+        self.mul_add(a, b)
     }
 }
 
@@ -204,31 +232,37 @@ struct Taps<T> {
 #[derive(Clone, Copy)]
 struct Axis<T> {
     scale: T,
-    shift: T,
+    neg_half: T,
     one: T,
+    align_corners: bool,
     size: i64,
 }
 
 impl<T: Float> Axis<T> {
     fn new(size: usize, align_corners: bool) -> Self {
-        // PyTorch: scaling_factor = (size - 1) / 2 (align_corners) or size / 2, computed in scalar_t;
-        // the shift -0.5 only for align_corners = false.
-        let (scale, shift) = if align_corners {
-            (T::from_f64(size.saturating_sub(1) as f64) / T::from_f64(2.0), T::from_f64(0.0))
+        // PyTorch: scaling_factor = (size - 1) / 2 (align_corners) or size / 2, computed in scalar_t.
+        let scale = if align_corners {
+            T::from_f64(size.saturating_sub(1) as f64) / T::from_f64(2.0)
         } else {
-            (T::from_f64(size as f64) / T::from_f64(2.0), T::from_f64(0.5))
+            T::from_f64(size as f64) / T::from_f64(2.0)
         };
         Self {
             scale,
-            shift,
+            neg_half: T::from_f64(-0.5),
             one: T::from_f64(1.0),
+            align_corners,
             size: i64::try_from(size).unwrap_or(i64::MAX),
         }
     }
 
     #[inline(always)]
     fn unnormalize(&self, g: T) -> T {
-        (g + self.one) * self.scale - self.shift
+        if self.align_corners {
+            (g + self.one) * self.scale
+        } else {
+            // PyTorch: (in + 1) * scaling_factor - 0.5, contracted to one fma by the compiler.
+            (g + self.one).fma(self.scale, self.neg_half)
+        }
     }
 }
 
@@ -326,7 +360,9 @@ fn sample_cpu<T: Float>(
     // Enough units to keep every thread busy, without splitting channels finer than needed.
     let wanted_units = 4 * rayon::current_num_threads();
     let max_groups = c.div_ceil(MIN_CHANNELS_PER_GROUP).max(1);
-    let groups = wanted_units.div_ceil(n * blocks_per_plane).clamp(1, max_groups);
+    let groups = wanted_units
+        .div_ceil(n * blocks_per_plane)
+        .clamp(1, max_groups);
     let channels_per_group = c.div_ceil(groups);
 
     // Hand every unit the output blocks it writes: disjoint slices, split off in the output's own order.
@@ -356,29 +392,106 @@ fn sample_cpu<T: Float>(
         }
     }
 
-    let ax = Axis::<T>::new(w, align_corners);
-    let ay = Axis::<T>::new(h, align_corners);
-    units.into_par_iter().for_each_init(Vec::new, |taps: &mut Vec<Taps<T>>, unit| {
-        // Grid points of this unit's rows: (x, y) pairs, row-major.
-        let g0 = (unit.n * ho + unit.row0) * wo * 2;
-        let g = &grid[g0..g0 + unit.rows * wo * 2];
-        taps.clear();
-        taps.extend(
-            g.chunks_exact(2)
-                .map(|p| taps_for(p[0], p[1], &ax, &ay, zero)),
-        );
-        for (k, dst) in unit.outs.into_iter().enumerate() {
-            let p = (unit.n * c + unit.c0 + k) * plane_in;
-            let src = &input[p..p + plane_in];
-            for (o, t) in dst.iter_mut().zip(taps.iter()) {
-                *o = src[t.off[0] as usize] * t.w[0]
-                    + src[t.off[1] as usize] * t.w[1]
-                    + src[t.off[2] as usize] * t.w[2]
-                    + src[t.off[3] as usize] * t.w[3];
-            }
-        }
-    });
+    let ctx = Ctx {
+        ax: Axis::<T>::new(w, align_corners),
+        ay: Axis::<T>::new(h, align_corners),
+        zero,
+        c,
+        ho,
+        wo,
+        plane_in,
+    };
+    let fma = has_fma();
+    units
+        .into_par_iter()
+        .for_each_init(Vec::new, |taps: &mut Vec<Taps<T>>, unit| {
+            run_unit_dispatch(fma, &ctx, unit, taps, input, grid)
+        });
     Ok((out, shape))
+}
+
+/// Sizes and coordinate maps shared by every unit of one call.
+struct Ctx<T> {
+    ax: Axis<T>,
+    ay: Axis<T>,
+    zero: T,
+    c: usize,
+    ho: usize,
+    wo: usize,
+    plane_in: usize,
+}
+
+/// Whether the CPU has fused multiply-add instructions (then the FMA-compiled copy of the loop is used).
+fn has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn run_unit_dispatch<T: Float>(
+    fma: bool,
+    ctx: &Ctx<T>,
+    unit: Unit<'_, T>,
+    taps: &mut Vec<Taps<T>>,
+    input: &[T],
+    grid: &[T],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if fma {
+        // SAFETY: `run_unit_fma` only requires the `fma` target feature, which `has_fma` detected on this CPU.
+        unsafe { run_unit_fma(ctx, unit, taps, input, grid) };
+        return;
+    }
+    let _ = fma;
+    run_unit(ctx, unit, taps, input, grid);
+}
+
+/// [`run_unit`] compiled with hardware FMA (same results, `mul_add` becomes one instruction).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+fn run_unit_fma<T: Float>(
+    ctx: &Ctx<T>,
+    unit: Unit<'_, T>,
+    taps: &mut Vec<Taps<T>>,
+    input: &[T],
+    grid: &[T],
+) {
+    run_unit(ctx, unit, taps, input, grid);
+}
+
+/// Samples one unit: computes the taps of its output pixels once, then applies them to each channel.
+#[inline(always)]
+fn run_unit<T: Float>(
+    ctx: &Ctx<T>,
+    unit: Unit<'_, T>,
+    taps: &mut Vec<Taps<T>>,
+    input: &[T],
+    grid: &[T],
+) {
+    // Grid points of this unit's rows: (x, y) pairs, row-major.
+    let g0 = (unit.n * ctx.ho + unit.row0) * ctx.wo * 2;
+    let g = &grid[g0..g0 + unit.rows * ctx.wo * 2];
+    taps.clear();
+    taps.extend(
+        g.chunks_exact(2)
+            .map(|p| taps_for(p[0], p[1], &ctx.ax, &ctx.ay, ctx.zero)),
+    );
+    for (k, dst) in unit.outs.into_iter().enumerate() {
+        let p = (unit.n * ctx.c + unit.c0 + k) * ctx.plane_in;
+        let src = &input[p..p + ctx.plane_in];
+        for (o, t) in dst.iter_mut().zip(taps.iter()) {
+            // PyTorch: nw_val*nw + ne_val*ne + sw_val*sw + se_val*se, contracted to a chain of fmas.
+            let nw = src[t.off[0] as usize] * t.w[0];
+            let ne = src[t.off[1] as usize].fma(t.w[1], nw);
+            let sw = src[t.off[2] as usize].fma(t.w[2], ne);
+            *o = src[t.off[3] as usize].fma(t.w[3], sw);
+        }
+    }
 }
 
 /// Times [`grid_sample`] on the two sizes FOMM uses at 256x256 (warping the (1, 256, 64, 64) encoded features
@@ -387,7 +500,10 @@ fn sample_cpu<T: Float>(
 /// The grid is a smooth warp (a small rotation and zoom of the identity with a gentle wave), as FOMM's
 /// deformations are, partly outside [-1, 1].
 pub fn bench_grid_sample(iters: usize) -> candle_core::Result<Vec<(String, f64)>> {
-    let cases = [(1usize, 256usize, 64usize, 64usize, 64usize, 64usize), (1, 3, 256, 256, 256, 256)];
+    let cases = [
+        (1usize, 256usize, 64usize, 64usize, 64usize, 64usize),
+        (1, 3, 256, 256, 256, 256),
+    ];
     let mut results = Vec::new();
     for &(n, c, h, w, ho, wo) in &cases {
         let input = bench_input(n, c, h, w)?;
@@ -396,7 +512,9 @@ pub fn bench_grid_sample(iters: usize) -> candle_core::Result<Vec<(String, f64)>
             let name = format!(
                 "grid_sample ({n},{c},{h},{w}) grid ({n},{ho},{wo},2) align_corners={align_corners}"
             );
-            let ms = median_ms(iters, || grid_sample(&input, &grid, align_corners).map(drop))?;
+            let ms = median_ms(iters, || {
+                grid_sample(&input, &grid, align_corners).map(drop)
+            })?;
             results.push((name, ms));
         }
     }
@@ -404,7 +522,10 @@ pub fn bench_grid_sample(iters: usize) -> candle_core::Result<Vec<(String, f64)>
 }
 
 /// Median wall time of `f` in milliseconds over `iters` runs, after one warm-up run.
-fn median_ms(iters: usize, mut f: impl FnMut() -> candle_core::Result<()>) -> candle_core::Result<f64> {
+fn median_ms(
+    iters: usize,
+    mut f: impl FnMut() -> candle_core::Result<()>,
+) -> candle_core::Result<f64> {
     f()?;
     let mut times = Vec::with_capacity(iters.max(1));
     for _ in 0..iters.max(1) {

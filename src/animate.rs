@@ -24,7 +24,9 @@ pub enum AnimateError {
     Engine(#[from] EngineError),
     #[error("the driving {0} has no frames")]
     NoFrames(String),
-    #[error("--best-frame {requested} is out of range: the driving sequence has {count} frames (0..{count})")]
+    #[error(
+        "--best-frame {requested} is out of range: the driving sequence has {count} frames (0..{count})"
+    )]
     BestFrameOutOfRange { requested: usize, count: usize },
     #[error("driving path {0} is neither a video file nor a folder of images")]
     BadDriving(String),
@@ -89,7 +91,10 @@ impl DrivingFrames {
         } else if path.is_file() {
             let info = probe(path)?;
             let reader = VideoReader::open(path)?;
-            Ok((DrivingFrames::Video(reader), info.frame_count.map(|n| n as usize)))
+            Ok((
+                DrivingFrames::Video(reader),
+                info.frame_count.map(|n| n as usize),
+            ))
         } else {
             Err(AnimateError::BadDriving(path.display().to_string()))
         }
@@ -111,14 +116,34 @@ fn prepare(img: image::RgbImage, crop: bool, size: (usize, usize)) -> Result<Ten
 /// The original demo's `find_best_frame` normalisation: centre the keypoints and divide by the
 /// square root of their hull area.
 fn normalized_points(kp: &Keypoints) -> Result<Vec<[f64; 2]>, AnimateError> {
-    let v = kp.value.get(0)?.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?;
-    let pts: Vec<[f64; 2]> = v.iter().map(|p| [p.first().copied().unwrap_or(0.0), p.get(1).copied().unwrap_or(0.0)]).collect();
+    let v = kp
+        .value
+        .get(0)?
+        .to_dtype(candle_core::DType::F64)?
+        .to_vec2::<f64>()?;
+    let pts: Vec<[f64; 2]> = v
+        .iter()
+        .map(|p| {
+            [
+                p.first().copied().unwrap_or(0.0),
+                p.get(1).copied().unwrap_or(0.0),
+            ]
+        })
+        .collect();
     let n = pts.len().max(1) as f64;
-    let mean = pts.iter().fold([0.0, 0.0], |a, p| [a[0] + p[0] / n, a[1] + p[1] / n]);
-    let centred: Vec<[f64; 2]> = pts.iter().map(|p| [p[0] - mean[0], p[1] - mean[1]]).collect();
+    let mean = pts
+        .iter()
+        .fold([0.0, 0.0], |a, p| [a[0] + p[0] / n, a[1] + p[1] / n]);
+    let centred: Vec<[f64; 2]> = pts
+        .iter()
+        .map(|p| [p[0] - mean[0], p[1] - mean[1]])
+        .collect();
     let scale = convex_hull_area(&centred).sqrt();
     let scale = if scale > 0.0 { scale } else { 1.0 };
-    Ok(centred.iter().map(|p| [p[0] / scale, p[1] / scale]).collect())
+    Ok(centred
+        .iter()
+        .map(|p| [p[0] / scale, p[1] / scale])
+        .collect())
 }
 
 /// Index of the driving frame whose normalised keypoints best match the source's.
@@ -127,7 +152,11 @@ pub fn best_frame(source: &Keypoints, driving: &[Keypoints]) -> Result<usize, An
     let mut best = (f64::INFINITY, 0);
     for (i, kp) in driving.iter().enumerate() {
         let d = normalized_points(kp)?;
-        let norm: f64 = s.iter().zip(&d).map(|(a, b)| (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sum();
+        let norm: f64 = s
+            .iter()
+            .zip(&d)
+            .map(|(a, b)| (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2))
+            .sum();
         if norm < best.0 {
             best = (norm, i);
         }
@@ -142,13 +171,20 @@ enum Output {
 
 /// Animates `req.source` with `req.driving` into `req.output`. `progress(done, total)` is called
 /// after each written frame (`total` is `None` when the count is not known in advance).
-pub fn animate(model: Fomm, req: &AnimateRequest, progress: &mut dyn FnMut(usize, Option<usize>)) -> Result<AnimateSummary, AnimateError> {
+pub fn animate(
+    model: Fomm,
+    req: &AnimateRequest,
+    progress: &mut dyn FnMut(usize, Option<usize>),
+) -> Result<AnimateSummary, AnimateError> {
     let size = model.config.frame_size;
     let source = prepare(load_rgb(&req.source)?, req.crop_square, size)?;
     let mut engine = FommAnimator::new(model, req.transfer);
     use crate::engine::Animator;
     engine.set_source(&source)?;
-    let source_kp = engine.source().map(|s| s.keypoints.clone()).ok_or(EngineError::NoSource)?;
+    let source_kp = engine
+        .source()
+        .map(|s| s.keypoints.clone())
+        .ok_or(EngineError::NoSource)?;
 
     let (mut frames, count) = DrivingFrames::open(&req.driving)?;
     // A first pass finds the keypoints of every frame when the reference is not the first frame:
@@ -166,7 +202,10 @@ pub fn animate(model: Fomm, req: &AnimateRequest, progress: &mut dyn FnMut(usize
             }
             let idx = match req.reference {
                 Reference::Frame(n) if n >= kps.len() => {
-                    return Err(AnimateError::BestFrameOutOfRange { requested: n, count: kps.len() });
+                    return Err(AnimateError::BestFrameOutOfRange {
+                        requested: n,
+                        count: kps.len(),
+                    });
                 }
                 Reference::Frame(n) => n,
                 _ => best_frame(&source_kp, &kps)?,
@@ -179,13 +218,30 @@ pub fn animate(model: Fomm, req: &AnimateRequest, progress: &mut dyn FnMut(usize
 
     let output_is_video = is_video_path(&req.output);
     let driving_is_video = req.driving.is_file();
-    let fps = if driving_is_video { probe(&req.driving)?.fps } else { req.folder_fps };
+    let fps = if driving_is_video {
+        probe(&req.driving)?.fps
+    } else {
+        req.folder_fps
+    };
     let total = stored.as_ref().map(|k| k.len()).or(count);
     let mut output = if output_is_video {
-        let audio = if driving_is_video { Some(req.driving.as_path()) } else { None };
-        Output::Video(VideoWriter::create(&req.output, size.1 as u32, size.0 as u32, fps, audio)?)
+        let audio = if driving_is_video {
+            Some(req.driving.as_path())
+        } else {
+            None
+        };
+        Output::Video(VideoWriter::create(
+            &req.output,
+            size.1 as u32,
+            size.0 as u32,
+            fps,
+            audio,
+        )?)
     } else {
-        Output::Folder(FrameFolderWriter::create(&req.output, total.unwrap_or(0) as u64)?)
+        Output::Folder(FrameFolderWriter::create(
+            &req.output,
+            total.unwrap_or(0) as u64,
+        )?)
     };
 
     let mut written = 0usize;

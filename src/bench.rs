@@ -77,12 +77,18 @@ pub fn run(config: &FommConfig, device: &Device, iters: usize) -> Result<BenchRe
     let kp_detector_ms = time(iters, || model.detect(&driving))?;
     let kp_driving = model.detect(&driving)?;
     let mut transfer = MotionTransfer::new(TransferOptions::default());
-    let motion_transfer_ms = time(iters, || Ok(transfer.transfer(&prepared.keypoints, &kp_driving)?))?;
+    let motion_transfer_ms = time(iters, || {
+        Ok(transfer.transfer(&prepared.keypoints, &kp_driving)?)
+    })?;
     let kp_new = transfer.transfer(&prepared.keypoints, &kp_driving)?;
     let generator = &model.generator;
-    let dense_motion_ms = time(iters, || Ok(generator.dense_motion(&prepared.encoded, &prepared.keypoints, &kp_new, ac)?))?;
+    let dense_motion_ms = time(iters, || {
+        Ok(generator.dense_motion(&prepared.encoded, &prepared.keypoints, &kp_new, ac)?)
+    })?;
     let motion = generator.dense_motion(&prepared.encoded, &prepared.keypoints, &kp_new, ac)?;
-    let decoder_ms = time(iters, || Ok(generator.decode_with_motion(&prepared.encoded, motion.clone(), ac, false)?))?;
+    let decoder_ms = time(iters, || {
+        Ok(generator.decode_with_motion(&prepared.encoded, motion.clone(), ac, false)?)
+    })?;
     let mut step_transfer = MotionTransfer::new(TransferOptions::default());
     let per_frame_ms = time(iters, || {
         let kp = model.detect(&driving)?;

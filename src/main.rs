@@ -15,7 +15,11 @@ use marionette::model::motion_transfer::TransferOptions;
 use marionette::model::presets;
 
 #[derive(Parser)]
-#[command(name = "marionette", version, about = "Animate a portrait with your webcam or a video (First Order Motion Model)")]
+#[command(
+    name = "marionette",
+    version,
+    about = "Animate a portrait with your webcam or a video (First Order Motion Model)"
+)]
 struct Cli {
     /// Log level filter (e.g. info, debug, marionette=trace); also RUST_LOG.
     #[arg(long, global = true, default_value = "warn")]
@@ -130,25 +134,42 @@ fn load_model(args: &ModelArgs) -> Result<Fomm> {
             format!(
                 "no FOMM checkpoint given and none found in {}. Download vox-adv-cpk.pth.tar (see \
                  models/README.md) into one of them, or pass --checkpoint PATH",
-                presets::model_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+                presets::model_dirs()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })?,
     };
     let config_spec = match &args.config {
         Some(c) => c.clone(),
-        None => presets::config_for_checkpoint(&checkpoint_path).unwrap_or("vox-256").to_string(),
+        None => presets::config_for_checkpoint(&checkpoint_path)
+            .unwrap_or("vox-256")
+            .to_string(),
     };
     let config = presets::resolve_config(&config_spec)?;
-    eprintln!("model: {} with config {}", checkpoint_path.display(), config.name);
+    eprintln!(
+        "model: {} with config {}",
+        checkpoint_path.display(),
+        config.name
+    );
     let checkpoint = Checkpoint::load(&checkpoint_path)?;
     let device = pick_device(args.cpu)?;
-    Ok(Fomm::from_checkpoint(&config, &checkpoint, &checkpoint_path.display().to_string(), &device)?)
+    Ok(Fomm::from_checkpoint(
+        &config,
+        &checkpoint,
+        &checkpoint_path.display().to_string(),
+        &device,
+    )?)
 }
 
 fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
-    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames, {per_sec}, ETA {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames, {per_sec}, ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar
 }
@@ -206,13 +227,23 @@ fn run_animate(cmd: Command) -> Result<()> {
         }
         bar.set_position(done as u64);
     })
-    .with_context(|| format!("animating {} with {}", req.source.display(), req.driving.display()))?;
+    .with_context(|| {
+        format!(
+            "animating {} with {}",
+            req.source.display(),
+            req.driving.display()
+        )
+    })?;
     bar.finish();
     eprintln!(
         "wrote {} frames to {} ({}; reference frame {})",
         summary.frames,
         req.output.display(),
-        if summary.output_is_video { format!("H.264 video at {:.3} fps", summary.fps) } else { "PNG folder".to_string() },
+        if summary.output_is_video {
+            format!("H.264 video at {:.3} fps", summary.fps)
+        } else {
+            "PNG folder".to_string()
+        },
         summary.reference_frame
     );
     Ok(())
@@ -222,11 +253,20 @@ fn run_convert(input: &Path, output: &Path, config: Option<&str>) -> Result<()> 
     let checkpoint = Checkpoint::load(input)?;
     if let Some(spec) = config {
         let config: FommConfig = presets::resolve_config(spec)?;
-        Fomm::from_checkpoint(&config, &checkpoint, &input.display().to_string(), &Device::Cpu)?;
+        Fomm::from_checkpoint(
+            &config,
+            &checkpoint,
+            &input.display().to_string(),
+            &Device::Cpu,
+        )?;
         eprintln!("{} fits config {}", input.display(), config.name);
     }
     checkpoint.save_safetensors(output)?;
-    eprintln!("wrote {} tensors to {}", checkpoint.tensors.len(), output.display());
+    eprintln!(
+        "wrote {} tensors to {}",
+        checkpoint.tensors.len(),
+        output.display()
+    );
     Ok(())
 }
 
@@ -237,15 +277,42 @@ fn run_bench(config: &str, iters: usize, json: bool, cpu: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
-        println!("config {} on {} ({} threads), median of {} runs:", r.config, r.device, r.threads, r.iterations);
-        println!("  prepare source (once per portrait) {:>9.2} ms", r.prepare_source_ms);
-        println!("  keypoint detector                  {:>9.2} ms", r.kp_detector_ms);
-        println!("  motion transfer                    {:>9.2} ms", r.motion_transfer_ms);
-        println!("  dense motion                       {:>9.2} ms", r.dense_motion_ms);
-        println!("  decoder                            {:>9.2} ms", r.decoder_ms);
-        println!("  whole per-frame step               {:>9.2} ms  ({:.2} fps)", r.per_frame_ms, r.fps);
-        println!("  grid_sample (1,256,64,64)          {:>9.2} ms", r.grid_sample_features_ms);
-        println!("  grid_sample (1,3,256,256)          {:>9.2} ms", r.grid_sample_image_ms);
+        println!(
+            "config {} on {} ({} threads), median of {} runs:",
+            r.config, r.device, r.threads, r.iterations
+        );
+        println!(
+            "  prepare source (once per portrait) {:>9.2} ms",
+            r.prepare_source_ms
+        );
+        println!(
+            "  keypoint detector                  {:>9.2} ms",
+            r.kp_detector_ms
+        );
+        println!(
+            "  motion transfer                    {:>9.2} ms",
+            r.motion_transfer_ms
+        );
+        println!(
+            "  dense motion                       {:>9.2} ms",
+            r.dense_motion_ms
+        );
+        println!(
+            "  decoder                            {:>9.2} ms",
+            r.decoder_ms
+        );
+        println!(
+            "  whole per-frame step               {:>9.2} ms  ({:.2} fps)",
+            r.per_frame_ms, r.fps
+        );
+        println!(
+            "  grid_sample (1,256,64,64)          {:>9.2} ms",
+            r.grid_sample_features_ms
+        );
+        println!(
+            "  grid_sample (1,3,256,256)          {:>9.2} ms",
+            r.grid_sample_image_ms
+        );
     }
     Ok(())
 }
@@ -255,10 +322,22 @@ fn main() -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
         .context("bad --log filter")?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
         cmd @ Command::Animate { .. } => run_animate(cmd),
-        Command::Convert { input, output, config } => run_convert(&input, &output, config.as_deref()),
-        Command::Bench { config, iters, json, cpu } => run_bench(&config, iters, json, cpu),
+        Command::Convert {
+            input,
+            output,
+            config,
+        } => run_convert(&input, &output, config.as_deref()),
+        Command::Bench {
+            config,
+            iters,
+            json,
+            cpu,
+        } => run_bench(&config, iters, json, cpu),
     }
 }

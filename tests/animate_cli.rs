@@ -19,13 +19,19 @@ fn driving_folder(dir: &Path, name: &str, frames: usize) -> PathBuf {
     let driving = dir.join("driving");
     std::fs::create_dir_all(&driving).expect("mkdir");
     for n in 0..frames {
-        std::fs::copy(fixture(&format!("{name}-input-driving{n}.png")), driving.join(format!("d{}.png", 8 + n))).expect("copy");
+        std::fs::copy(
+            fixture(&format!("{name}-input-driving{n}.png")),
+            driving.join(format!("d{}.png", 8 + n)),
+        )
+        .expect("copy");
     }
     driving
 }
 
 fn read_png(path: &Path) -> image::RgbImage {
-    image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8()
+    image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgb8()
 }
 
 /// (max, mean) difference in 8-bit levels between a PNG and a (1, 3, H, W) reference in [0, 1].
@@ -53,7 +59,11 @@ fn animate_folder(name: &str, frames: usize, extra: &[&str], mode: &str) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let driving = driving_folder(tmp.path(), name, frames);
     let out = tmp.path().join("out");
-    let ckpt = if name == "tiny" { fixture("tiny-legacy.pth.tar") } else { fixture(&format!("{name}-zip.pth.tar")) };
+    let ckpt = if name == "tiny" {
+        fixture("tiny-legacy.pth.tar")
+    } else {
+        fixture(&format!("{name}-zip.pth.tar"))
+    };
     let status = marionette()
         .args(["animate", "--config"])
         .arg(fixture(&format!("{name}.yaml")))
@@ -69,14 +79,21 @@ fn animate_folder(name: &str, frames: usize, extra: &[&str], mode: &str) {
         .status()
         .expect("run marionette");
     assert!(status.success(), "marionette animate failed");
-    let mut written: Vec<_> = std::fs::read_dir(&out).expect("output folder").map(|e| e.unwrap().path()).collect();
+    let mut written: Vec<_> = std::fs::read_dir(&out)
+        .expect("output folder")
+        .map(|e| e.unwrap().path())
+        .collect();
     written.sort();
     assert_eq!(written.len(), frames, "one PNG per driving frame");
     let reference = load_tensors(&format!("{name}-outputs-ac-true.safetensors"));
     for (n, path) in written.iter().enumerate() {
         let want = &reference[&format!("{mode}.{n}.prediction")];
         let (max, mean) = level_diff(&read_png(path), want);
-        assert!(max <= 3.0 && mean <= 0.35, "{name} {mode} frame {n} ({}): max {max} levels, mean {mean}", path.display());
+        assert!(
+            max <= 3.0 && mean <= 0.35,
+            "{name} {mode} frame {n} ({}): max {max} levels, mean {mean}",
+            path.display()
+        );
     }
 }
 
@@ -102,13 +119,29 @@ fn animate_to_video_keeps_frame_count_rate_and_audio() {
     let frames = tmp.path().join("f");
     std::fs::create_dir_all(&frames).unwrap();
     for n in 0..6 {
-        std::fs::copy(fixture(&format!("tiny-input-driving{}.png", n % 3)), frames.join(format!("{n}.png"))).unwrap();
+        std::fs::copy(
+            fixture(&format!("tiny-input-driving{}.png", n % 3)),
+            frames.join(format!("{n}.png")),
+        )
+        .unwrap();
     }
     let driving = tmp.path().join("driving.mp4");
     let ok = Command::new("ffmpeg")
         .args(["-loglevel", "error", "-y", "-framerate", "12.5", "-i"])
         .arg(frames.join("%d.png"))
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=0.48", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=0.48",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
         .arg(&driving)
         .status()
         .expect("ffmpeg");
@@ -130,7 +163,15 @@ fn animate_to_video_keeps_frame_count_rate_and_audio() {
         .expect("run");
     assert!(status.success());
     let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-show_entries", "stream=codec_type,codec_name,nb_read_frames,r_frame_rate", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,codec_name,nb_read_frames,r_frame_rate",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(&out)
         .output()
         .expect("ffprobe");
@@ -142,7 +183,17 @@ fn animate_to_video_keeps_frame_count_rate_and_audio() {
 #[test]
 fn missing_checkpoint_is_a_clear_error() {
     let out = marionette()
-        .args(["animate", "--checkpoint", "/nonexistent/vox-cpk.pth.tar", "--source", "a.png", "--driving", "b", "--output", "c"])
+        .args([
+            "animate",
+            "--checkpoint",
+            "/nonexistent/vox-cpk.pth.tar",
+            "--source",
+            "a.png",
+            "--driving",
+            "b",
+            "--output",
+            "c",
+        ])
         .output()
         .expect("run");
     assert!(!out.status.success());
@@ -171,7 +222,10 @@ fn corrupt_source_image_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("portrait.png") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("portrait.png") && !err.contains("panicked"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -213,6 +267,14 @@ fn mismatched_config_names_keys_shapes_and_a_fitting_config() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not fit config"), "{err}");
-    assert!(err.contains("shape mismatch for `generator.") && err.contains("the config expects"), "{err}");
-    assert!(err.contains("num_kp: 5") && err.contains("single_jacobian_map: true") && err.contains("num_down_blocks: 3"), "{err}");
+    assert!(
+        err.contains("shape mismatch for `generator.") && err.contains("the config expects"),
+        "{err}"
+    );
+    assert!(
+        err.contains("num_kp: 5")
+            && err.contains("single_jacobian_map: true")
+            && err.contains("num_down_blocks: 3"),
+        "{err}"
+    );
 }

@@ -27,11 +27,22 @@ fn reference() -> serde_json::Value {
     serde_json::from_str(&text).expect("valid json")
 }
 
-fn reference_keys(json: &serde_json::Value, config: &str, net: &str) -> BTreeMap<String, Vec<usize>> {
-    let keys = json[config][net]["keys"].as_object().unwrap_or_else(|| panic!("{config}.{net}.keys"));
+fn reference_keys(
+    json: &serde_json::Value,
+    config: &str,
+    net: &str,
+) -> BTreeMap<String, Vec<usize>> {
+    let keys = json[config][net]["keys"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{config}.{net}.keys"));
     keys.iter()
         .map(|(k, v)| {
-            let shape = v[0].as_array().expect("shape").iter().map(|d| d.as_u64().expect("dim") as usize).collect();
+            let shape = v[0]
+                .as_array()
+                .expect("shape")
+                .iter()
+                .map(|d| d.as_u64().expect("dim") as usize)
+                .collect();
             (format!("{net}.{k}"), shape)
         })
         .collect()
@@ -42,19 +53,24 @@ fn every_released_config_expects_exactly_the_original_keys_and_shapes() {
     let json = reference();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/configs");
     for name in RELEASED {
-        let config = FommConfig::from_yaml_file(&dir.join(format!("{name}.yaml"))).expect("config parses");
+        let config =
+            FommConfig::from_yaml_file(&dir.join(format!("{name}.yaml"))).expect("config parses");
         let expected = Fomm::expected_keys(&config).expect("model builds");
         let mut want = reference_keys(&json, name, "kp_detector");
         want.extend(reference_keys(&json, name, "generator"));
         let missing: Vec<_> = want.keys().filter(|k| !expected.contains_key(*k)).collect();
         let extra: Vec<_> = expected.keys().filter(|k| !want.contains_key(*k)).collect();
-        assert!(missing.is_empty() && extra.is_empty(), "{name}: keys the model lacks {missing:?}, keys it has in excess {extra:?}");
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{name}: keys the model lacks {missing:?}, keys it has in excess {extra:?}"
+        );
         for (k, shape) in &want {
             assert_eq!(&expected[k], shape, "{name}: shape of {k}");
         }
         // Parameter counts as the original reports them.
         let n_state: usize = want.values().map(|s| s.iter().product::<usize>()).sum();
-        let ref_n = json[name]["kp_detector"]["n_state_elems"].as_u64().unwrap() + json[name]["generator"]["n_state_elems"].as_u64().unwrap();
+        let ref_n = json[name]["kp_detector"]["n_state_elems"].as_u64().unwrap()
+            + json[name]["generator"]["n_state_elems"].as_u64().unwrap();
         assert_eq!(n_state as u64, ref_n, "{name}: state element count");
     }
 }

@@ -129,7 +129,8 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, MediaError> {
 /// The conversion of [`load_rgb`].
 pub fn to_rgb8_like_pillow(img: DynamicImage) -> RgbImage {
     let (w, h) = (img.width(), img.height());
-    let from_fn = |f: &dyn Fn(u32, u32) -> [u8; 3]| RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)));
+    let from_fn =
+        |f: &dyn Fn(u32, u32) -> [u8; 3]| RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)));
     match img {
         DynamicImage::ImageRgb8(i) => i,
         DynamicImage::ImageRgba8(i) => from_fn(&|x, y| {
@@ -245,7 +246,13 @@ mod tests {
     #[test]
     fn natural_order() {
         let mut v = vec![
-            "10.png", "2.png", "1.png", "frame10.png", "frame2.png", "a.png", "01.png",
+            "10.png",
+            "2.png",
+            "1.png",
+            "frame10.png",
+            "frame2.png",
+            "a.png",
+            "01.png",
         ];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(

@@ -19,7 +19,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
     /// `ffmpeg` or `ffprobe` could not be started because it does not exist.
-    #[error("{program} was not found {where_}: install it (Debian/Ubuntu: sudo apt-get install ffmpeg)")]
+    #[error(
+        "{program} was not found {where_}: install it (Debian/Ubuntu: sudo apt-get install ffmpeg)"
+    )]
     ToolNotFound {
         /// `ffmpeg` or `ffprobe`.
         program: String,
@@ -60,7 +62,9 @@ pub enum MediaError {
         expected: usize,
     },
     /// A frame handed to a writer does not have the size the writer was created with.
-    #[error("frame {frame_index} is {got_width}x{got_height} but the output was opened for {width}x{height}")]
+    #[error(
+        "frame {frame_index} is {got_width}x{got_height} but the output was opened for {width}x{height}"
+    )]
     FrameSizeMismatch {
         frame_index: u64,
         width: u32,

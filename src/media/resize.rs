@@ -271,9 +271,8 @@ pub fn tensor_to_rgb8(t: &Tensor) -> Result<RgbImage, MediaError> {
             hwc[i * 3 + ch] = b;
         }
     }
-    RgbImage::from_raw(wu, hu, hwc).ok_or_else(|| {
-        MediaError::InvalidArgument(format!("could not build a {w}x{h} picture"))
-    })
+    RgbImage::from_raw(wu, hu, hwc)
+        .ok_or_else(|| MediaError::InvalidArgument(format!("could not build a {w}x{h} picture")))
 }
 
 /// The centred square of side `min(width, height)`; the offsets are rounded down.
@@ -508,7 +507,7 @@ mod tests {
         let got: Vec<usize> = (-7..11).map(|i| mirror_index(i, 4)).collect();
         assert_eq!(
             got,
-            vec![1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
+            vec![1, 0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2]
         );
         assert_eq!(mirror_index(-5, 1), 0);
         assert_eq!(mirror_index(7, 1), 0);

@@ -137,6 +137,18 @@ pub fn probe(path: &Path) -> Result<VideoInfo, MediaError> {
 
 /// [`probe`] with explicit programs.
 pub fn probe_with(tools: &FfmpegTools, path: &Path) -> Result<VideoInfo, MediaError> {
+    let text = run_ffprobe(tools, path)?;
+    parse_probe_output(&text, path)
+}
+
+/// Whether a media file (video or audio only) has an audio stream.
+pub fn has_audio_with(tools: &FfmpegTools, path: &Path) -> Result<bool, MediaError> {
+    let text = run_ffprobe(tools, path)?;
+    Ok(parse_streams(&text).iter().any(|s| s.codec_type == "audio"))
+}
+
+/// `ffprobe`'s description of the streams of `path` (`-of default` text).
+fn run_ffprobe(tools: &FfmpegTools, path: &Path) -> Result<String, MediaError> {
     if !path.is_file() {
         return Err(MediaError::Io {
             action: "open the video",
@@ -168,28 +180,30 @@ pub fn probe_with(tools: &FfmpegTools, path: &Path) -> Result<VideoInfo, MediaEr
             stderr: tail_text(&out.stderr),
         });
     }
-    parse_probe_output(&String::from_utf8_lossy(&out.stdout), path)
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One `[STREAM]` section of `ffprobe -of default` output.
+#[derive(Debug, Default)]
+struct ProbedStream {
+    codec_type: String,
+    codec_name: String,
+    width: Option<u32>,
+    height: Option<u32>,
+    r_frame_rate: Option<f64>,
+    avg_frame_rate: Option<f64>,
+    nb_frames: Option<u64>,
+    rotation: Option<f64>,
 }
 
 /// Parse `ffprobe -of default` output (`[STREAM]` sections of `key=value` lines).
-fn parse_probe_output(text: &str, path: &Path) -> Result<VideoInfo, MediaError> {
-    #[derive(Default)]
-    struct Stream {
-        codec_type: String,
-        codec_name: String,
-        width: Option<u32>,
-        height: Option<u32>,
-        r_frame_rate: Option<f64>,
-        avg_frame_rate: Option<f64>,
-        nb_frames: Option<u64>,
-        rotation: Option<f64>,
-    }
-    let mut streams: Vec<Stream> = Vec::new();
-    let mut current: Option<Stream> = None;
+fn parse_streams(text: &str) -> Vec<ProbedStream> {
+    let mut streams: Vec<ProbedStream> = Vec::new();
+    let mut current: Option<ProbedStream> = None;
     for line in text.lines() {
         let line = line.trim();
         match line {
-            "[STREAM]" => current = Some(Stream::default()),
+            "[STREAM]" => current = Some(ProbedStream::default()),
             "[/STREAM]" => streams.extend(current.take()),
             _ => {
                 let (Some(s), Some((key, value))) = (current.as_mut(), line.split_once('=')) else {
@@ -204,16 +218,20 @@ fn parse_probe_output(text: &str, path: &Path) -> Result<VideoInfo, MediaError> 
                     "avg_frame_rate" => s.avg_frame_rate = parse_rate(value),
                     "nb_frames" => s.nb_frames = value.parse().ok().filter(|&n| n > 0),
                     // Display-matrix side data (FFmpeg >= 5) or the older `rotate` tag.
-                    "rotation" | "TAG:rotate" => {
-                        if s.rotation.is_none() {
-                            s.rotation = value.parse().ok();
-                        }
+                    "rotation" | "TAG:rotate" if s.rotation.is_none() => {
+                        s.rotation = value.parse().ok();
                     }
                     _ => {}
                 }
             }
         }
     }
+    streams
+}
+
+/// The [`VideoInfo`] of parsed `ffprobe` output: the first video stream, and whether there is audio.
+fn parse_probe_output(text: &str, path: &Path) -> Result<VideoInfo, MediaError> {
+    let streams = parse_streams(text);
     let has_audio = streams.iter().any(|s| s.codec_type == "audio");
     let not_video = |reason: String| MediaError::NotAVideo {
         path: path.to_path_buf(),
@@ -266,19 +284,9 @@ fn parse_rate(s: &str) -> Option<f64> {
     (v.is_finite() && v > 0.0).then_some(v)
 }
 
-/// Decoded frames of a video file, in order, as 8-bit RGB pictures.
-///
-/// ```no_run
-/// # fn main() -> Result<(), media_scratch::media::MediaError> {
-/// use media_scratch::media::video::VideoReader;
-/// let reader = VideoReader::open(std::path::Path::new("driving.mp4"))?;
-/// let fps = reader.info().fps;
-/// for frame in reader {
-///     let frame = frame?;
-///     # let _ = (frame, fps);
-/// }
-/// # Ok(()) }
-/// ```
+/// Decoded frames of a video file, in order, as 8-bit RGB pictures: an iterator of
+/// `Result<RgbImage, MediaError>` that ends after the last frame, or with one error when ffmpeg fails
+/// or the stream is cut short. [`VideoReader::info`] gives the size and frame rate up front.
 pub struct VideoReader {
     info: VideoInfo,
     path: PathBuf,
@@ -435,7 +443,14 @@ impl VideoWriter {
         fps: f64,
         audio_from: Option<&Path>,
     ) -> Result<Self, MediaError> {
-        Self::create_with(&FfmpegTools::from_env(), path, width, height, fps, audio_from)
+        Self::create_with(
+            &FfmpegTools::from_env(),
+            path,
+            width,
+            height,
+            fps,
+            audio_from,
+        )
     }
 
     /// [`VideoWriter::create`] with explicit programs.
@@ -464,10 +479,7 @@ impl VideoWriter {
             .unwrap_or_default();
         let gif = ext == "gif";
         let audio = match audio_from {
-            Some(a) if !gif => {
-                let has_audio = probe_with(tools, a)?.has_audio;
-                has_audio.then_some(a)
-            }
+            Some(a) if !gif => has_audio_with(tools, a)?.then_some(a),
             _ => None,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -848,8 +860,11 @@ mod tests {
         assert_eq!(info.fps, 30000.0 / 1001.0);
         assert_eq!(info.frame_count, None);
         assert!(info.has_audio);
-        let err = parse_probe_output("[STREAM]\ncodec_type=audio\n[/STREAM]\n", Path::new("a.m4a"))
-            .unwrap_err();
+        let err = parse_probe_output(
+            "[STREAM]\ncodec_type=audio\n[/STREAM]\n",
+            Path::new("a.m4a"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("no video stream"), "{err}");
     }
 }

@@ -22,7 +22,13 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// Loads `weight` (out, in, k, k) and `bias` (out) under `vb`.
-    pub fn new(vb: VarBuilder, c_in: usize, c_out: usize, kernel: usize, padding: usize) -> Result<Self> {
+    pub fn new(
+        vb: VarBuilder,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        padding: usize,
+    ) -> Result<Self> {
         let weight = vb.get((c_out, c_in, kernel, kernel), "weight")?;
         let bias = vb.get(c_out, "bias")?;
         Ok(Self {
@@ -73,7 +79,12 @@ impl BatchNorm {
         let mean = vb.get(channels, "running_mean")?;
         let var = vb.get(channels, "running_var")?;
         // Present in every state_dict of the original; unused in eval mode.
-        let _ = vb.get_with_hints_dtype((), "num_batches_tracked", candle_nn::Init::Const(0.), DType::I64)?;
+        let _ = vb.get_with_hints_dtype(
+            (),
+            "num_batches_tracked",
+            candle_nn::Init::Const(0.),
+            DType::I64,
+        )?;
         // Computed in f64 so that folding adds no rounding of its own beyond the final cast.
         let w64 = weight.to_dtype(DType::F64)?;
         let inv_std = ((var.to_dtype(DType::F64)? + BN_EPS)?.sqrt()?.recip())?;
@@ -94,7 +105,13 @@ impl Module for BatchNorm {
 }
 
 /// Conv followed by batch norm, folded into one convolution.
-fn conv_bn(vb: &VarBuilder, c_in: usize, c_out: usize, kernel: usize, padding: usize) -> Result<Conv2d> {
+fn conv_bn(
+    vb: &VarBuilder,
+    c_in: usize,
+    c_out: usize,
+    kernel: usize,
+    padding: usize,
+) -> Result<Conv2d> {
     let conv = Conv2d::new(vb.pp("conv"), c_in, c_out, kernel, padding)?;
     let norm = BatchNorm::new(vb.pp("norm"), c_out)?;
     conv.fold(&norm)
@@ -139,7 +156,13 @@ pub struct UpBlock2d {
 }
 
 impl UpBlock2d {
-    pub fn new(vb: VarBuilder, c_in: usize, c_out: usize, kernel: usize, padding: usize) -> Result<Self> {
+    pub fn new(
+        vb: VarBuilder,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        padding: usize,
+    ) -> Result<Self> {
         Ok(Self {
             conv: conv_bn(&vb, c_in, c_out, kernel, padding)?,
         })
@@ -162,7 +185,13 @@ pub struct DownBlock2d {
 }
 
 impl DownBlock2d {
-    pub fn new(vb: VarBuilder, c_in: usize, c_out: usize, kernel: usize, padding: usize) -> Result<Self> {
+    pub fn new(
+        vb: VarBuilder,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        padding: usize,
+    ) -> Result<Self> {
         Ok(Self {
             conv: conv_bn(&vb, c_in, c_out, kernel, padding)?,
         })
@@ -182,7 +211,13 @@ pub struct SameBlock2d {
 }
 
 impl SameBlock2d {
-    pub fn new(vb: VarBuilder, c_in: usize, c_out: usize, kernel: usize, padding: usize) -> Result<Self> {
+    pub fn new(
+        vb: VarBuilder,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        padding: usize,
+    ) -> Result<Self> {
         Ok(Self {
             conv: conv_bn(&vb, c_in, c_out, kernel, padding)?,
         })
@@ -207,4 +242,3 @@ pub fn softmax_dim1(x: &Tensor) -> Result<Tensor> {
     let sum = e.sum_keepdim(1)?;
     e.broadcast_div(&sum)
 }
-

@@ -276,7 +276,9 @@ impl FommConfig {
         if let Some(dm) = &g.dense_motion_params {
             check_scale(dm.scale_factor, "dense_motion_params.scale_factor").map_err(invalid)?;
             if dm.kp_variance <= 0.0 || dm.kp_variance.is_nan() {
-                return Err(invalid("dense_motion_params.kp_variance must be positive".into()));
+                return Err(invalid(
+                    "dense_motion_params.kp_variance must be positive".into(),
+                ));
             }
         }
         let (h, w) = self.frame_size;

@@ -75,7 +75,11 @@ impl DenseMotionNetwork {
             None
         };
         let down = if p.scale_factor != 1.0 {
-            Some(AntiAliasInterpolation2d::new(vb.pp("down"), num_channels, p.scale_factor)?)
+            Some(AntiAliasInterpolation2d::new(
+                vb.pp("down"),
+                num_channels,
+                p.scale_factor,
+            )?)
         } else {
             None
         };
@@ -90,7 +94,11 @@ impl DenseMotionNetwork {
     }
 
     /// The per-portrait part: downscaled source and source keypoint Gaussians.
-    pub fn prepare_source(&self, source: &Tensor, kp_source: &Keypoints) -> Result<DenseMotionSource> {
+    pub fn prepare_source(
+        &self,
+        source: &Tensor,
+        kp_source: &Keypoints,
+    ) -> Result<DenseMotionSource> {
         let source_down = match &self.down {
             Some(d) => d.forward(source)?,
             None => source.clone(),
@@ -150,10 +158,15 @@ impl DenseMotionNetwork {
             .broadcast_as((b, k + 1, c, h, w))?
             .reshape((b * (k + 1), c, h, w))?;
         let grids = sparse_motion.reshape((b * (k + 1), h, w, 2))?;
-        let sparse_deformed = grid_sample(&repeated, &grids, align_corners)?.reshape((b, k + 1, c, h, w))?;
+        let sparse_deformed =
+            grid_sample(&repeated, &grids, align_corners)?.reshape((b, k + 1, c, h, w))?;
 
-        let input = Tensor::cat(&[&heatmap_representation, &sparse_deformed], 2)?
-            .reshape((b, (k + 1) * (c + 1), h, w))?;
+        let input = Tensor::cat(&[&heatmap_representation, &sparse_deformed], 2)?.reshape((
+            b,
+            (k + 1) * (c + 1),
+            h,
+            w,
+        ))?;
         let prediction = self.hourglass.forward(&input)?;
 
         let mask = softmax_dim1(&self.mask.forward(&prediction)?)?;

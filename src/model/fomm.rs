@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use super::checkpoint::{Checkpoint, CheckpointError};
 use super::config::{ConfigError, FommConfig};
 use super::generator::{EncodedSource, GeneratorOutput, OcclusionAwareGenerator};
-use super::keypoint_detector::{KpDetector, KpDetectorOutput, Keypoints};
+use super::keypoint_detector::{Keypoints, KpDetector, KpDetectorOutput};
 use super::weights::{KeyProblem, WeightSource};
 
 /// Errors building or running the model.
@@ -71,7 +71,12 @@ pub struct Fomm {
 impl Fomm {
     /// Builds the model from a checkpoint, checking that its keys and shapes are exactly those the
     /// config implies (the discriminator and optimizer states of `.pth.tar` files are ignored).
-    pub fn from_checkpoint(config: &FommConfig, checkpoint: &Checkpoint, origin: &str, device: &Device) -> Result<Self, ModelError> {
+    pub fn from_checkpoint(
+        config: &FommConfig,
+        checkpoint: &Checkpoint,
+        origin: &str,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         let source = WeightSource::from_tensors(checkpoint.tensors.clone());
         let model = Self::build(config, &source, device)?;
         let problems = source.problems("");
@@ -96,15 +101,31 @@ impl Fomm {
         let source = WeightSource::random();
         // Building on the CPU with random values costs a moment even for vox-256 (60M params).
         Self::build(config, &source, &Device::Cpu)?;
-        Ok(source.requested().into_iter().map(|(k, v)| (k, v.shape)).collect())
+        Ok(source
+            .requested()
+            .into_iter()
+            .map(|(k, v)| (k, v.shape))
+            .collect())
     }
 
-    fn build(config: &FommConfig, source: &WeightSource, device: &Device) -> Result<Self, ModelError> {
+    fn build(
+        config: &FommConfig,
+        source: &WeightSource,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         config.validate()?;
         let vb = source.var_builder(device);
         let m = &config.model;
-        let kp_detector = KpDetector::new(vb.pp("kp_detector"), &m.common_params, &m.kp_detector_params)?;
-        let generator = OcclusionAwareGenerator::new(vb.pp("generator"), &m.common_params, &m.generator_params)?;
+        let kp_detector = KpDetector::new(
+            vb.pp("kp_detector"),
+            &m.common_params,
+            &m.kp_detector_params,
+        )?;
+        let generator = OcclusionAwareGenerator::new(
+            vb.pp("generator"),
+            &m.common_params,
+            &m.generator_params,
+        )?;
         Ok(Self {
             config: config.clone(),
             kp_detector,
@@ -140,7 +161,9 @@ impl Fomm {
 
     /// Keypoints with every intermediate of the detector.
     pub fn detect_detailed(&self, image: &Tensor) -> Result<KpDetectorOutput, ModelError> {
-        Ok(self.kp_detector.forward_detailed(&self.check_image(image)?)?)
+        Ok(self
+            .kp_detector
+            .forward_detailed(&self.check_image(image)?)?)
     }
 
     /// Everything about a portrait that does not change from frame to frame.
@@ -152,7 +175,12 @@ impl Fomm {
     }
 
     /// Renders the portrait with the given (already transferred) driving keypoints.
-    pub fn render(&self, source: &PreparedSource, kp_driving: &Keypoints, with_deformed: bool) -> Result<GeneratorOutput, ModelError> {
+    pub fn render(
+        &self,
+        source: &PreparedSource,
+        kp_driving: &Keypoints,
+        with_deformed: bool,
+    ) -> Result<GeneratorOutput, ModelError> {
         Ok(self.generator.decode(
             &source.encoded,
             &source.keypoints,
@@ -165,7 +193,10 @@ impl Fomm {
 
 fn count_indexed(tensors: &BTreeMap<String, Tensor>, prefix: &str) -> usize {
     let mut n = 0;
-    while tensors.keys().any(|k| k.starts_with(&format!("{prefix}{n}."))) {
+    while tensors
+        .keys()
+        .any(|k| k.starts_with(&format!("{prefix}{n}.")))
+    {
         n += 1;
     }
     n
@@ -208,7 +239,12 @@ pub fn suggest_model_params(t: &BTreeMap<String, Tensor>) -> String {
                 kp_detector/generator part)."
             .to_string();
     };
-    let num_channels = dim(t, "kp_detector.predictor.encoder.down_blocks.0.conv.weight", 1).unwrap_or(3);
+    let num_channels = dim(
+        t,
+        "kp_detector.predictor.encoder.down_blocks.0.conv.weight",
+        1,
+    )
+    .unwrap_or(3);
     let kp_feats = dim(t, "kp_detector.kp.weight", 1).unwrap_or(num_channels);
     let kp_be = kp_feats.saturating_sub(num_channels);
     let kp_blocks = count_indexed(t, "kp_detector.predictor.encoder.down_blocks.");

@@ -63,14 +63,37 @@ impl OcclusionAwareGenerator {
         let (be, mf, n) = (p.block_expansion, p.max_features, p.num_down_blocks);
         let first = SameBlock2d::new(vb.pp("first"), common.num_channels, be, 7, 3)?;
         let down_blocks = (0..n)
-            .map(|i| DownBlock2d::new(vb.pp("down_blocks").pp(i), width(be, mf, i), width(be, mf, i + 1), 3, 1))
+            .map(|i| {
+                DownBlock2d::new(
+                    vb.pp("down_blocks").pp(i),
+                    width(be, mf, i),
+                    width(be, mf, i + 1),
+                    3,
+                    1,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let up_blocks = (0..n)
-            .map(|i| UpBlock2d::new(vb.pp("up_blocks").pp(i), width(be, mf, n - i), width(be, mf, n - i - 1), 3, 1))
+            .map(|i| {
+                UpBlock2d::new(
+                    vb.pp("up_blocks").pp(i),
+                    width(be, mf, n - i),
+                    width(be, mf, n - i - 1),
+                    3,
+                    1,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let bottleneck_features = width(be, mf, n);
         let bottleneck = (0..p.num_bottleneck_blocks)
-            .map(|i| ResBlock2d::new(vb.pp("bottleneck").pp(format!("r{i}")), bottleneck_features, 3, 1))
+            .map(|i| {
+                ResBlock2d::new(
+                    vb.pp("bottleneck").pp(format!("r{i}")),
+                    bottleneck_features,
+                    3,
+                    1,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         // `final` is a Rust keyword: field final_conv, checkpoint key `final`.
         let final_conv = Conv2d::new(vb.pp("final"), be, common.num_channels, 7, 3)?;
@@ -115,7 +138,12 @@ impl OcclusionAwareGenerator {
         align_corners: bool,
     ) -> Result<Option<DenseMotionOutput>> {
         match (&self.dense_motion_network, &source.dense_motion) {
-            (Some(net), Some(dm_source)) => Ok(Some(net.forward(dm_source, kp_driving, kp_source, align_corners)?)),
+            (Some(net), Some(dm_source)) => Ok(Some(net.forward(
+                dm_source,
+                kp_driving,
+                kp_source,
+                align_corners,
+            )?)),
             _ => Ok(None),
         }
     }
@@ -184,7 +212,9 @@ pub fn deform_input(input: &Tensor, deformation: &Tensor, align_corners: bool) -
     let (_, _, h, w) = input.dims4()?;
     let grid = if (h_old, w_old) != (h, w) {
         let chw = deformation.permute((0, 3, 1, 2))?.contiguous()?;
-        interpolate_bilinear(&chw, h, w)?.permute((0, 2, 3, 1))?.contiguous()?
+        interpolate_bilinear(&chw, h, w)?
+            .permute((0, 2, 3, 1))?
+            .contiguous()?
     } else {
         deformation.clone()
     };

@@ -85,12 +85,14 @@ impl Decoder {
 
     /// Consumes the encoder's outputs (deepest last).
     pub fn forward(&self, mut skips: Vec<Tensor>) -> Result<Tensor> {
-        let mut out = skips.pop().ok_or_else(|| candle_core::Error::Msg("decoder given no features".into()))?;
+        let mut out = skips
+            .pop()
+            .ok_or_else(|| candle_core::Error::Msg("decoder given no features".into()))?;
         for block in &self.up_blocks {
             out = block.forward(&out)?;
-            let skip = skips
-                .pop()
-                .ok_or_else(|| candle_core::Error::Msg("decoder ran out of skip connections".into()))?;
+            let skip = skips.pop().ok_or_else(|| {
+                candle_core::Error::Msg("decoder ran out of skip connections".into())
+            })?;
             out = Tensor::cat(&[&out, &skip], 1)?;
         }
         Ok(out)
@@ -113,8 +115,20 @@ impl Hourglass {
         max_features: usize,
     ) -> Result<Self> {
         Ok(Self {
-            encoder: Encoder::new(vb.pp("encoder"), block_expansion, in_features, num_blocks, max_features)?,
-            decoder: Decoder::new(vb.pp("decoder"), block_expansion, in_features, num_blocks, max_features)?,
+            encoder: Encoder::new(
+                vb.pp("encoder"),
+                block_expansion,
+                in_features,
+                num_blocks,
+                max_features,
+            )?,
+            decoder: Decoder::new(
+                vb.pp("decoder"),
+                block_expansion,
+                in_features,
+                num_blocks,
+                max_features,
+            )?,
         })
     }
 

@@ -57,14 +57,28 @@ impl KpDetector {
         )?;
         let feats = predictor.out_filters();
         let kp = Conv2d::new(vb.pp("kp"), feats, common.num_kp, 7, p.pad)?;
-        let num_jacobian_maps = if p.single_jacobian_map { 1 } else { common.num_kp };
+        let num_jacobian_maps = if p.single_jacobian_map {
+            1
+        } else {
+            common.num_kp
+        };
         let jacobian = if common.estimate_jacobian {
-            Some(Conv2d::new(vb.pp("jacobian"), feats, 4 * num_jacobian_maps, 7, p.pad)?)
+            Some(Conv2d::new(
+                vb.pp("jacobian"),
+                feats,
+                4 * num_jacobian_maps,
+                7,
+                p.pad,
+            )?)
         } else {
             None
         };
         let down = if p.scale_factor != 1.0 {
-            Some(AntiAliasInterpolation2d::new(vb.pp("down"), common.num_channels, p.scale_factor)?)
+            Some(AntiAliasInterpolation2d::new(
+                vb.pp("down"),
+                common.num_channels,
+                p.scale_factor,
+            )?)
         } else {
             None
         };

@@ -13,7 +13,7 @@ pub mod hourglass;
 pub mod interpolate;
 pub mod keypoint_detector;
 pub mod motion_transfer;
-pub mod presets;
 pub mod pickle;
+pub mod presets;
 pub mod util;
 pub mod weights;

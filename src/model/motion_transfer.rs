@@ -15,7 +15,9 @@ pub fn inverse_2x2(m: &Tensor) -> Result<Tensor> {
     let dims = m.dims().to_vec();
     let n = dims.len();
     if n < 2 || dims[n - 1] != 2 || dims[n - 2] != 2 {
-        return Err(candle_core::Error::Msg(format!("inverse_2x2 expects (..., 2, 2), got {dims:?}")));
+        return Err(candle_core::Error::Msg(format!(
+            "inverse_2x2 expects (..., 2, 2), got {dims:?}"
+        )));
     }
     let flat = m.reshape(((), 4))?;
     let a = flat.narrow(1, 0, 1)?;
@@ -31,13 +33,19 @@ pub fn inverse_2x2(m: &Tensor) -> Result<Tensor> {
 /// Andrew's monotone chain then the shoelace formula; 0 for fewer than 3 non-collinear points.
 /// Hand-written: ten points per frame do not justify a geometry crate.
 pub fn convex_hull_area(points: &[[f64; 2]]) -> f64 {
-    let mut pts: Vec<[f64; 2]> = points.iter().copied().filter(|p| p[0].is_finite() && p[1].is_finite()).collect();
+    let mut pts: Vec<[f64; 2]> = points
+        .iter()
+        .copied()
+        .filter(|p| p[0].is_finite() && p[1].is_finite())
+        .collect();
     pts.sort_by(|p, q| p[0].total_cmp(&q[0]).then(p[1].total_cmp(&q[1])));
     pts.dedup();
     if pts.len() < 3 {
         return 0.0;
     }
-    let cross = |o: [f64; 2], a: [f64; 2], b: [f64; 2]| (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+    let cross = |o: [f64; 2], a: [f64; 2], b: [f64; 2]| {
+        (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+    };
     let mut hull: Vec<[f64; 2]> = Vec::with_capacity(pts.len() * 2);
     for pass in 0..2 {
         let start = hull.len();
@@ -47,7 +55,9 @@ pub fn convex_hull_area(points: &[[f64; 2]]) -> f64 {
             Box::new(pts.iter().rev())
         };
         for &p in iter {
-            while hull.len() >= start + 2 && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0.0 {
+            while hull.len() >= start + 2
+                && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0.0
+            {
                 hull.pop();
             }
             hull.push(p);
@@ -66,7 +76,14 @@ pub fn convex_hull_area(points: &[[f64; 2]]) -> f64 {
 /// Keypoint positions of batch element 0 as f64 pairs.
 fn points_of(value: &Tensor) -> Result<Vec<[f64; 2]>> {
     let v = value.get(0)?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
-    Ok(v.iter().map(|p| [p.first().copied().unwrap_or(0.0), p.get(1).copied().unwrap_or(0.0)]).collect())
+    Ok(v.iter()
+        .map(|p| {
+            [
+                p.first().copied().unwrap_or(0.0),
+                p.get(1).copied().unwrap_or(0.0),
+            ]
+        })
+        .collect())
 }
 
 /// `adapt_movement_scale` of normalize_kp: sqrt(area(S)) / sqrt(area(D_1)). Falls back to 1 when
@@ -75,7 +92,11 @@ pub fn adapt_movement_scale(kp_source: &Keypoints, kp_reference: &Keypoints) -> 
     let source_area = convex_hull_area(&points_of(&kp_source.value)?);
     let driving_area = convex_hull_area(&points_of(&kp_reference.value)?);
     let scale = source_area.sqrt() / driving_area.sqrt();
-    Ok(if scale.is_finite() && scale > 0.0 { scale } else { 1.0 })
+    Ok(if scale.is_finite() && scale > 0.0 {
+        scale
+    } else {
+        1.0
+    })
 }
 
 /// How driving keypoints are turned into the keypoints the generator renders.
@@ -129,7 +150,11 @@ pub fn normalize_kp(
     // torch multiplies the float32 tensor by the Python float: effectively in float32.
     let diff = ((&kp_driving.value - &kp_reference.value)? * (scale as f32) as f64)?;
     let value = (diff + &kp_source.value)?;
-    let jacobian = match (&kp_driving.jacobian, &kp_reference.jacobian, &kp_source.jacobian) {
+    let jacobian = match (
+        &kp_driving.jacobian,
+        &kp_reference.jacobian,
+        &kp_source.jacobian,
+    ) {
         (Some(jd), Some(jr), Some(js)) if options.relative_jacobian => {
             Some(jd.matmul(&inverse_2x2(jr)?)?.matmul(js)?)
         }
@@ -188,7 +213,14 @@ mod tests {
 
     #[test]
     fn hull_area_of_unit_square_with_inner_points() {
-        let pts = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.5, 0.5], [0.2, 0.7]];
+        let pts = [
+            [0.0, 0.0],
+            [1.0, 0.0],
+            [1.0, 1.0],
+            [0.0, 1.0],
+            [0.5, 0.5],
+            [0.2, 0.7],
+        ];
         assert!((convex_hull_area(&pts) - 1.0).abs() < 1e-12);
     }
 
@@ -200,7 +232,11 @@ mod tests {
 
     #[test]
     fn inverse_of_known_matrix() -> Result<()> {
-        let m = Tensor::from_vec(vec![4f32, 7., 2., 6.], (1, 1, 2, 2), &candle_core::Device::Cpu)?;
+        let m = Tensor::from_vec(
+            vec![4f32, 7., 2., 6.],
+            (1, 1, 2, 2),
+            &candle_core::Device::Cpu,
+        )?;
         let inv = inverse_2x2(&m)?.flatten_all()?.to_vec1::<f32>()?;
         let expect = [0.6f32, -0.7, -0.2, 0.4];
         for (a, b) in inv.iter().zip(expect) {

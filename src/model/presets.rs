@@ -7,13 +7,34 @@ use super::config::{ConfigError, FommConfig};
 /// (name, YAML) of the eight published configs (`models/configs/`).
 pub const PUBLISHED: [(&str, &str); 8] = [
     ("vox-256", include_str!("../../models/configs/vox-256.yaml")),
-    ("vox-adv-256", include_str!("../../models/configs/vox-adv-256.yaml")),
-    ("taichi-256", include_str!("../../models/configs/taichi-256.yaml")),
-    ("taichi-adv-256", include_str!("../../models/configs/taichi-adv-256.yaml")),
-    ("bair-256", include_str!("../../models/configs/bair-256.yaml")),
-    ("nemo-256", include_str!("../../models/configs/nemo-256.yaml")),
-    ("mgif-256", include_str!("../../models/configs/mgif-256.yaml")),
-    ("fashion-256", include_str!("../../models/configs/fashion-256.yaml")),
+    (
+        "vox-adv-256",
+        include_str!("../../models/configs/vox-adv-256.yaml"),
+    ),
+    (
+        "taichi-256",
+        include_str!("../../models/configs/taichi-256.yaml"),
+    ),
+    (
+        "taichi-adv-256",
+        include_str!("../../models/configs/taichi-adv-256.yaml"),
+    ),
+    (
+        "bair-256",
+        include_str!("../../models/configs/bair-256.yaml"),
+    ),
+    (
+        "nemo-256",
+        include_str!("../../models/configs/nemo-256.yaml"),
+    ),
+    (
+        "mgif-256",
+        include_str!("../../models/configs/mgif-256.yaml"),
+    ),
+    (
+        "fashion-256",
+        include_str!("../../models/configs/fashion-256.yaml"),
+    ),
 ];
 
 /// Published checkpoint file names (as the authors distribute them) and their configs.
@@ -40,7 +61,11 @@ pub fn resolve_config(spec: &str) -> Result<FommConfig, ConfigError> {
             path: spec.to_string(),
             message: format!(
                 "no such file, and not a published config name (one of: {})",
-                PUBLISHED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                PUBLISHED
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         });
     }
@@ -56,7 +81,10 @@ pub fn config_for_checkpoint(path: &Path) -> Option<&'static str> {
         .map(|(n, _)| (n.trim_end_matches("-256"), *n))
         .collect();
     known.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
-    known.into_iter().find(|(prefix, _)| name.starts_with(prefix)).map(|(_, n)| n)
+    known
+        .into_iter()
+        .find(|(prefix, _)| name.starts_with(prefix))
+        .map(|(_, n)| n)
 }
 
 /// Folders searched for checkpoints: `./models`, the folder beside the executable's `models`, and
@@ -117,10 +145,22 @@ mod tests {
 
     #[test]
     fn checkpoint_names_map_to_configs() {
-        assert_eq!(config_for_checkpoint(Path::new("/x/vox-adv-cpk.pth.tar")), Some("vox-adv-256"));
-        assert_eq!(config_for_checkpoint(Path::new("vox-cpk.pth.tar")), Some("vox-256"));
-        assert_eq!(config_for_checkpoint(Path::new("taichi-adv-cpk.pth.tar")), Some("taichi-adv-256"));
-        assert_eq!(config_for_checkpoint(Path::new("mgif-cpk.pth.tar")), Some("mgif-256"));
+        assert_eq!(
+            config_for_checkpoint(Path::new("/x/vox-adv-cpk.pth.tar")),
+            Some("vox-adv-256")
+        );
+        assert_eq!(
+            config_for_checkpoint(Path::new("vox-cpk.pth.tar")),
+            Some("vox-256")
+        );
+        assert_eq!(
+            config_for_checkpoint(Path::new("taichi-adv-cpk.pth.tar")),
+            Some("taichi-adv-256")
+        );
+        assert_eq!(
+            config_for_checkpoint(Path::new("mgif-cpk.pth.tar")),
+            Some("mgif-256")
+        );
         assert_eq!(config_for_checkpoint(Path::new("mine.pth.tar")), None);
     }
 }

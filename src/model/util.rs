@@ -10,7 +10,13 @@ pub fn coordinate_grid_values(h: usize, w: usize) -> Vec<f32> {
     let axis = |n: usize| -> Vec<f32> {
         let d = (n.max(2) - 1) as f32;
         (0..n)
-            .map(|i| if n == 1 { -1.0 } else { 2.0 * (i as f32 / d) - 1.0 })
+            .map(|i| {
+                if n == 1 {
+                    -1.0
+                } else {
+                    2.0 * (i as f32 / d) - 1.0
+                }
+            })
             .collect()
     };
     let xs = axis(w);

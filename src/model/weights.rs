@@ -162,7 +162,13 @@ impl WeightSource {
     }
 }
 
-fn random_tensor(s: &Shape, name: &str, init: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+fn random_tensor(
+    s: &Shape,
+    name: &str,
+    init: Init,
+    dtype: DType,
+    dev: &Device,
+) -> candle_core::Result<Tensor> {
     let dims = s.dims();
     let leaf = name.rsplit('.').next().unwrap_or(name);
     let t = match leaf {
@@ -188,7 +194,14 @@ fn random_tensor(s: &Shape, name: &str, init: Init, dtype: DType, dev: &Device) 
 }
 
 impl candle_nn::var_builder::SimpleBackend for WeightSource {
-    fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         self.record(name, &s, dtype);
         match &self.inner.source {
             Source::Random => random_tensor(&s, name, h, dtype, dev),

@@ -34,8 +34,20 @@ pub fn load_tensors(name: &str) -> HashMap<String, Tensor> {
 /// (max abs diff, mean abs diff) between two tensors of the same shape.
 pub fn diff(a: &Tensor, b: &Tensor) -> (f64, f64) {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let a = a
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let b = b
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
     let mut max = 0f64;
     let mut sum = 0f64;
     for (x, y) in a.iter().zip(&b) {
@@ -49,10 +61,22 @@ pub fn diff(a: &Tensor, b: &Tensor) -> (f64, f64) {
 
 /// Asserts max abs diff <= `max_tol` (and mean <= `mean_tol` when given), naming the tensor.
 pub fn assert_close(name: &str, got: &Tensor, want: &Tensor, max_tol: f64, mean_tol: Option<f64>) {
-    assert_eq!(got.dims(), want.dims(), "{name}: shape {:?} vs reference {:?}", got.dims(), want.dims());
+    assert_eq!(
+        got.dims(),
+        want.dims(),
+        "{name}: shape {:?} vs reference {:?}",
+        got.dims(),
+        want.dims()
+    );
     let (max, mean) = diff(got, want);
-    assert!(max <= max_tol, "{name}: max abs diff {max:e} > {max_tol:e} (mean {mean:e})");
+    assert!(
+        max <= max_tol,
+        "{name}: max abs diff {max:e} > {max_tol:e} (mean {mean:e})"
+    );
     if let Some(mt) = mean_tol {
-        assert!(mean <= mt, "{name}: mean abs diff {mean:e} > {mt:e} (max {max:e})");
+        assert!(
+            mean <= mt,
+            "{name}: mean abs diff {mean:e} > {mt:e} (max {max:e})"
+        );
     }
 }

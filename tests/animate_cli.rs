@@ -278,3 +278,70 @@ fn mismatched_config_names_keys_shapes_and_a_fitting_config() {
         "{err}"
     );
 }
+
+fn run_folder(tmp: &Path, driving: &Path, out: &str, extra: &[&str]) -> std::process::Output {
+    marionette()
+        .args(["animate", "--config"])
+        .arg(fixture("tiny.yaml"))
+        .arg("--checkpoint")
+        .arg(fixture("tiny-legacy.pth.tar"))
+        .arg("--source")
+        .arg(fixture("tiny-input-source.png"))
+        .arg("--driving")
+        .arg(driving)
+        .arg("--output")
+        .arg(tmp.join(out))
+        .args(extra)
+        .output()
+        .expect("run marionette")
+}
+
+/// With `--best-frame N`, frame N is the reference: it renders the portrait in its own pose, as
+/// frame 0 does with the default reference; other frames move relative to frame N.
+#[test]
+fn best_frame_makes_that_frame_the_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let driving = driving_folder(tmp.path(), "tiny", 3);
+    assert!(
+        run_folder(tmp.path(), &driving, "first", &[])
+            .status
+            .success()
+    );
+    assert!(
+        run_folder(tmp.path(), &driving, "best2", &["--best-frame", "2"])
+            .status
+            .success()
+    );
+    let first0 = read_png(&tmp.path().join("first/frame_000000.png"));
+    let best2 = read_png(&tmp.path().join("best2/frame_000002.png"));
+    let best0 = read_png(&tmp.path().join("best2/frame_000000.png"));
+    let max_diff = |a: &image::RgbImage, b: &image::RgbImage| {
+        a.as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| x.abs_diff(*y))
+            .max()
+            .unwrap()
+    };
+    assert!(
+        max_diff(&first0, &best2) <= 1,
+        "the reference frame renders the source pose"
+    );
+    assert!(
+        max_diff(&first0, &best0) > 10,
+        "frame 0 moves relative to frame 2"
+    );
+}
+
+#[test]
+fn best_frame_out_of_range_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let driving = driving_folder(tmp.path(), "tiny", 3);
+    let out = run_folder(tmp.path(), &driving, "o", &["--best-frame", "7"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--best-frame 7 is out of range") && err.contains("3 frames"),
+        "{err}"
+    );
+}

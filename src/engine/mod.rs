@@ -2,6 +2,7 @@
 //! (1, 3, H, W) float tensors in [0, 1] at its own frame size.
 
 pub mod fomm;
+pub mod idle;
 
 use candle_core::Tensor;
 

@@ -45,12 +45,81 @@ impl FommAnimator {
         Ok(self.model.detect(frame)?)
     }
 
+    /// Renders the portrait in the idle-motion pose at `t` seconds (no driving frame needed):
+    /// the source keypoints moved by the pose, rendered as absolute driving keypoints.
+    pub fn animate_idle(&mut self, t: f64) -> Result<Tensor, EngineError> {
+        let source = self.source.as_ref().ok_or(EngineError::NoSource)?;
+        let kp = idle_keypoints(&source.keypoints, &super::idle::pose_at(t))?;
+        Ok(self.model.render(source, &kp, false)?.prediction)
+    }
+
     /// Renders from driving keypoints already detected (relative to the current reference).
     pub fn animate_keypoints(&mut self, kp_driving: &Keypoints) -> Result<Tensor, EngineError> {
         let source = self.source.as_ref().ok_or(EngineError::NoSource)?;
         let kp = self.transfer.transfer(&source.keypoints, kp_driving)?;
         Ok(self.model.render(source, &kp, false)?.prediction)
     }
+}
+
+/// Keypoints (batch element 0) moved by an idle pose about their centre.
+pub fn idle_keypoints(
+    kp: &Keypoints,
+    pose: &super::idle::IdlePose,
+) -> Result<Keypoints, EngineError> {
+    use candle_core::DType;
+    let device = kp.value.device();
+    let (_, k, _) = kp.value.dims3()?;
+    let pts: Vec<[f64; 2]> = kp
+        .value
+        .get(0)?
+        .to_dtype(DType::F64)?
+        .to_vec2::<f64>()?
+        .iter()
+        .map(|p| [p[0], p[1]])
+        .collect();
+    let jacs: Vec<[[f64; 2]; 2]> = match &kp.jacobian {
+        Some(j) => j
+            .get(0)?
+            .to_dtype(DType::F64)?
+            .flatten_from(1)?
+            .to_vec2::<f64>()?
+            .iter()
+            .map(|m| [[m[0], m[1]], [m[2], m[3]]])
+            .collect(),
+        None => vec![[[1.0, 0.0], [0.0, 1.0]]; k],
+    };
+    let n = pts.len().max(1) as f64;
+    let centre = pts
+        .iter()
+        .fold([0.0, 0.0], |c, p| [c[0] + p[0] / n, c[1] + p[1] / n]);
+    let (moved, moved_j) = pose.apply(centre, &pts, &jacs);
+    let value = Tensor::from_vec(
+        moved
+            .iter()
+            .flat_map(|p| [p[0] as f32, p[1] as f32])
+            .collect::<Vec<_>>(),
+        (1, k, 2),
+        device,
+    )?;
+    let jacobian = match &kp.jacobian {
+        Some(_) => Some(Tensor::from_vec(
+            moved_j
+                .iter()
+                .flat_map(|m| {
+                    [
+                        m[0][0] as f32,
+                        m[0][1] as f32,
+                        m[1][0] as f32,
+                        m[1][1] as f32,
+                    ]
+                })
+                .collect::<Vec<_>>(),
+            (1, k, 2, 2),
+            device,
+        )?),
+        None => None,
+    };
+    Ok(Keypoints { value, jacobian })
 }
 
 impl Animator for FommAnimator {

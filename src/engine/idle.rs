@@ -52,23 +52,18 @@ pub fn pose_bounds() -> IdlePose {
     }
 }
 
-/// The pose at `t` seconds. Starts near (not exactly at) rest, and is smooth for all t.
+/// The pose at `t` seconds: exactly the rest pose at t = 0 (so starting idle motion does not
+/// jump away from the still portrait), then eased in over the first second; smooth for all t.
 pub fn pose_at(t: f64) -> IdlePose {
-    // Ease in over the first second so the motion does not start with a jump from the still
-    // portrait shown before.
     let ease = (t.clamp(0.0, 1.0) * std::f64::consts::FRAC_PI_2)
         .sin()
         .powi(2);
-    let ease_wave = |c: &[(f64, f64, f64)]| {
-        let rest = wave(c, 0.0);
-        rest + (wave(c, t) - rest) * ease
-    };
     IdlePose {
-        roll: ease_wave(&ROLL),
-        turn: ease_wave(&TURN),
-        nod: ease_wave(&NOD),
-        sway: ease_wave(&SWAY),
-        zoom: ease_wave(&ZOOM),
+        roll: ease * wave(&ROLL, t),
+        turn: ease * wave(&TURN, t),
+        nod: ease * wave(&NOD, t),
+        sway: ease * wave(&SWAY, t),
+        zoom: ease * wave(&ZOOM, t),
     }
 }
 

@@ -4,10 +4,15 @@
 //! * [`engine`]: the [`engine::Animator`] interface and its engines.
 //! * [`media`]: images and videos in and out, with the original demo's preprocessing.
 //! * [`animate`]: offline animation of a portrait from a driving video or folder of frames.
+//! * [`frame`], [`capture`], [`output`], [`pipeline`]: the live path.
 //! * [`bench`]: speed measurements.
 
 pub mod animate;
 pub mod bench;
+pub mod capture;
 pub mod engine;
+pub mod frame;
 pub mod media;
 pub mod model;
+pub mod output;
+pub mod pipeline;

@@ -1,0 +1,236 @@
+//! Webcams through nokhwa (V4L2 on Linux). MJPG or YUYV at 640x480 or 1280x720, 30 fps, whichever
+//! the camera offers closest; frames are decoded here (MJPG with the `image` crate's JPEG
+//! decoder, YUYV with BT.601 limited-range arithmetic).
+
+use std::time::Instant;
+
+use nokhwa::Camera;
+use nokhwa::pixel_format::RgbFormat;
+use nokhwa::utils::{
+    ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
+    Resolution,
+};
+
+use super::{CaptureError, FrameSource};
+use crate::frame::{Frame, Size};
+
+/// Which camera: its index (`0` = /dev/video0) or part of its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraSelector {
+    Index(u32),
+    Name(String),
+}
+
+impl std::str::FromStr for CameraSelector {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim_start_matches("/dev/video").parse::<u32>() {
+            Ok(i) => CameraSelector::Index(i),
+            Err(_) => CameraSelector::Name(s.to_string()),
+        })
+    }
+}
+
+/// What a camera delivers, and what we ask of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebcamRequest {
+    pub size: Size,
+    pub fps: u32,
+    /// Prefer MJPG (less USB bandwidth, 720p30 on USB 2) over YUYV.
+    pub mjpeg: bool,
+}
+
+impl Default for WebcamRequest {
+    fn default() -> Self {
+        Self {
+            size: Size::new(1280, 720),
+            fps: 30,
+            mjpeg: true,
+        }
+    }
+}
+
+/// A camera name and its index as nokhwa reports them.
+#[derive(Debug, Clone)]
+pub struct CameraEntry {
+    pub index: String,
+    pub name: String,
+    pub description: String,
+}
+
+/// Cameras the system offers.
+pub fn list_cameras() -> Result<Vec<CameraEntry>, CaptureError> {
+    let infos = nokhwa::query(ApiBackend::Video4Linux).map_err(|e| CaptureError::Camera {
+        camera: "*".into(),
+        message: e.to_string(),
+    })?;
+    Ok(infos
+        .into_iter()
+        .map(|i| CameraEntry {
+            index: i.index().to_string(),
+            name: i.human_name(),
+            description: i.description().to_string(),
+        })
+        .collect())
+}
+
+pub struct Webcam {
+    selector: CameraSelector,
+    request: WebcamRequest,
+    camera: Option<Camera>,
+    seq: u64,
+    label: String,
+}
+
+impl Webcam {
+    /// Opens the camera and starts streaming.
+    pub fn open(selector: CameraSelector, request: WebcamRequest) -> Result<Self, CaptureError> {
+        let mut cam = Self {
+            label: format!("{selector:?}"),
+            selector,
+            request,
+            camera: None,
+            seq: 0,
+        };
+        cam.reopen()?;
+        Ok(cam)
+    }
+
+    fn err(&self, message: String) -> CaptureError {
+        CaptureError::Camera {
+            camera: self.label.clone(),
+            message,
+        }
+    }
+
+    fn resolve_index(&self) -> Result<CameraIndex, CaptureError> {
+        match &self.selector {
+            CameraSelector::Index(i) => Ok(CameraIndex::Index(*i)),
+            CameraSelector::Name(name) => {
+                let wanted = name.to_lowercase();
+                let cams = list_cameras()?;
+                cams.iter()
+                    .find(|c| c.name.to_lowercase().contains(&wanted))
+                    .map(|c| match c.index.parse::<u32>() {
+                        Ok(i) => CameraIndex::Index(i),
+                        Err(_) => CameraIndex::String(c.index.clone()),
+                    })
+                    .ok_or_else(|| {
+                        self.err(format!(
+                            "no camera named like {name:?}; cameras: {}",
+                            cams.iter()
+                                .map(|c| format!("{} ({})", c.name, c.index))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })
+            }
+        }
+    }
+
+    /// The format the camera actually delivers.
+    pub fn format(&self) -> Option<CameraFormat> {
+        self.camera.as_ref().map(|c| c.camera_format())
+    }
+}
+
+/// YUYV (Y0 U Y1 V) to RGB8, BT.601 limited range.
+pub fn yuyv_to_rgb(yuyv: &[u8], size: Size) -> Vec<u8> {
+    let (w, h) = (size.width as usize, size.height as usize);
+    let mut out = vec![0u8; w * h * 3];
+    let clamp = |v: i32| v.clamp(0, 255) as u8;
+    for (i, px) in yuyv.chunks_exact(4).take(w * h / 2).enumerate() {
+        let (y0, u, y1, v) = (
+            px[0] as i32 - 16,
+            px[1] as i32 - 128,
+            px[2] as i32 - 16,
+            px[3] as i32 - 128,
+        );
+        // Inverse of the BT.601 matrix in 16.16 fixed point: 1.164 Y + 1.596 Cr, etc.
+        for (k, y) in [y0, y1].into_iter().enumerate() {
+            let c = 76309 * y;
+            let o = (i * 2 + k) * 3;
+            out[o] = clamp((c + 104597 * v + 32768) >> 16);
+            out[o + 1] = clamp((c - 25675 * u - 53279 * v + 32768) >> 16);
+            out[o + 2] = clamp((c + 132201 * u + 32768) >> 16);
+        }
+    }
+    out
+}
+
+impl FrameSource for Webcam {
+    fn name(&self) -> String {
+        format!("camera:{}", self.label)
+    }
+
+    fn reopen(&mut self) -> Result<(), CaptureError> {
+        if let Some(mut old) = self.camera.take() {
+            let _ = old.stop_stream();
+        }
+        let index = self.resolve_index()?;
+        let fourcc = if self.request.mjpeg {
+            FrameFormat::MJPEG
+        } else {
+            FrameFormat::YUYV
+        };
+        let wanted = CameraFormat::new(
+            Resolution::new(self.request.size.width, self.request.size.height),
+            fourcc,
+            self.request.fps,
+        );
+        let format = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(wanted));
+        let mut camera =
+            Camera::with_backend(index, format, ApiBackend::Video4Linux).map_err(|e| {
+                self.err(format!(
+                    "cannot open it ({e}); is it plugged in and not used by another program?"
+                ))
+            })?;
+        camera
+            .open_stream()
+            .map_err(|e| self.err(format!("cannot start streaming ({e})")))?;
+        self.label = camera.info().human_name();
+        tracing::info!("camera {} delivers {}", self.label, camera.camera_format());
+        self.camera = Some(camera);
+        Ok(())
+    }
+
+    fn next_frame(&mut self) -> Result<Frame, CaptureError> {
+        let camera = self.camera.as_mut().ok_or_else(|| CaptureError::Camera {
+            camera: self.label.clone(),
+            message: "not open".into(),
+        })?;
+        let fmt = camera.camera_format();
+        let raw = camera.frame_raw().map_err(|e| CaptureError::Camera {
+            camera: self.label.clone(),
+            message: format!("frame read failed ({e})"),
+        })?;
+        let captured_at = Instant::now();
+        let size = Size::new(fmt.width(), fmt.height());
+        let rgb = match fmt.format() {
+            FrameFormat::MJPEG => {
+                image::load_from_memory_with_format(&raw, image::ImageFormat::Jpeg)
+                    .map_err(|e| CaptureError::Camera {
+                        camera: self.label.clone(),
+                        message: format!("bad MJPG frame ({e})"),
+                    })?
+                    .to_rgb8()
+                    .into_raw()
+            }
+            FrameFormat::YUYV => yuyv_to_rgb(&raw, size),
+            FrameFormat::RAWRGB => raw.to_vec(),
+            other => {
+                return Err(CaptureError::Camera {
+                    camera: self.label.clone(),
+                    message: format!("unsupported camera format {other}"),
+                });
+            }
+        };
+        let frame =
+            Frame::new(self.seq, captured_at, size, rgb).map_err(|e| CaptureError::Camera {
+                camera: self.label.clone(),
+                message: e.to_string(),
+            })?;
+        self.seq += 1;
+        Ok(frame)
+    }
+}

@@ -1,0 +1,101 @@
+//! The frame every stage passes on: an RGB image with its sequence number and capture time, so
+//! glass-to-output latency is measured, not guessed. Depends on nothing else in the crate.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Width and height in pixels, named so they are never swapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Size {
+    pub const fn new(width: u32, height: u32) -> Self {
+        Self { width, height }
+    }
+
+    pub fn pixels(&self) -> usize {
+        self.width as usize * self.height as usize
+    }
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+/// An RGB8 frame (row-major, 3 bytes per pixel). The pixels are shared, so passing a frame to
+/// several sinks copies nothing.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Position in its stream, counting from 0 at the source.
+    pub seq: u64,
+    /// When the source produced it (camera read, file decode, pattern render).
+    pub captured_at: Instant,
+    pub size: Size,
+    pub rgb: Arc<Vec<u8>>,
+}
+
+/// A frame whose buffer does not match its size.
+#[derive(Debug, thiserror::Error)]
+#[error("frame buffer has {got} bytes, a {size} RGB frame needs {want}")]
+pub struct FrameSizeError {
+    pub size: Size,
+    pub got: usize,
+    pub want: usize,
+}
+
+impl Frame {
+    pub fn new(
+        seq: u64,
+        captured_at: Instant,
+        size: Size,
+        rgb: Vec<u8>,
+    ) -> Result<Self, FrameSizeError> {
+        let want = size.pixels() * 3;
+        if rgb.len() != want {
+            return Err(FrameSizeError {
+                size,
+                got: rgb.len(),
+                want,
+            });
+        }
+        Ok(Self {
+            seq,
+            captured_at,
+            size,
+            rgb: Arc::new(rgb),
+        })
+    }
+
+    /// From an `image` RGB buffer.
+    pub fn from_image(seq: u64, captured_at: Instant, img: image::RgbImage) -> Self {
+        let size = Size::new(img.width(), img.height());
+        Self {
+            seq,
+            captured_at,
+            size,
+            rgb: Arc::new(img.into_raw()),
+        }
+    }
+
+    /// The pixel at (x, y); black outside the frame.
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        if x >= self.size.width || y >= self.size.height {
+            return [0; 3];
+        }
+        let i = (y as usize * self.size.width as usize + x as usize) * 3;
+        match self.rgb.get(i..i + 3) {
+            Some(p) => [p[0], p[1], p[2]],
+            None => [0; 3],
+        }
+    }
+
+    /// A copy as an `image` buffer.
+    pub fn to_image(&self) -> Option<image::RgbImage> {
+        image::RgbImage::from_raw(self.size.width, self.size.height, self.rgb.as_ref().clone())
+    }
+}

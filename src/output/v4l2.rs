@@ -1,0 +1,166 @@
+//! The virtual camera: frames written to a v4l2loopback device (V4L2 output, `write()` I/O),
+//! converted to YUYV (default) or I420 and framed to 640x480 or 1280x720.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use v4l::video::Output;
+use v4l::{Device, Format, FourCC};
+
+use super::compose::compose_into;
+use super::convert::{PixelFormat, convert};
+use super::{FrameSink, SinkError};
+use crate::frame::{Frame, Size};
+
+/// An open v4l2loopback output.
+pub struct V4l2Sink {
+    path: PathBuf,
+    device: Device,
+    size: Size,
+    format: PixelFormat,
+    /// Frame rate announced to consumers.
+    fps: u32,
+    composed: Vec<u8>,
+    yuv: Vec<u8>,
+    /// Frames not written because the device was busy (EAGAIN): a slow consumer never stalls us.
+    pub skipped: u64,
+    pub written: u64,
+}
+
+impl V4l2Sink {
+    /// Opens `path`, checks it is a video output device and sets the format.
+    pub fn open(path: &Path, size: Size, format: PixelFormat, fps: u32) -> Result<Self, SinkError> {
+        let err = |message: String| SinkError::Device {
+            path: path.display().to_string(),
+            message,
+        };
+        let device = Device::with_path(path).map_err(|e| {
+            err(format!(
+                "cannot open it ({e}). Is v4l2loopback loaded (see `packaging/setup-virtual-camera.sh`) and \
+                 do you have access (group `video`)?"
+            ))
+        })?;
+        let caps = device
+            .query_caps()
+            .map_err(|e| err(format!("not a V4L2 device ({e})")))?;
+        if !caps
+            .capabilities
+            .contains(v4l::capability::Flags::VIDEO_OUTPUT)
+        {
+            return Err(err(format!(
+                "{} ({}) is not a video output device: pick the v4l2loopback device (see `marionette devices`)",
+                caps.card, caps.driver
+            )));
+        }
+        let want = Format::new(size.width, size.height, FourCC::new(&format.fourcc()));
+        let got = Output::set_format(&device, &want)
+            .map_err(|e| err(format!("cannot set format {size} {:?}: {e}", format)))?;
+        if got.width != size.width || got.height != size.height || got.fourcc != want.fourcc {
+            return Err(err(format!(
+                "the device took {}x{} {} instead of {size} {}: another program may be writing to it with another format",
+                got.width, got.height, got.fourcc, want.fourcc
+            )));
+        }
+        // Frame rate for consumers that ask (best effort: not every loopback version supports it).
+        let _ = Output::set_params(&device, &v4l::video::output::Parameters::with_fps(fps));
+        Ok(Self {
+            path: path.to_path_buf(),
+            device,
+            size,
+            format,
+            fps,
+            composed: vec![0; size.pixels() * 3],
+            yuv: Vec::new(),
+            skipped: 0,
+            written: 0,
+        })
+    }
+
+    pub fn size(&self) -> Size {
+        self.size
+    }
+
+    pub fn format(&self) -> PixelFormat {
+        self.format
+    }
+
+    pub fn fps(&self) -> u32 {
+        self.fps
+    }
+}
+
+impl FrameSink for V4l2Sink {
+    fn name(&self) -> String {
+        format!("v4l2:{}", self.path.display())
+    }
+
+    fn write(&mut self, frame: &Frame) -> Result<(), SinkError> {
+        let framed = if frame.size == self.size {
+            frame.clone()
+        } else {
+            compose_into(frame, self.size, false, &mut self.composed);
+            Frame {
+                seq: frame.seq,
+                captured_at: frame.captured_at,
+                size: self.size,
+                rgb: std::sync::Arc::new(std::mem::take(&mut self.composed)),
+            }
+        };
+        convert(&framed, self.format, &mut self.yuv);
+        if framed.size != frame.size {
+            // Take the buffer back for the next frame.
+            self.composed =
+                std::sync::Arc::try_unwrap(framed.rgb).unwrap_or_else(|a| a.as_ref().clone());
+        }
+        match self.device.write(&self.yuv) {
+            Ok(n) if n == self.yuv.len() => {
+                self.written += 1;
+                Ok(())
+            }
+            Ok(n) => Err(SinkError::Device {
+                path: self.path.display().to_string(),
+                message: format!("short write: {n} of {} bytes", self.yuv.len()),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.skipped += 1;
+                Ok(())
+            }
+            Err(e) => Err(SinkError::Device {
+                path: self.path.display().to_string(),
+                message: format!("write failed: {e}"),
+            }),
+        }
+    }
+}
+
+/// A V4L2 device node and what it is.
+#[derive(Debug, Clone)]
+pub struct DeviceInfo {
+    pub path: PathBuf,
+    pub card: String,
+    pub driver: String,
+    pub capture: bool,
+    pub output: bool,
+}
+
+/// Every /dev/video* node with its name and whether it captures or outputs.
+pub fn list_devices() -> Vec<DeviceInfo> {
+    let mut nodes: Vec<_> = v4l::context::enum_devices();
+    nodes.sort_by_key(|n| n.index());
+    nodes
+        .into_iter()
+        .filter_map(|node| {
+            let dev = Device::with_path(node.path()).ok()?;
+            let caps = dev.query_caps().ok()?;
+            let flags = caps.capabilities;
+            use v4l::capability::Flags;
+            Some(DeviceInfo {
+                path: node.path().to_path_buf(),
+                card: caps.card,
+                driver: caps.driver,
+                capture: flags.intersects(Flags::VIDEO_CAPTURE | Flags::VIDEO_CAPTURE_MPLANE),
+                output: flags.intersects(Flags::VIDEO_OUTPUT | Flags::VIDEO_OUTPUT_MPLANE),
+            })
+        })
+        .collect()
+}

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what marionette needs to build and run on Debian/Ubuntu. Idempotent: safe to re-run.
 #   * FFmpeg (ffmpeg, ffprobe): reading and writing videos.
-#   * pkg-config, clang's libclang (bindgen for the V4L2 bindings), a C compiler.
+#   * pkg-config, clang's libclang (bindgen for the V4L2 bindings), a C compiler, nasm (SIMD JPEG).
 #   * A Rust toolchain >= 1.95 through rustup when cargo is missing or too old.
 set -euo pipefail
 
 need=()
-for cmd_pkg in ffmpeg:ffmpeg ffprobe:ffmpeg pkg-config:pkg-config cc:gcc; do
+for cmd_pkg in ffmpeg:ffmpeg ffprobe:ffmpeg pkg-config:pkg-config cc:gcc nasm:nasm; do
     cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg#*:}
     command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -52,7 +52,7 @@ fn idle_motion_moves_the_portrait_smoothly() {
     let inputs = load_tensors("tiny-inputs.safetensors");
     let mut e = engine();
     e.set_source(&inputs["source"]).unwrap();
-    let rest = e.animate_idle(0.0).unwrap();
+    let rest = e.render_idle(0.0).unwrap();
     let out = load_tensors("tiny-outputs-ac-true.safetensors");
     // At t = 0 the pose is the rest pose: the source-pose rendering.
     let (_, mean0) = diff(&rest, &out["relative.0.prediction"]);
@@ -61,7 +61,7 @@ fn idle_motion_moves_the_portrait_smoothly() {
     let mut total = 0.0;
     // One second at 15 fps (the ease-in and the start of the motion).
     for i in 1..=15 {
-        let frame = e.animate_idle(i as f64 / 15.0).unwrap();
+        let frame = e.render_idle(i as f64 / 15.0).unwrap();
         let (_, step) = diff(&frame, &prev);
         assert!(step < 0.03, "idle frame {i} jumps ({step})");
         total += step;

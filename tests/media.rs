@@ -1,5 +1,7 @@
 //! Tests of `media`: skimage-exact resizing (reference data from scikit-image 0.26.0, made by
-//! `tests/data/resize/make_reference.py`), video in / out through ffmpeg, frame folders.
+//! `tests/data/resize/make_reference.py`), JPEG decoding identical to Pillow's (reference data from
+//! Pillow 13.0.0 with libjpeg-turbo 3.2.0, made by `tests/data/jpeg/make_reference.py`), video in /
+//! out through ffmpeg, frame folders.
 //!
 //! The video tests need `ffmpeg` and `ffprobe` (with libx264 and the lavfi test sources) on PATH.
 
@@ -8,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
-use image::{Rgb, RgbImage};
+use image::{DynamicImage, Rgb, RgbImage};
 use marionette::media::MediaError;
-use marionette::media::frames::{FrameFolderWriter, list_image_files, load_rgb};
+use marionette::media::frames::{FrameFolderWriter, list_image_files, load_image, load_rgb};
 use marionette::media::resize::{
     center_square_crop, resize_hwc_f64, resize_like_skimage, tensor_to_rgb8, to_model_tensor,
 };
@@ -672,4 +674,151 @@ fn ffmpeg_failures_surface_its_message() {
         msg.contains("taken.mp4") && msg.contains("directory"),
         "{msg}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// JPEG: Pillow reference (tests/data/jpeg/make_reference.py)
+
+fn jpeg_data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/jpeg")
+        .join(name)
+}
+
+/// Every case of make_reference.py: its JPEG file and the layout Pillow reads it as.
+const JPEG_CASES: &[(&str, &str)] = &[
+    ("grace-hopper", "RGB"),
+    ("q75-420", "RGB"),
+    ("q95-420", "RGB"),
+    ("q95-444", "RGB"),
+    ("q75-422-odd", "RGB"),
+    ("q75-420-odd-restart", "RGB"),
+    ("progressive-q85-420", "RGB"),
+    ("grey-q90", "L"),
+    ("rgb-q90", "RGB"),
+    ("cmyk-q90", "CMYK"),
+    ("damaged-q95-444", "RGB"),
+];
+
+/// Tolerance: none. Pillow's decoded pixels (stored losslessly as PNG) must come back byte for byte.
+#[test]
+fn jpeg_decodes_exactly_like_pillow() {
+    for &(name, mode) in JPEG_CASES {
+        let jpg = jpeg_data(&format!("{name}.jpg"));
+        let want = image::open(jpeg_data(&format!("{name}.pillow.png")))
+            .unwrap()
+            .to_rgb8();
+        let raw = load_image(&jpg).unwrap_or_else(|e| panic!("{name}: {e}"));
+        match mode {
+            "L" => assert!(matches!(raw, DynamicImage::ImageLuma8(_)), "{name}"),
+            _ => assert!(matches!(raw, DynamicImage::ImageRgb8(_)), "{name}"),
+        }
+        let got = load_rgb(&jpg).unwrap();
+        assert_eq!(got.dimensions(), want.dimensions(), "{name}");
+        let differing = got
+            .as_raw()
+            .iter()
+            .zip(want.as_raw())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(
+            differing,
+            0,
+            "{name}: {differing} of {} bytes differ from Pillow (mean |diff| {:.4})",
+            got.as_raw().len(),
+            mean_abs_diff(&got, &want)
+        );
+    }
+}
+
+#[test]
+fn jpeg_is_recognised_by_content_not_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let disguised = dir.path().join("picture.png");
+    std::fs::copy(jpeg_data("q75-420.jpg"), &disguised).unwrap();
+    let want = image::open(jpeg_data("q75-420.pillow.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(load_rgb(&disguised).unwrap(), want);
+    // Bytes after the end-of-image marker are ignored, as by Pillow.
+    let trailing = dir.path().join("trailing.jpg");
+    let mut bytes = std::fs::read(jpeg_data("q75-420.jpg")).unwrap();
+    bytes.extend_from_slice(b"some trailing bytes");
+    std::fs::write(&trailing, &bytes).unwrap();
+    assert_eq!(load_rgb(&trailing).unwrap(), want);
+}
+
+/// Offset of the frame header (SOF0 baseline / SOF2 progressive) in a JPEG file.
+fn sof_offset(bytes: &[u8]) -> usize {
+    bytes
+        .windows(2)
+        .position(|w| w[0] == 0xFF && (w[1] == 0xC0 || w[1] == 0xC2))
+        .expect("no SOF0/SOF2 marker")
+}
+
+fn assert_jpeg_error(path: &Path, expect_in_message: &str) {
+    let err = load_rgb(path).expect_err("a broken JPEG must give an error");
+    let msg = err.to_string();
+    eprintln!("{msg}");
+    assert!(matches!(err, MediaError::Image { .. }), "{msg}");
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(msg.contains(name), "{msg}");
+    assert!(
+        msg.contains(expect_in_message),
+        "expected {expect_in_message:?} in: {msg}"
+    );
+}
+
+/// Pillow refuses all of these ("image file is truncated" for the cut ones, checked with Pillow
+/// 13.0.0); libjpeg's fatal errors must come back as errors, not as a panic or an exit.
+#[test]
+fn broken_jpegs_give_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    for case in ["q75-420", "progressive-q85-420", "grey-q90", "grace-hopper"] {
+        let bytes = std::fs::read(jpeg_data(&format!("{case}.jpg"))).unwrap();
+        assert_eq!(
+            &bytes[bytes.len() - 2..],
+            [0xFF, 0xD9],
+            "{case} ends with EOI"
+        );
+        let cut = write(&format!("{case}-half.jpg"), &bytes[..bytes.len() / 2]);
+        assert_jpeg_error(&cut, "truncated");
+        let no_eoi = write(&format!("{case}-no-eoi.jpg"), &bytes[..bytes.len() - 2]);
+        assert_jpeg_error(&no_eoi, "truncated");
+        let header_only = write(
+            &format!("{case}-header.jpg"),
+            &bytes[..sof_offset(&bytes) + 4],
+        );
+        assert_jpeg_error(&header_only, "truncated");
+    }
+
+    // No marker after the magic: libjpeg skips the junk looking for one and runs out of data.
+    let junk = write("junk.jpg", b"\xFF\xD8\xFF\x00 this is not JPEG data at all");
+    assert_jpeg_error(&junk, "Jpeg");
+
+    // libjpeg fatal errors (these unwind out of libjpeg and are caught).
+    let bytes = std::fs::read(jpeg_data("q75-420.jpg")).unwrap();
+    let sof = sof_offset(&bytes);
+    let mut twelve_bit = bytes.clone();
+    twelve_bit[sof + 4] = 12;
+    assert_jpeg_error(&write("twelve-bit.jpg", &twelve_bit), "precision 12");
+    let mut zero_height = bytes.clone();
+    zero_height[sof + 5..sof + 7].copy_from_slice(&[0, 0]);
+    assert_jpeg_error(&write("zero-height.jpg", &zero_height), "invalid");
+
+    // A header claiming 65000x65000 pixels (libjpeg's own limit is 65500 per side): refused before
+    // any pixel memory is allocated, like Pillow's decompression bomb check.
+    let mut huge = bytes.clone();
+    let side = 65000u16.to_be_bytes();
+    huge[sof + 5..sof + 9].copy_from_slice(&[side[0], side[1], side[0], side[1]]);
+    assert_jpeg_error(&write("huge.jpg", &huge), "scale it down");
+
+    // The magic alone, and nothing.
+    assert_jpeg_error(&write("magic.jpg", b"\xFF\xD8\xFF"), "magic.jpg");
+    assert!(load_rgb(&write("empty.jpg", b"")).is_err());
 }

@@ -12,6 +12,8 @@ pub struct FommAnimator {
     model: Fomm,
     source: Option<PreparedSource>,
     transfer: MotionTransfer,
+    /// Prepared portraits by id, so switching back costs nothing.
+    portraits: std::collections::HashMap<u64, PreparedSource>,
 }
 
 impl FommAnimator {
@@ -20,6 +22,7 @@ impl FommAnimator {
             model,
             source: None,
             transfer: MotionTransfer::new(options),
+            portraits: std::collections::HashMap::new(),
         }
     }
 
@@ -45,9 +48,14 @@ impl FommAnimator {
         Ok(self.model.detect(frame)?)
     }
 
+    /// Portraits prepared so far.
+    pub fn cached_portraits(&self) -> usize {
+        self.portraits.len()
+    }
+
     /// Renders the portrait in the idle-motion pose at `t` seconds (no driving frame needed):
     /// the source keypoints moved by the pose, rendered as absolute driving keypoints.
-    pub fn animate_idle(&mut self, t: f64) -> Result<Tensor, EngineError> {
+    pub fn render_idle(&mut self, t: f64) -> Result<Tensor, EngineError> {
         let source = self.source.as_ref().ok_or(EngineError::NoSource)?;
         let kp = idle_keypoints(&source.keypoints, &super::idle::pose_at(t))?;
         Ok(self.model.render(source, &kp, false)?.prediction)
@@ -147,5 +155,22 @@ impl Animator for FommAnimator {
     fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError> {
         let kp = self.keypoints(driving)?;
         self.animate_keypoints(&kp)
+    }
+
+    fn animate_idle(&mut self, t: f64) -> Result<Tensor, EngineError> {
+        self.render_idle(t)
+    }
+
+    fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), EngineError> {
+        let prepared = match self.portraits.get(&id) {
+            Some(p) => p.clone(),
+            None => {
+                let p = self.model.prepare_source(source)?;
+                self.portraits.insert(id, p.clone());
+                p
+            }
+        };
+        self.source = Some(prepared);
+        Ok(())
     }
 }

@@ -36,4 +36,9 @@ pub trait Animator {
     fn is_calibrated(&self) -> bool;
     /// The portrait moved as `driving` moved relative to the reference frame.
     fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError>;
+    /// The portrait in the idle-motion pose at `t` seconds (no driving frame).
+    fn animate_idle(&mut self, t: f64) -> Result<Tensor, EngineError>;
+    /// Selects portrait `id`, computing its cached state from `source` only the first time:
+    /// switching back to a portrait seen before costs no re-encoding.
+    fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), EngineError>;
 }

@@ -1,11 +1,12 @@
 //! Folders of numbered pictures: reading driving frames from one, writing results into one.
 
 use std::cmp::Ordering;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageReader, RgbImage};
 
-use super::MediaError;
+use super::{MediaError, jpeg};
 
 /// Picture extensions [`list_image_files`] picks up (lower case; matched case-insensitively).
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff"];
@@ -95,33 +96,42 @@ fn trim_zeros(d: &[u8]) -> &[u8] {
 }
 
 /// Decode any supported picture file (format from its content, not its name).
+///
+/// JPEG files (content starting `FF D8 FF`) are decoded by libjpeg-turbo exactly as Pillow decodes
+/// them (see [`crate::media::jpeg`]): grey ones come back as [`DynamicImage::ImageLuma8`], CMYK ones
+/// already converted to RGB as Pillow's `convert("RGB")` does, all others as
+/// [`DynamicImage::ImageRgb8`]. Other formats go through the `image` crate.
 pub fn load_image(path: &Path) -> Result<DynamicImage, MediaError> {
-    let img_err = |e| MediaError::Image {
+    let bytes = std::fs::read(path).map_err(|e| MediaError::Io {
+        action: "read the image",
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let decoded = if jpeg::is_jpeg(&bytes) {
+        jpeg::decode_jpeg_like_pillow(&bytes)
+    } else {
+        ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| MediaError::Io {
+                action: "read the image",
+                path: path.to_path_buf(),
+                source: e,
+            })?
+            .decode()
+    };
+    decoded.map_err(|e| MediaError::Image {
         action: "read",
         path: path.to_path_buf(),
         source: e,
-    };
-    ImageReader::open(path)
-        .map_err(|e| MediaError::Io {
-            action: "open the image",
-            path: path.to_path_buf(),
-            source: e,
-        })?
-        .with_guessed_format()
-        .map_err(|e| MediaError::Io {
-            action: "read the image",
-            path: path.to_path_buf(),
-            source: e,
-        })?
-        .decode()
-        .map_err(img_err)
+    })
 }
 
 /// Decode a picture as 8-bit RGB, the way the original demo's input ends up (imageio + Pillow, then
 /// `[..., :3]`): an alpha channel is dropped (not blended), grey is replicated into R, G and B (the
 /// original demo fails on grey pictures; see [`crate::media::resize`]), and 16-bit samples keep their
 /// high byte, as Pillow's 16-bit PNG decoding does. Float pictures are clamped to `[0, 1]` and rounded.
-/// EXIF orientation is not applied (neither imageio nor Pillow applies it by default).
+/// EXIF orientation is not applied (neither imageio nor Pillow applies it by default). JPEG files
+/// decode to Pillow's exact pixels, CMYK ones converted as Pillow's `convert("RGB")` does.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, MediaError> {
     Ok(to_rgb8_like_pillow(load_image(path)?))
 }

@@ -6,10 +6,12 @@
 //! * [`video`]: reading and writing video files through the `ffmpeg` / `ffprobe`
 //!   command-line programs (raw RGB frames over pipes, no C bindings).
 //! * [`frames`]: folders of numbered pictures, in and out.
+//! * [`jpeg`]: JPEG decoding that matches Pillow (libjpeg-turbo) byte for byte.
 //!
 //! All three share one error type, [`MediaError`].
 
 pub mod frames;
+pub mod jpeg;
 pub mod resize;
 pub mod video;
 

@@ -9,15 +9,19 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::conv::Conv3x3;
+
 /// `nn.BatchNorm2d` / `SynchronizedBatchNorm2d` default eps.
 const BN_EPS: f64 = 1e-5;
 
-/// A 2-D convolution with bias (`nn.Conv2d`, square stride 1, symmetric padding).
+/// A 2-D convolution with bias (`nn.Conv2d`, square stride 1, symmetric padding). 3x3 kernels
+/// with padding 1, most of FOMM's work, run through the Winograd kernel of [`super::conv`].
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     weight: Tensor,
     bias: Tensor,
     padding: usize,
+    fast: Option<Conv3x3>,
 }
 
 impl Conv2d {
@@ -31,10 +35,19 @@ impl Conv2d {
     ) -> Result<Self> {
         let weight = vb.get((c_out, c_in, kernel, kernel), "weight")?;
         let bias = vb.get(c_out, "bias")?;
+        Self::from_parts(weight, bias, padding)
+    }
+
+    fn from_parts(weight: Tensor, bias: Tensor, padding: usize) -> Result<Self> {
+        let fast = match weight.dims() {
+            [_, _, 3, 3] if padding == 1 => Some(Conv3x3::new(&weight, Some(&bias))?),
+            _ => None,
+        };
         Ok(Self {
             weight,
             bias,
             padding,
+            fast,
         })
     }
 
@@ -48,16 +61,15 @@ impl Conv2d {
             .weight
             .broadcast_mul(&bn.scale.reshape(((), 1, 1, 1))?)?;
         let bias = ((&self.bias * &bn.scale.flatten_all()?)? + bn.shift.flatten_all()?)?;
-        Ok(Self {
-            weight,
-            bias,
-            padding: self.padding,
-        })
+        Self::from_parts(weight, bias, self.padding)
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(fast) = &self.fast {
+            return fast.forward(x);
+        }
         let y = x.conv2d(&self.weight, self.padding, 1, 1, 1)?;
         y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
     }

@@ -5,6 +5,7 @@ pub mod anti_alias;
 pub mod blocks;
 pub mod checkpoint;
 pub mod config;
+pub mod conv;
 pub mod dense_motion;
 pub mod fomm;
 pub mod generator;

@@ -393,3 +393,39 @@ fn bad_shapes_are_errors() {
     }
     let _ = conv.forward(&Tensor::zeros((1, 4, 0, 8), DType::F32, &dev).unwrap());
 }
+
+/// The direct kernel for few-output-channel layers (FOMM's 7x7 heads) against candle's conv2d.
+#[test]
+fn direct_small_cout_conv_matches_candle() {
+    use candle_core::{Device, Tensor};
+    use marionette::model::conv::conv2d_direct;
+    for (c, o, h, w, k, pad) in [
+        (64usize, 3usize, 37usize, 29usize, 7usize, 3usize),
+        (35, 10, 20, 20, 7, 0),
+        (5, 1, 9, 6, 3, 1),
+    ] {
+        let x = Tensor::randn(0f32, 1.0, (2, c, h, w), &Device::Cpu).unwrap();
+        let wt = Tensor::randn(0f32, 0.1, (o, c, k, k), &Device::Cpu).unwrap();
+        let b = Tensor::randn(0f32, 0.1, o, &Device::Cpu).unwrap();
+        let ours = conv2d_direct(&x, &wt, &b, pad)
+            .unwrap()
+            .expect("applicable");
+        let theirs = x
+            .conv2d(&wt, pad, 1, 1, 1)
+            .unwrap()
+            .broadcast_add(&b.reshape((1, o, 1, 1)).unwrap())
+            .unwrap();
+        assert_eq!(ours.dims(), theirs.dims());
+        let d = (ours - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-4, "{c}->{o} {h}x{w} k{k} p{pad}: max diff {d}");
+    }
+}

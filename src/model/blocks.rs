@@ -70,6 +70,12 @@ impl Module for Conv2d {
         if let Some(fast) = &self.fast {
             return fast.forward(x);
         }
+        // Few output channels (the 7x7 heads): a direct kernel beats im2col by far.
+        if self.bias.dims1()? <= 16
+            && let Some(y) = super::conv::conv2d_direct(x, &self.weight, &self.bias, self.padding)?
+        {
+            return Ok(y);
+        }
         let y = x.conv2d(&self.weight, self.padding, 1, 1, 1)?;
         y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
     }

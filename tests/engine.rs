@@ -72,3 +72,47 @@ fn idle_motion_moves_the_portrait_smoothly() {
         "idle motion should move the portrait ({total})"
     );
 }
+
+/// Code paths no published config uses but the original supports: scale_factor 1 (no
+/// anti-alias module), a zero-order model (no Jacobians), no occlusion map, padding 3 heads,
+/// and a generator without a dense motion network. Random weights; shapes and finiteness.
+#[test]
+fn unusual_configs_build_and_run() {
+    use candle_core::Tensor;
+    let yaml = |jac: bool, occl: bool, dense: &str| {
+        format!(
+            "dataset_params: {{frame_shape: [64, 64, 3]}}\nmodel_params:\n  common_params: {{num_kp: 4, num_channels: 3, estimate_jacobian: {jac}}}\n  \
+             kp_detector_params: {{temperature: 0.1, block_expansion: 4, max_features: 16, num_blocks: 3, scale_factor: 1, pad: 3}}\n  \
+             generator_params:\n    {{block_expansion: 4, max_features: 16, num_down_blocks: 2, num_bottleneck_blocks: 1, estimate_occlusion_map: {occl}{dense}}}\n"
+        )
+    };
+    let dense = ", dense_motion_params: {block_expansion: 4, max_features: 16, num_blocks: 3, scale_factor: 1}";
+    for (jac, occl, dm) in [
+        (false, false, dense),
+        (true, true, dense),
+        (true, false, ""),
+    ] {
+        let config = FommConfig::from_yaml_str(&yaml(jac, occl, dm), "unusual").expect("config");
+        let model = Fomm::random(&config, &Device::Cpu).expect("model");
+        let img = Tensor::rand(0f32, 1.0, (1, 3, 64, 64), &Device::Cpu).unwrap();
+        let src = model.prepare_source(&img).expect("prepare");
+        assert_eq!(src.keypoints.value.dims(), &[1, 4, 2]);
+        assert_eq!(src.keypoints.jacobian.is_some(), jac);
+        let kp = model.detect(&img).expect("detect");
+        let out = model.render(&src, &kp, true).expect("render");
+        assert_eq!(out.prediction.dims(), &[1, 3, 64, 64]);
+        let dm_out = out.dense_motion.as_ref();
+        assert_eq!(dm_out.is_some(), !dm.is_empty());
+        assert_eq!(
+            dm_out.and_then(|d| d.occlusion_map.as_ref()).is_some(),
+            occl && !dm.is_empty()
+        );
+        let v = out
+            .prediction
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(v.iter().all(|x| x.is_finite() && (0.0..=1.0).contains(x)));
+    }
+}

@@ -32,6 +32,6 @@ rust_ok() {
 if ! rust_ok; then
     [ -x "$HOME/.cargo/bin/rustup" ] || curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
     "$HOME/.cargo/bin/rustup" toolchain install stable --profile minimal
-    echo "setup: Rust installed; open a new shell or run: source \$HOME/.cargo/env"
+    echo "setup: Rust installed in ~/.cargo/bin"
 fi
 echo "setup: ok"

@@ -32,6 +32,11 @@ pub trait FrameSink: Send {
     /// For messages and stats ("v4l2:/dev/video10", "record:out.mp4", "null").
     fn name(&self) -> String;
     fn write(&mut self, frame: &Frame) -> Result<(), SinkError>;
+    /// Whether the last frame should be written again when no new one arrives in time (virtual
+    /// cameras: browsers list a v4l2loopback device only while it is being written to).
+    fn repeats(&self) -> bool {
+        false
+    }
     /// Flush and close (a video file is finalised here).
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())

@@ -94,6 +94,10 @@ impl FrameSink for V4l2Sink {
         format!("v4l2:{}", self.path.display())
     }
 
+    fn repeats(&self) -> bool {
+        true
+    }
+
     fn write(&mut self, frame: &Frame) -> Result<(), SinkError> {
         let framed = if frame.size == self.size {
             frame.clone()

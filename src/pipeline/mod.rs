@@ -3,3 +3,5 @@
 
 pub mod channel;
 pub mod framing;
+pub mod runner;
+pub mod stats;

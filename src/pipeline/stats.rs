@@ -1,0 +1,91 @@
+//! Live statistics: per-stage times, frame rate, dropped frames and capture-to-output latency
+//! percentiles over a rolling window.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+const WINDOW: usize = 300;
+
+fn push(q: &mut VecDeque<f64>, v: f64) {
+    if q.len() == WINDOW {
+        q.pop_front();
+    }
+    q.push_back(v);
+}
+
+fn percentile(q: &VecDeque<f64>, p: f64) -> f64 {
+    if q.is_empty() {
+        return f64::NAN;
+    }
+    let mut v: Vec<f64> = q.iter().copied().collect();
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() - 1) as f64 * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    inference_ms: VecDeque<f64>,
+    sink_ms: BTreeMap<String, VecDeque<f64>>,
+    latency_ms: VecDeque<f64>,
+    output_times: VecDeque<Instant>,
+    pub frames_out: u64,
+    pub dropped_capture: u64,
+}
+
+/// A summary for printing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub frames_out: u64,
+    pub fps: f64,
+    pub inference_ms_p50: f64,
+    pub sink_ms_p50: BTreeMap<String, f64>,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p95: f64,
+    pub dropped_capture: u64,
+}
+
+impl Stats {
+    pub fn record_inference(&mut self, took: Duration, dropped_capture: u64) {
+        push(&mut self.inference_ms, took.as_secs_f64() * 1e3);
+        self.dropped_capture = dropped_capture;
+    }
+
+    /// `latency`: capture-to-output time for a live frame (None for repeats and still frames).
+    pub fn record_sink(&mut self, sink: &str, took: Duration, latency: Option<Duration>) {
+        push(
+            self.sink_ms.entry(sink.to_string()).or_default(),
+            took.as_secs_f64() * 1e3,
+        );
+        if let Some(l) = latency {
+            push(&mut self.latency_ms, l.as_secs_f64() * 1e3);
+            self.frames_out += 1;
+            if self.output_times.len() == WINDOW {
+                self.output_times.pop_front();
+            }
+            self.output_times.push_back(Instant::now());
+        }
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let fps = match (self.output_times.front(), self.output_times.back()) {
+            (Some(a), Some(b)) if self.output_times.len() > 1 => {
+                (self.output_times.len() - 1) as f64 / b.duration_since(*a).as_secs_f64().max(1e-9)
+            }
+            _ => 0.0,
+        };
+        StatsSnapshot {
+            frames_out: self.frames_out,
+            fps,
+            inference_ms_p50: percentile(&self.inference_ms, 0.5),
+            sink_ms_p50: self
+                .sink_ms
+                .iter()
+                .map(|(k, v)| (k.clone(), percentile(v, 0.5)))
+                .collect(),
+            latency_ms_p50: percentile(&self.latency_ms, 0.5),
+            latency_ms_p95: percentile(&self.latency_ms, 0.95),
+            dropped_capture: self.dropped_capture,
+        }
+    }
+}

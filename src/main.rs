@@ -91,6 +91,53 @@ enum Command {
         #[arg(long)]
         config: Option<String>,
     },
+    /// The live loop without a window: driving frames -> animated portrait -> virtual camera
+    /// and/or recorder.
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Webcam index (0 = /dev/video0) or part of its name.
+        #[arg(long, conflicts_with_all = ["driving_file", "test_pattern"])]
+        camera: Option<String>,
+        /// A driving video file (played at its own rate, looping) or a folder of frames.
+        #[arg(long, conflicts_with = "test_pattern")]
+        driving_file: Option<PathBuf>,
+        /// The built-in moving test pattern as the driving source.
+        #[arg(long)]
+        test_pattern: bool,
+        /// No driving source: the portrait moves by itself (idle motion).
+        #[arg(long, conflicts_with_all = ["camera", "driving_file", "test_pattern"])]
+        idle: bool,
+        /// The portrait (default: the bundled Eileen Collins portrait).
+        #[arg(long)]
+        avatar: Option<PathBuf>,
+        /// v4l2loopback device to write to (e.g. /dev/video10).
+        #[arg(long)]
+        vcam: Option<PathBuf>,
+        /// Virtual camera frame size: 640x480 or 1280x720.
+        #[arg(long, default_value = "640x480")]
+        vcam_size: String,
+        /// Virtual camera pixel format: yuyv or i420.
+        #[arg(long, default_value = "yuyv")]
+        vcam_format: String,
+        /// Also record the animated frames (video file or folder of PNGs).
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Stop after this many output frames.
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Show the camera crop instead of the animated portrait.
+        #[arg(long)]
+        passthrough: bool,
+        /// Mirror the camera crop.
+        #[arg(long)]
+        mirror: bool,
+        /// Print stats every few seconds and at exit.
+        #[arg(long)]
+        stats: bool,
+    },
+    /// List cameras and virtual-camera outputs.
+    Devices,
     /// Measure speed with random weights of a config's structure (no checkpoint needed).
     Bench {
         /// Config name or YAML path.
@@ -317,6 +364,183 @@ fn run_bench(config: &str, iters: usize, json: bool, cpu: bool) -> Result<()> {
     Ok(())
 }
 
+fn run_devices() -> Result<()> {
+    use marionette::output::v4l2::list_devices;
+    let devices = list_devices();
+    if devices.is_empty() {
+        println!(
+            "no V4L2 devices (/dev/video*): no webcam, and v4l2loopback is not loaded (see packaging/setup-virtual-camera.sh)"
+        );
+    }
+    for d in &devices {
+        let kind = match (d.capture, d.output) {
+            (true, true) => "camera + output",
+            (true, false) => "camera",
+            (false, true) => "virtual-camera output",
+            _ => "other",
+        };
+        println!("{}\t{}\t{} ({})", d.path.display(), kind, d.card, d.driver);
+    }
+    Ok(())
+}
+
+fn parse_size(s: &str) -> Result<marionette::frame::Size> {
+    let (w, h) = s
+        .split_once('x')
+        .with_context(|| format!("size {s:?} must look like 640x480"))?;
+    let size =
+        marionette::frame::Size::new(w.parse().context("width")?, h.parse().context("height")?);
+    if size.width == 0 || size.height == 0 || size.width % 2 == 1 {
+        bail!("size {s} must have a positive, even width and a positive height");
+    }
+    Ok(size)
+}
+
+fn run_live(cmd: Command) -> Result<()> {
+    use marionette::capture::pattern::TestPattern;
+    use marionette::capture::webcam::{CameraSelector, Webcam, WebcamRequest};
+    use marionette::capture::{CaptureError, FolderSource, FrameSource, VideoFileSource};
+    use marionette::engine::fomm::FommAnimator;
+    use marionette::output::{FrameSink, Recorder, v4l2::V4l2Sink};
+    use marionette::pipeline::framing::Crop;
+    use marionette::pipeline::runner::{Pipeline, PipelineOptions, SourceFactory};
+    let Command::Run {
+        model,
+        camera,
+        driving_file,
+        test_pattern,
+        idle,
+        avatar,
+        vcam,
+        vcam_size,
+        vcam_format,
+        record,
+        frames,
+        passthrough,
+        mirror,
+        stats,
+    } = cmd
+    else {
+        bail!("internal: not a run command");
+    };
+    let fomm = load_model(&model)?;
+    let (h, w) = fomm.config.frame_size;
+    if h != w {
+        bail!(
+            "the live loop needs a square frame size, config {} has {w}x{h}",
+            fomm.config.name
+        );
+    }
+    let avatar_path = avatar.unwrap_or_else(|| PathBuf::from("assets/avatars/eileen-collins.png"));
+    let portrait = marionette::media::frames::load_rgb(&avatar_path)
+        .with_context(|| format!("loading avatar {}", avatar_path.display()))?;
+    let square = marionette::media::resize::center_square_crop(&portrait);
+    let portrait = image::imageops::resize(
+        &square,
+        w as u32,
+        h as u32,
+        image::imageops::FilterType::Triangle,
+    );
+    let fps = 30.0;
+    let source: Option<SourceFactory> = if idle {
+        None
+    } else if let Some(cam) = camera {
+        let selector: CameraSelector = cam.parse().unwrap_or(CameraSelector::Index(0));
+        Some(Box::new(
+            move || -> Result<Box<dyn FrameSource>, CaptureError> {
+                Ok(Box::new(Webcam::open(selector, WebcamRequest::default())?))
+            },
+        ))
+    } else if let Some(path) = driving_file {
+        Some(Box::new(
+            move || -> Result<Box<dyn FrameSource>, CaptureError> {
+                if path.is_dir() {
+                    Ok(Box::new(FolderSource::open(&path, 30.0)?))
+                } else {
+                    Ok(Box::new(VideoFileSource::open(&path)?))
+                }
+            },
+        ))
+    } else {
+        let _ = test_pattern;
+        let face = square.clone();
+        Some(Box::new(
+            move || -> Result<Box<dyn FrameSource>, CaptureError> {
+                Ok(Box::new(TestPattern::new(
+                    face,
+                    marionette::frame::Size::new(640, 480),
+                    30.0,
+                )))
+            },
+        ))
+    };
+    let mut sinks: Vec<Box<dyn FrameSink>> = Vec::new();
+    if let Some(dev) = &vcam {
+        let size = parse_size(&vcam_size)?;
+        let format = vcam_format.parse().map_err(anyhow::Error::msg)?;
+        sinks.push(Box::new(V4l2Sink::open(dev, size, format, fps as u32)?));
+        eprintln!("virtual camera: {} {size} {vcam_format}", dev.display());
+    }
+    if let Some(path) = &record {
+        sinks.push(Box::new(Recorder::create(path, fps)?));
+    }
+    let engine = Box::new(FommAnimator::new(fomm, TransferOptions::default()));
+    let options = PipelineOptions {
+        portraits: vec![portrait],
+        avatar: 0,
+        crop: Crop {
+            mirror,
+            ..Crop::default()
+        },
+        passthrough,
+        fps,
+        reopen: true,
+    };
+    let pipeline = Pipeline::start(source, engine, sinks, options);
+    let stop = pipeline.stop_flag();
+    ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed))
+        .context("installing the Ctrl-C handler")?;
+    let mut last_print = std::time::Instant::now();
+    while pipeline.is_running()
+        && !pipeline
+            .stop_flag()
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let snap = pipeline.stats.lock().map(|s| s.snapshot()).ok();
+        if let (Some(n), Some(s)) = (frames, &snap)
+            && s.frames_out >= n
+        {
+            break;
+        }
+        if stats && last_print.elapsed().as_secs() >= 3 {
+            last_print = std::time::Instant::now();
+            if let Some(s) = snap {
+                eprintln!("{}", serde_json::to_string(&s)?);
+            }
+        }
+    }
+    let snap = pipeline.stats.lock().map(|s| s.snapshot()).ok();
+    let exits = pipeline.join();
+    if stats && let Some(s) = snap {
+        eprintln!("{}", serde_json::to_string(&s)?);
+    }
+    let mut failed = None;
+    for e in exits {
+        match e.result {
+            Ok(()) => tracing::info!("{} stopped", e.thread),
+            Err(err) => {
+                eprintln!("{} stopped: {err}", e.thread);
+                failed.get_or_insert(err);
+            }
+        }
+    }
+    match failed {
+        Some(err) => Err(err.into()),
+        None => Ok(()),
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -328,6 +552,8 @@ fn main() -> Result<()> {
         .init();
     match cli.command {
         cmd @ Command::Animate { .. } => run_animate(cmd),
+        cmd @ Command::Run { .. } => run_live(cmd),
+        Command::Devices => run_devices(),
         Command::Convert {
             input,
             output,

@@ -384,6 +384,21 @@ fn run_devices() -> Result<()> {
     Ok(())
 }
 
+/// The bundled default portrait: ./assets/avatars, or beside the executable (installed or
+/// target/release inside the repository).
+fn bundled_avatar() -> Option<PathBuf> {
+    let name = "assets/avatars/eileen-collins.png";
+    let mut candidates = vec![PathBuf::from(name)];
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        candidates.push(dir.join(name));
+        candidates.push(dir.join("../..").join(name));
+        candidates.push(dir.join("../share/marionette").join(name));
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
 fn parse_size(s: &str) -> Result<marionette::frame::Size> {
     let (w, h) = s
         .split_once('x')
@@ -431,7 +446,11 @@ fn run_live(cmd: Command) -> Result<()> {
             fomm.config.name
         );
     }
-    let avatar_path = avatar.unwrap_or_else(|| PathBuf::from("assets/avatars/eileen-collins.png"));
+    let avatar_path = match avatar {
+        Some(p) => p,
+        None => bundled_avatar()
+            .context("no --avatar given and the bundled avatars (assets/avatars) were not found")?,
+    };
     let portrait = marionette::media::frames::load_rgb(&avatar_path)
         .with_context(|| format!("loading avatar {}", avatar_path.display()))?;
     let square = marionette::media::resize::center_square_crop(&portrait);

@@ -168,23 +168,47 @@ impl FrameSource for Webcam {
             let _ = old.stop_stream();
         }
         let index = self.resolve_index()?;
-        let fourcc = if self.request.mjpeg {
-            FrameFormat::MJPEG
-        } else {
-            FrameFormat::YUYV
-        };
-        let wanted = CameraFormat::new(
-            Resolution::new(self.request.size.width, self.request.size.height),
-            fourcc,
+        // Ask for the preferred format first, then fall back: not every camera (vivid, many
+        // cheap webcams) offers MJPG, and nokhwa refuses a "closest" request in a format the
+        // camera lacks.
+        let (w, h, fps) = (
+            self.request.size.width,
+            self.request.size.height,
             self.request.fps,
         );
-        let format = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(wanted));
-        let mut camera =
-            Camera::with_backend(index, format, ApiBackend::Video4Linux).map_err(|e| {
-                self.err(format!(
-                    "cannot open it ({e}); is it plugged in and not used by another program?"
-                ))
-            })?;
+        let order = if self.request.mjpeg {
+            [FrameFormat::MJPEG, FrameFormat::YUYV]
+        } else {
+            [FrameFormat::YUYV, FrameFormat::MJPEG]
+        };
+        let mut attempts = Vec::new();
+        for fourcc in order {
+            for (cw, ch) in [(w, h), (640, 480)] {
+                attempts.push(RequestedFormatType::Closest(CameraFormat::new(
+                    Resolution::new(cw, ch),
+                    fourcc,
+                    fps,
+                )));
+            }
+        }
+        attempts.push(RequestedFormatType::AbsoluteHighestFrameRate);
+        let mut last_error = String::new();
+        let mut opened = None;
+        for attempt in attempts {
+            let format = RequestedFormat::new::<RgbFormat>(attempt);
+            match Camera::with_backend(index.clone(), format, ApiBackend::Video4Linux) {
+                Ok(c) => {
+                    opened = Some(c);
+                    break;
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        let mut camera = opened.ok_or_else(|| {
+            self.err(format!(
+                "cannot open it ({last_error}); is it plugged in and not used by another program?"
+            ))
+        })?;
         camera
             .open_stream()
             .map_err(|e| self.err(format!("cannot start streaming ({e})")))?;

@@ -307,6 +307,9 @@ impl Pipeline {
                                     let result =
                                         engine.animate_idle(started.elapsed().as_secs_f64())?;
                                     let (size, rgb) = from_tensor(&result)?;
+                                    if let Ok(mut s) = stats.lock() {
+                                        s.record_inference(Duration::ZERO, 0);
+                                    }
                                     publish(
                                         Frame {
                                             seq,

@@ -46,12 +46,19 @@ pub struct StatsSnapshot {
 }
 
 impl Stats {
+    /// One driving frame turned into an output frame.
     pub fn record_inference(&mut self, took: Duration, dropped_capture: u64) {
         push(&mut self.inference_ms, took.as_secs_f64() * 1e3);
         self.dropped_capture = dropped_capture;
+        self.frames_out += 1;
+        if self.output_times.len() == WINDOW {
+            self.output_times.pop_front();
+        }
+        self.output_times.push_back(Instant::now());
     }
 
-    /// `latency`: capture-to-output time for a live frame (None for repeats and still frames).
+    /// A sink wrote a frame. `latency`: capture-to-output time for a live frame (None for
+    /// repeats and still frames).
     pub fn record_sink(&mut self, sink: &str, took: Duration, latency: Option<Duration>) {
         push(
             self.sink_ms.entry(sink.to_string()).or_default(),
@@ -59,11 +66,6 @@ impl Stats {
         );
         if let Some(l) = latency {
             push(&mut self.latency_ms, l.as_secs_f64() * 1e3);
-            self.frames_out += 1;
-            if self.output_times.len() == WINDOW {
-                self.output_times.pop_front();
-            }
-            self.output_times.push_back(Instant::now());
         }
     }
 

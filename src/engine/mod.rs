@@ -1,6 +1,7 @@
 //! Engines turn driving frames into animated portraits. Every engine takes and returns
 //! (1, 3, H, W) float tensors in [0, 1] at its own frame size.
 
+pub mod classic;
 pub mod fomm;
 pub mod idle;
 
@@ -41,4 +42,41 @@ pub trait Animator {
     /// Selects portrait `id`, computing its cached state from `source` only the first time:
     /// switching back to a portrait seen before costs no re-encoding.
     fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), EngineError>;
+}
+
+impl From<classic::ClassicError> for EngineError {
+    fn from(e: classic::ClassicError) -> Self {
+        EngineError::Model(ModelError::Input(e.to_string()))
+    }
+}
+
+/// The weight-free engine behind the same interface. Idle motion is not wired to it yet: it
+/// returns the still portrait.
+impl Animator for classic::ClassicEngine {
+    fn name(&self) -> &str {
+        "classic"
+    }
+    fn frame_size(&self) -> (usize, usize) {
+        classic::ClassicEngine::frame_size(self)
+    }
+    fn set_source(&mut self, source: &Tensor) -> Result<(), EngineError> {
+        Ok(classic::ClassicEngine::set_source(self, source)?)
+    }
+    fn recalibrate(&mut self) {
+        classic::ClassicEngine::recalibrate(self)
+    }
+    fn is_calibrated(&self) -> bool {
+        classic::ClassicEngine::is_calibrated(self)
+    }
+    fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError> {
+        Ok(classic::ClassicEngine::animate(self, driving)?)
+    }
+    fn animate_idle(&mut self, _t: f64) -> Result<Tensor, EngineError> {
+        Err(EngineError::Model(ModelError::Input(
+            "idle motion is not available in the classic engine yet".into(),
+        )))
+    }
+    fn select_portrait(&mut self, _id: u64, source: &Tensor) -> Result<(), EngineError> {
+        Ok(classic::ClassicEngine::set_source(self, source)?)
+    }
 }

@@ -1,0 +1,834 @@
+//! The `classic` engine: FOMM's motion representation without learned weights.
+//!
+//! Per driving frame D_t:
+//! 1. grayscale Gaussian pyramid of D_t ([`pyramid`]);
+//! 2. every point detected on the reference frame D1 (Shi-Tomasi corners, [`features`]) is tracked from
+//!    D1 straight into D_t by pyramidal Lucas-Kanade with a forward-backward check ([`tracker`]), seeded
+//!    by its previous position and the previous motion; points that fail are retried from the new motion
+//!    estimate, and when too few survive new corners are detected on D_t and mapped back into D1;
+//! 3. around each of K anchors (a grid over D1's points) a local affine map D1 -> D_t is fitted by weighted,
+//!    robust least squares ([`affine`]): keypoint = anchor mapped into D_t, Jacobian = its linear part;
+//! 4. FOMM's relative motion transfer (`normalize_kp` with adapt_movement_scale, paper Sec. 3.4) moves the
+//!    portrait's keypoints by the keypoints' displacement and composes the Jacobians
+//!    (`J = J_t J_1^-1 J_s`, with J_1 = J_s = I here since the Jacobians are measured relative to D1);
+//! 5. the local maps `z -> kp_s + J^-1 (z - kp_new)` are blended into a smooth backward flow that falls back
+//!    to the identity away from the anchors ([`flow`]), and the portrait is warped with `grid_sample`.
+
+pub mod affine;
+pub mod features;
+pub mod flow;
+mod params;
+pub mod pyramid;
+pub mod tracker;
+
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+
+use crate::model::grid_sample::grid_sample;
+use affine::{Affine, LocalFitParams};
+use features::DetectParams;
+use flow::Blend;
+use pyramid::{GrayImage, MIN_LEVEL_SIDE, Pyramid};
+use tracker::{Template, TrackParams, TrackRequest};
+
+pub use params::ClassicParams;
+
+/// Why the classic engine refused a call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassicError {
+    #[error("no portrait is set: choose a source image first")]
+    NoSource,
+    #[error(
+        "classic engine: the {what} must be a (1, 3, {height}, {width}) tensor (the engine's frame size), got {got:?}; resize or crop it first"
+    )]
+    Shape {
+        what: &'static str,
+        height: usize,
+        width: usize,
+        got: Vec<usize>,
+    },
+    #[error("classic engine: invalid setting: {0}")]
+    InvalidParams(String),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// The motion of the last frame, as FOMM's keypoints: (B = 1, K, 2) positions in [-1, 1] (x along the
+/// width, -1/+1 the centres of the first/last pixel) and (1, K, 2, 2) row-major Jacobians, as plain arrays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Motion {
+    /// The anchors in the reference frame D1 (FOMM's kp of D1).
+    pub reference: Vec<[f32; 2]>,
+    /// The anchors carried into the driving frame (FOMM's kp_driving value).
+    pub keypoints: Vec<[f32; 2]>,
+    /// Local Jacobians of the D1 -> D_t motion in normalised coordinates (kp_driving jacobian relative
+    /// to D1, whose own Jacobians are the identity).
+    pub jacobians: Vec<[[f32; 2]; 2]>,
+    /// The keypoints rendered on the portrait (FOMM's kp_norm value).
+    pub transferred: Vec<[f32; 2]>,
+    /// Points tracked in this frame / points being tracked.
+    pub tracked_points: usize,
+    pub total_points: usize,
+}
+
+impl Motion {
+    /// `keypoints` as a (1, K, 2) tensor.
+    pub fn keypoints_tensor(&self, device: &Device) -> candle_core::Result<Tensor> {
+        let k = self.keypoints.len();
+        let data: Vec<f32> = self.keypoints.iter().flatten().copied().collect();
+        Tensor::from_vec(data, (1, k, 2), device)
+    }
+
+    /// `jacobians` as a (1, K, 2, 2) tensor.
+    pub fn jacobians_tensor(&self, device: &Device) -> candle_core::Result<Tensor> {
+        let k = self.jacobians.len();
+        let data: Vec<f32> = self.jacobians.iter().flatten().flatten().copied().collect();
+        Tensor::from_vec(data, (1, k, 2, 2), device)
+    }
+}
+
+struct Source {
+    /// (1, 3, H, W) f32 on the CPU, contiguous, NaN-free.
+    image: Tensor,
+    device: Device,
+    texture: Option<Texture>,
+}
+
+/// An image's Shi-Tomasi response map at the detection level and its noise floor, for the adapt-scale
+/// framing.
+struct Texture {
+    map: Vec<f32>,
+    width: usize,
+    height: usize,
+    /// Level-0 pixels per pixel of `map`.
+    scale: f64,
+    floor: f32,
+}
+
+impl Texture {
+    fn cloud(&self, floor: f32) -> Option<features::Cloud> {
+        features::texture_cloud(&self.map, self.width, self.height, CLOUD_QUALITY, floor).map(|c| {
+            features::Cloud {
+                centroid: [c.centroid[0] * self.scale, c.centroid[1] * self.scale],
+                size: c.size * self.scale,
+            }
+        })
+    }
+}
+
+/// Where D1's anchors go on the portrait: `kp_s = portrait + scale (kp_1 - reference)`, and the scale of
+/// the motion (FOMM's adapt_movement_scale).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Framing {
+    reference: [f64; 2],
+    portrait: [f64; 2],
+    scale: f64,
+}
+
+impl Framing {
+    const IDENTITY: Framing = Framing {
+        reference: [0.0, 0.0],
+        portrait: [0.0, 0.0],
+        scale: 1.0,
+    };
+}
+
+struct RefPoint {
+    origin: [f32; 2],
+    template: Template,
+    /// Where it was tracked in the previous frame, if it was.
+    last: Option<[f32; 2]>,
+    /// Consecutive frames it has not been tracked.
+    lost: u32,
+}
+
+/// Everything about the reference frame D1.
+struct Reference {
+    pyramid: Pyramid,
+    points: Vec<RefPoint>,
+    initial_points: usize,
+    anchors: Vec<[f64; 2]>,
+    /// Anchor grid spacing, pixels.
+    spacing: f64,
+    texture: Texture,
+    /// The last D1 -> D_t motion, to predict the next frame.
+    forward: Option<Blend>,
+    frames_since_redetect: u32,
+}
+
+/// Retrack every point when a fitted local Jacobian differs from the predicted one by more than this
+/// (Frobenius norm; 0.05 is about 3 degrees of rotation or 5% of scale).
+const RETRACK_JACOBIAN_CHANGE: f64 = 0.05;
+/// At most this many retracking rounds per frame (only a sudden large motion uses more than one).
+const RETRACK_ROUNDS: usize = 3;
+/// Frames to wait between two re-detections that found nothing to add.
+const REDETECT_COOLDOWN: u32 = 10;
+/// Shi-Tomasi absolute floor (mean squared gradient, (intensity/pixel)^2 with intensities in [0, 1]) keeps blank frames empty.
+const CORNER_MIN_SCORE: f32 = 1e-5;
+const CORNER_BLOCK_RADIUS: usize = 2;
+/// Corners must have a score of at least this many times the noise variance of the frame (the noise
+/// part of a pure-noise window's score is about half the variance with central differences), so that
+/// sensor noise on flat backgrounds does not make trackable-looking points.
+const CORNER_NOISE_FACTOR: f32 = 4.0;
+/// Texture below this (centred gradient tensor, same units) makes a tracking window untrackable.
+const WINDOW_MIN_EIGEN: f32 = 1e-6;
+/// Corners are detected on the coarsest pyramid level whose shorter side is at least this (pixels): the
+/// size the thresholds were tuned at.
+const DETECTION_SIDE: usize = 256;
+/// Fraction of the best response that counts as texture for the adapt-scale cloud.
+const CLOUD_QUALITY: f32 = 0.05;
+
+/// The classic engine: see the module documentation.
+pub struct ClassicEngine {
+    params: ClassicParams,
+    height: usize,
+    width: usize,
+    track: TrackParams,
+    detect: DetectParams,
+    source: Option<Source>,
+    reference: Option<Reference>,
+    calibrate_next: bool,
+    framing: Framing,
+    motion: Option<Motion>,
+}
+
+impl ClassicEngine {
+    /// An engine for frames of `frame_size` = (height, width); both sides at least 16 pixels.
+    pub fn new(params: ClassicParams, frame_size: (usize, usize)) -> Result<Self, ClassicError> {
+        params.validate()?;
+        let (height, width) = frame_size;
+        if height < MIN_LEVEL_SIDE
+            || width < MIN_LEVEL_SIDE
+            || height.checked_mul(width).is_none_or(|n| n > 1 << 26)
+        {
+            return Err(ClassicError::InvalidParams(format!(
+                "frame size {height}x{width} must be at least {MIN_LEVEL_SIDE}x{MIN_LEVEL_SIDE} and at most 2^26 pixels"
+            )));
+        }
+        let track = TrackParams {
+            window_radius: params.window_radius,
+            max_iterations: params.max_iterations,
+            epsilon: 0.01,
+            fb_threshold: params.fb_threshold,
+            min_eigen: WINDOW_MIN_EIGEN,
+        };
+        let detect = DetectParams {
+            max_corners: params.max_points,
+            quality: params.corner_quality,
+            min_score: CORNER_MIN_SCORE,
+            margin: params.window_radius + 1,
+            block_radius: CORNER_BLOCK_RADIUS,
+        };
+        Ok(Self {
+            params,
+            height,
+            width,
+            track,
+            detect,
+            source: None,
+            reference: None,
+            calibrate_next: true,
+            framing: Framing::IDENTITY,
+            motion: None,
+        })
+    }
+
+    pub fn params(&self) -> &ClassicParams {
+        &self.params
+    }
+
+    /// (height, width) of the frames it takes and renders.
+    pub fn frame_size(&self) -> (usize, usize) {
+        (self.height, self.width)
+    }
+
+    /// Sets the portrait, a (1, 3, H, W) tensor in [0, 1] at the engine's frame size.
+    pub fn set_source(&mut self, source: &Tensor) -> Result<(), ClassicError> {
+        let data = self.frame_data("portrait", source)?;
+        let data: Vec<f32> = data
+            .into_iter()
+            .map(|v| if v.is_finite() { v } else { 0.0 })
+            .collect();
+        let texture = GrayImage::from_planar_rgb(&data, self.width, self.height).map(|g| {
+            let pyramid = Pyramid::build(g, self.detection_level() + 1);
+            self.detect(&pyramid, &[]).1
+        });
+        let image = Tensor::from_vec(data, (1, 3, self.height, self.width), &Device::Cpu)?;
+        self.source = Some(Source {
+            image,
+            device: source.device().clone(),
+            texture,
+        });
+        self.update_framing();
+        Ok(())
+    }
+
+    /// The pyramid level corners are detected on: the coarsest whose shorter side is still at least
+    /// [`DETECTION_SIDE`], so that large frames (smoother per pixel, same camera noise) are judged at the
+    /// scale the defaults were tuned at, for a quarter of the cost per level.
+    fn detection_level(&self) -> usize {
+        let mut level = 0;
+        let mut side = self.height.min(self.width);
+        while side / 2 >= DETECTION_SIDE && level + 1 < self.params.pyramid_levels {
+            side /= 2;
+            level += 1;
+        }
+        level
+    }
+
+    /// Corners of `pyramid` (level-0 pixels) at the detection level, at least half a grid cell from the
+    /// points in `exclude`, and that level's texture.
+    fn detect(&self, pyramid: &Pyramid, exclude: &[[f32; 2]]) -> (Vec<features::Corner>, Texture) {
+        let level = self.detection_level().min(pyramid.len().saturating_sub(1));
+        let img = pyramid.levels().get(level).unwrap_or(pyramid.base());
+        let scale = (1u32 << level) as f32;
+        let map = features::min_eigen_map(img, CORNER_BLOCK_RADIUS);
+        let params = self.detect_params(img);
+        let exclude: Vec<[f32; 2]> = exclude
+            .iter()
+            .map(|p| [p[0] / scale, p[1] / scale])
+            .collect();
+        let corners = features::detect_corners(&map, img.width(), img.height(), &params, &exclude)
+            .into_iter()
+            .map(|c| features::Corner {
+                x: c.x * scale,
+                y: c.y * scale,
+                score: c.score,
+            })
+            .collect();
+        let texture = Texture {
+            map,
+            width: img.width(),
+            height: img.height(),
+            scale: scale as f64,
+            floor: params.min_score,
+        };
+        (corners, texture)
+    }
+
+    /// FOMM's adapt_movement_scale for a weight-free engine: the portrait and D1 are compared by the
+    /// centroid and spread of their texture (Shi-Tomasi response above a common threshold: the larger of
+    /// the two images' noise floors, so that a noisy webcam frame and a clean portrait count alike).
+    fn update_framing(&mut self) {
+        self.framing = Framing::IDENTITY;
+        if !self.params.adapt_scale {
+            return;
+        }
+        let (Some(source), Some(reference)) = (&self.source, &self.reference) else {
+            return;
+        };
+        let Some(source_texture) = &source.texture else {
+            return;
+        };
+        let floor = source_texture.floor.max(reference.texture.floor);
+        if let (Some(s), Some(r)) = (source_texture.cloud(floor), reference.texture.cloud(floor)) {
+            let scale = s.size / r.size;
+            // A portrait's face is not 4x larger or smaller than the user's in a sensible setup.
+            if scale.is_finite() && (0.25..=4.0).contains(&scale) {
+                self.framing = Framing {
+                    reference: r.centroid,
+                    portrait: s.centroid,
+                    scale,
+                };
+            }
+        }
+    }
+
+    /// The next driving frame becomes the reference frame D1.
+    pub fn recalibrate(&mut self) {
+        self.reference = None;
+        self.calibrate_next = true;
+        self.motion = None;
+    }
+
+    /// Whether a reference frame is set. A frame without enough texture to track (a blank frame) does
+    /// not calibrate; the next one is tried.
+    pub fn is_calibrated(&self) -> bool {
+        self.reference.is_some()
+    }
+
+    /// The last frame's motion (anchors, keypoints, Jacobians), for overlays.
+    pub fn motion(&self) -> Option<&Motion> {
+        self.motion.as_ref()
+    }
+
+    /// The portrait moved as `driving` (1, 3, H, W) moved relative to the reference frame. The first frame
+    /// after creation or [`ClassicEngine::recalibrate`] becomes the reference and returns the portrait as is.
+    pub fn animate(&mut self, driving: &Tensor) -> Result<Tensor, ClassicError> {
+        if self.source.is_none() {
+            return Err(ClassicError::NoSource);
+        }
+        let data = self.frame_data("driving frame", driving)?;
+        let gray = GrayImage::from_planar_rgb(&data, self.width, self.height).ok_or_else(|| {
+            ClassicError::InvalidParams("driving frame data does not match its shape".into())
+        })?;
+        let pyramid = Pyramid::build(gray, self.params.pyramid_levels);
+        if self.reference.is_none() || self.calibrate_next {
+            self.reference = self.calibrate(pyramid);
+            self.calibrate_next = false;
+            self.update_framing();
+            self.motion = self.reference.as_ref().map(|r| self.identity_motion(r));
+            return self.output(None);
+        }
+        let Some(mut reference) = self.reference.take() else {
+            return self.output(None);
+        };
+        let fits = self.step(&mut reference, &pyramid);
+        let result = self.render(&reference, fits.as_deref());
+        self.reference = Some(reference);
+        result
+    }
+
+    /// The frame's data as (3, H, W) f32 on the CPU, after checking its shape.
+    fn frame_data(&self, what: &'static str, t: &Tensor) -> Result<Vec<f32>, ClassicError> {
+        if t.dims() != [1, 3, self.height, self.width] {
+            return Err(ClassicError::Shape {
+                what,
+                height: self.height,
+                width: self.width,
+                got: t.dims().to_vec(),
+            });
+        }
+        Ok(t.to_device(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
+    }
+
+    /// D1's points, templates and anchors; `None` when it has too little texture to track.
+    fn calibrate(&self, pyramid: Pyramid) -> Option<Reference> {
+        let (corners, texture) = self.detect(&pyramid, &[]);
+        let points: Vec<RefPoint> = corners
+            .par_iter()
+            .filter_map(|c| {
+                let origin = [c.x, c.y];
+                Template::new(&pyramid, origin, &self.track).map(|template| RefPoint {
+                    origin,
+                    template,
+                    last: Some(origin),
+                    lost: 0,
+                })
+            })
+            .collect();
+        if points.len() < self.params.min_points {
+            return None;
+        }
+        let origins: Vec<[f64; 2]> = points
+            .iter()
+            .map(|p| [p.origin[0] as f64, p.origin[1] as f64])
+            .collect();
+        let (anchors, spacing) = affine::anchor_grid(
+            &origins,
+            self.params.anchor_rows,
+            self.params.anchor_cols,
+            4.0,
+        )?;
+        Some(Reference {
+            initial_points: points.len(),
+            points,
+            pyramid,
+            anchors,
+            spacing,
+            texture,
+            forward: None,
+            frames_since_redetect: 0,
+        })
+    }
+
+    /// Corner detection thresholds for `img`, with the absolute floor raised above its noise.
+    fn detect_params(&self, img: &GrayImage) -> DetectParams {
+        let sigma = features::noise_sigma(img);
+        DetectParams {
+            min_score: self
+                .detect
+                .min_score
+                .max(CORNER_NOISE_FACTOR * sigma * sigma),
+            ..self.detect
+        }
+    }
+
+    fn fit_params(&self, reference: &Reference) -> LocalFitParams {
+        LocalFitParams {
+            sigma: reference.spacing * self.params.fit_sigma,
+            blend_sigma: reference.spacing * self.params.blend_sigma,
+            ridge: self.params.ridge,
+            robust_iterations: self.params.robust_iterations,
+            refine_iterations: self.params.refine_iterations,
+            min_residual_scale: 0.25,
+        }
+    }
+
+    /// Tracks D1's points into `frame` and fits the local affine maps (one per anchor); `None` when too
+    /// few points were tracked.
+    fn step(&self, reference: &mut Reference, frame: &Pyramid) -> Option<Vec<Affine>> {
+        let predict = |blend: Option<&Blend>, origin: [f32; 2]| -> ([f32; 2], [[f32; 2]; 2]) {
+            let o = [origin[0] as f64, origin[1] as f64];
+            match blend {
+                Some(b) => {
+                    let p = b.apply(o);
+                    let a = b.linear_part(o);
+                    (
+                        [p[0] as f32, p[1] as f32],
+                        a.map(|row| row.map(|v| v as f32)),
+                    )
+                }
+                None => (origin, [[1.0, 0.0], [0.0, 1.0]]),
+            }
+        };
+        // 1. Every point, from its last position (or the last motion's prediction).
+        let requests: Vec<TrackRequest<'_>> = reference
+            .points
+            .iter()
+            .map(|p| {
+                let (pred, jacobian) = predict(reference.forward.as_ref(), p.origin);
+                TrackRequest {
+                    template: &p.template,
+                    origin: p.origin,
+                    guess: p.last.unwrap_or(pred),
+                    jacobian,
+                }
+            })
+            .collect();
+        let results = tracker::track(&reference.pyramid, frame, &requests, &self.track);
+        drop(requests);
+        for (p, r) in reference.points.iter_mut().zip(&results) {
+            p.last = r.map(|t| t.position);
+            p.lost = if r.is_some() {
+                0
+            } else {
+                p.lost.saturating_add(1)
+            };
+        }
+        let mut fits = self.fit(reference);
+
+        // 2. Retry from the motion just estimated: the lost points, or all of them when the local
+        //    Jacobians moved far from the prediction the windows were pre-warped with (a sudden turn);
+        //    after a sudden turn, again while the estimate keeps moving.
+        let mut prior = reference.forward.clone();
+        for round in 0..RETRACK_ROUNDS {
+            let Some(f) = &fits else {
+                break;
+            };
+            let blend = Blend::new(
+                reference
+                    .anchors
+                    .iter()
+                    .copied()
+                    .zip(f.iter().copied())
+                    .collect(),
+                reference.spacing * self.params.blend_sigma,
+                0.0,
+            );
+            let jumped = reference.anchors.iter().zip(f).any(|(anchor, fit)| {
+                let predicted = prior
+                    .as_ref()
+                    .map_or([[1.0, 0.0], [0.0, 1.0]], |b| b.linear_part(*anchor));
+                let d2: f64 = predicted
+                    .iter()
+                    .flatten()
+                    .zip(fit.a.iter().flatten())
+                    .map(|(p, q)| (p - q).powi(2))
+                    .sum();
+                d2 > RETRACK_JACOBIAN_CHANGE * RETRACK_JACOBIAN_CHANGE
+            });
+            if round > 0 && !jumped {
+                break;
+            }
+            let retry: Vec<usize> = (0..reference.points.len())
+                .filter(|&i| {
+                    reference
+                        .points
+                        .get(i)
+                        .is_some_and(|p| jumped || p.last.is_none())
+                })
+                .collect();
+            if retry.is_empty() {
+                break;
+            }
+            let requests: Vec<TrackRequest<'_>> = retry
+                .iter()
+                .filter_map(|&i| reference.points.get(i))
+                .map(|p| {
+                    let (pred, jacobian) = predict(Some(&blend), p.origin);
+                    TrackRequest {
+                        template: &p.template,
+                        origin: p.origin,
+                        guess: p.last.unwrap_or(pred),
+                        jacobian,
+                    }
+                })
+                .collect();
+            let results = tracker::track(&reference.pyramid, frame, &requests, &self.track);
+            drop(requests);
+            let mut found = 0;
+            for (&i, r) in retry.iter().zip(&results) {
+                // A point tracked before keeps that result if the retry fails.
+                if let (Some(p), Some(t)) = (reference.points.get_mut(i), r) {
+                    p.last = Some(t.position);
+                    p.lost = 0;
+                    found += 1;
+                }
+            }
+            if found > 0 {
+                fits = self.fit(reference).or(fits);
+            }
+            prior = Some(blend);
+        }
+
+        // 3. Too few left: detect new corners on this frame and map them back into D1.
+        let tracked = reference.points.iter().filter(|p| p.last.is_some()).count();
+        reference.frames_since_redetect = reference.frames_since_redetect.saturating_add(1);
+        if (tracked as f32) < self.params.redetect_below * reference.initial_points as f32
+            && reference.frames_since_redetect >= REDETECT_COOLDOWN
+            && let Some(f) = &fits
+        {
+            reference.frames_since_redetect = 0;
+            if self.redetect(reference, frame, f) > 0 {
+                fits = self.fit(reference).or(fits);
+            }
+        }
+
+        reference.forward = fits.as_ref().map(|f| {
+            Blend::new(
+                reference
+                    .anchors
+                    .iter()
+                    .copied()
+                    .zip(f.iter().copied())
+                    .collect(),
+                reference.spacing * self.params.blend_sigma,
+                0.0,
+            )
+        });
+        fits
+    }
+
+    /// The local affine fits over the points tracked in this frame.
+    fn fit(&self, reference: &Reference) -> Option<Vec<Affine>> {
+        let (src, dst): (Vec<[f64; 2]>, Vec<[f64; 2]>) = reference
+            .points
+            .iter()
+            .filter_map(|p| {
+                let q = p.last?;
+                Some((
+                    [p.origin[0] as f64, p.origin[1] as f64],
+                    [q[0] as f64, q[1] as f64],
+                ))
+            })
+            .unzip();
+        if src.len() < self.params.min_points {
+            return None;
+        }
+        affine::fit_local_affines(&src, &dst, &reference.anchors, &self.fit_params(reference))
+            .map(|(fits, _)| fits)
+    }
+
+    /// Detects corners on `frame` away from the tracked points, maps them into D1 through the inverse of
+    /// the current motion, and adds those that track back and forth. Returns how many were added.
+    fn redetect(&self, reference: &mut Reference, frame: &Pyramid, fits: &[Affine]) -> usize {
+        let tracked: Vec<[f32; 2]> = reference.points.iter().filter_map(|p| p.last).collect();
+        let room = self.params.max_points.saturating_sub(tracked.len());
+        if room == 0 {
+            return 0;
+        }
+        let (corners, _) = self.detect(frame, &tracked);
+        // Inverse motion D_t -> D1: each local map inverted, centred on the anchor's position in D_t.
+        let inverse = Blend::new(
+            reference
+                .anchors
+                .iter()
+                .zip(fits)
+                .filter_map(|(a, f)| Some((f.apply(*a), f.inverse()?)))
+                .collect(),
+            reference.spacing * self.params.blend_sigma,
+            0.0,
+        );
+        let (w, h) = (self.width as f32, self.height as f32);
+        let candidates: Vec<([f32; 2], [f32; 2], Template)> = corners
+            .par_iter()
+            .take(room)
+            .filter_map(|c| {
+                let o = inverse.apply([c.x as f64, c.y as f64]);
+                let origin = [o[0] as f32, o[1] as f32];
+                if !(origin[0] >= 0.0
+                    && origin[0] <= w - 1.0
+                    && origin[1] >= 0.0
+                    && origin[1] <= h - 1.0)
+                {
+                    return None;
+                }
+                let t = Template::new(&reference.pyramid, origin, &self.track)?;
+                Some((origin, [c.x, c.y], t))
+            })
+            .collect();
+        let forward = Blend::new(
+            reference
+                .anchors
+                .iter()
+                .copied()
+                .zip(fits.iter().copied())
+                .collect(),
+            reference.spacing * self.params.blend_sigma,
+            0.0,
+        );
+        let requests: Vec<TrackRequest<'_>> = candidates
+            .iter()
+            .map(|(origin, at, template)| {
+                let a = forward.linear_part([origin[0] as f64, origin[1] as f64]);
+                TrackRequest {
+                    template,
+                    origin: *origin,
+                    guess: *at,
+                    jacobian: a.map(|row| row.map(|v| v as f32)),
+                }
+            })
+            .collect();
+        let results = tracker::track(&reference.pyramid, frame, &requests, &self.track);
+        drop(requests);
+        let new: Vec<RefPoint> = candidates
+            .into_iter()
+            .zip(results)
+            .filter_map(|((origin, _, template), r)| {
+                r.map(|t| RefPoint {
+                    origin,
+                    template,
+                    last: Some(t.position),
+                    lost: 0,
+                })
+            })
+            .collect();
+        let added = new.len();
+        // Make room by dropping the points lost the longest.
+        let excess = (reference.points.len() + added).saturating_sub(self.params.max_points);
+        if excess > 0 {
+            let mut order: Vec<usize> = (0..reference.points.len()).collect();
+            order
+                .sort_by_key(|&i| std::cmp::Reverse(reference.points.get(i).map_or(0, |p| p.lost)));
+            let mut drop_flags = vec![false; reference.points.len()];
+            for &i in order.iter().take(excess) {
+                if reference.points.get(i).is_some_and(|p| p.lost > 0)
+                    && let Some(f) = drop_flags.get_mut(i)
+                {
+                    *f = true;
+                }
+            }
+            let mut flags = drop_flags.into_iter();
+            reference.points.retain(|_| !flags.next().unwrap_or(false));
+        }
+        reference.points.extend(new);
+        added
+    }
+
+    /// Warps the portrait by the fitted motion (`None`: the identity) and records the motion.
+    fn render(
+        &mut self,
+        reference: &Reference,
+        fits: Option<&[Affine]>,
+    ) -> Result<Tensor, ClassicError> {
+        let Some(fits) = fits else {
+            let mut m = self.identity_motion(reference);
+            m.tracked_points = reference.points.iter().filter(|p| p.last.is_some()).count();
+            self.motion = Some(m);
+            return self.output(None);
+        };
+        let Framing {
+            reference: c1,
+            portrait: cs,
+            scale,
+        } = self.framing;
+        let mut locals = Vec::with_capacity(fits.len());
+        let mut motion = Motion {
+            reference: Vec::with_capacity(fits.len()),
+            keypoints: Vec::with_capacity(fits.len()),
+            jacobians: Vec::with_capacity(fits.len()),
+            transferred: Vec::with_capacity(fits.len()),
+            tracked_points: reference.points.iter().filter(|p| p.last.is_some()).count(),
+            total_points: reference.points.len(),
+        };
+        for (anchor, fit) in reference.anchors.iter().zip(fits) {
+            let kp_t = fit.apply(*anchor);
+            // Without a usable Jacobian the anchor moves rigidly.
+            let (a, inv) = match affine::invert2(fit.a) {
+                Some(inv) if fit.det() > 0.0 => (fit.a, inv),
+                _ => ([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]),
+            };
+            // normalize_kp: kp_new = kp_s + scale (kp_t - kp_1); kp_s is the anchor placed on the portrait.
+            let kp_s = [
+                cs[0] + scale * (anchor[0] - c1[0]),
+                cs[1] + scale * (anchor[1] - c1[1]),
+            ];
+            let kp_new = [
+                kp_s[0] + scale * (kp_t[0] - anchor[0]),
+                kp_s[1] + scale * (kp_t[1] - anchor[1]),
+            ];
+            // Backward map of the output pixel z into the portrait: kp_s + J^-1 (z - kp_new).
+            let map = Affine {
+                a: inv,
+                b: [
+                    kp_s[0] - (inv[0][0] * kp_new[0] + inv[0][1] * kp_new[1]),
+                    kp_s[1] - (inv[1][0] * kp_new[0] + inv[1][1] * kp_new[1]),
+                ],
+            };
+            locals.push((kp_new, map));
+            motion.reference.push(self.normalise(*anchor));
+            motion.keypoints.push(self.normalise(kp_t));
+            motion.jacobians.push(self.normalise_jacobian(a));
+            motion.transferred.push(self.normalise(kp_new));
+        }
+        let blend = Blend::new(
+            locals,
+            scale * reference.spacing * self.params.blend_sigma,
+            self.params.falloff,
+        );
+        self.motion = Some(motion);
+        self.output(Some(&blend))
+    }
+
+    /// The portrait warped by `blend` (`None`: the portrait itself), on the portrait's device.
+    fn output(&self, blend: Option<&Blend>) -> Result<Tensor, ClassicError> {
+        let source = self.source.as_ref().ok_or(ClassicError::NoSource)?;
+        let out = match blend {
+            None => source.image.clone(),
+            Some(blend) => {
+                let size = (self.height, self.width);
+                let grid = flow::sampling_grid(blend, size, size, self.params.flow_stride);
+                let grid = Tensor::from_vec(grid, (1, self.height, self.width, 2), &Device::Cpu)?;
+                grid_sample(&source.image, &grid, true)?
+            }
+        };
+        Ok(out.to_device(&source.device)?)
+    }
+
+    fn identity_motion(&self, reference: &Reference) -> Motion {
+        let kp: Vec<[f32; 2]> = reference
+            .anchors
+            .iter()
+            .map(|a| self.normalise(*a))
+            .collect();
+        Motion {
+            reference: kp.clone(),
+            keypoints: kp.clone(),
+            jacobians: vec![[[1.0, 0.0], [0.0, 1.0]]; kp.len()],
+            transferred: kp,
+            tracked_points: reference.points.len(),
+            total_points: reference.points.len(),
+        }
+    }
+
+    /// Pixel position -> [-1, 1] (align_corners = true).
+    fn normalise(&self, p: [f64; 2]) -> [f32; 2] {
+        [
+            (2.0 * p[0] / (self.width - 1) as f64 - 1.0) as f32,
+            (2.0 * p[1] / (self.height - 1) as f64 - 1.0) as f32,
+        ]
+    }
+
+    /// A pixel-space Jacobian in normalised coordinates: D A D^-1 with D = diag(2/(W-1), 2/(H-1)).
+    fn normalise_jacobian(&self, a: [[f64; 2]; 2]) -> [[f32; 2]; 2] {
+        let ratio = (self.height - 1) as f64 / (self.width - 1) as f64;
+        [
+            [a[0][0] as f32, (a[0][1] * ratio) as f32],
+            [(a[1][0] / ratio) as f32, a[1][1] as f32],
+        ]
+    }
+}

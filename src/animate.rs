@@ -11,7 +11,7 @@ use crate::engine::fomm::FommAnimator;
 use crate::media::MediaError;
 use crate::media::frames::{FrameFolderWriter, list_image_files, load_rgb};
 use crate::media::resize::{center_square_crop, tensor_to_rgb8, to_model_tensor};
-use crate::media::video::{VideoReader, VideoWriter, is_video_path, probe};
+use crate::media::video::{VideoReader, VideoWriter, is_video_path};
 use crate::model::fomm::{Fomm, ModelError};
 use crate::model::keypoint_detector::Keypoints;
 use crate::model::motion_transfer::{TransferOptions, convex_hull_area};
@@ -83,18 +83,18 @@ enum DrivingFrames {
 }
 
 impl DrivingFrames {
-    fn open(path: &Path) -> Result<(Self, Option<usize>), AnimateError> {
+    /// The frames, their count when known, and a video's frame rate.
+    fn open(path: &Path) -> Result<(Self, Option<usize>, Option<f64>), AnimateError> {
         if path.is_dir() {
             let files = list_image_files(path)?;
             let n = files.len();
-            Ok((DrivingFrames::Folder(files.into_iter()), Some(n)))
+            Ok((DrivingFrames::Folder(files.into_iter()), Some(n), None))
         } else if path.is_file() {
-            let info = probe(path)?;
+            // The reader probes the file once; its info gives the count and the rate.
             let reader = VideoReader::open(path)?;
-            Ok((
-                DrivingFrames::Video(reader),
-                info.frame_count.map(|n| n as usize),
-            ))
+            let count = reader.info().frame_count.map(|n| n as usize);
+            let fps = reader.info().fps;
+            Ok((DrivingFrames::Video(reader), count, Some(fps)))
         } else {
             Err(AnimateError::BadDriving(path.display().to_string()))
         }
@@ -186,7 +186,7 @@ pub fn animate(
         .map(|s| s.keypoints.clone())
         .ok_or(EngineError::NoSource)?;
 
-    let (mut frames, count) = DrivingFrames::open(&req.driving)?;
+    let (mut frames, count, video_fps) = DrivingFrames::open(&req.driving)?;
     // A first pass finds the keypoints of every frame when the reference is not the first frame:
     // the reference must be known before the first frame is rendered.
     let mut stored: Option<Vec<Keypoints>> = None;
@@ -217,12 +217,8 @@ pub fn animate(
     };
 
     let output_is_video = is_video_path(&req.output);
-    let driving_is_video = req.driving.is_file();
-    let fps = if driving_is_video {
-        probe(&req.driving)?.fps
-    } else {
-        req.folder_fps
-    };
+    let driving_is_video = video_fps.is_some();
+    let fps = video_fps.unwrap_or(req.folder_fps);
     let total = stored.as_ref().map(|k| k.len()).or(count);
     let mut output = if output_is_video {
         let audio = if driving_is_video {

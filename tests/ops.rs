@@ -1,37 +1,16 @@
 //! Resampling ops against the PyTorch reference data in `ops.safetensors` (see the fixtures README,
 //! section "ops.safetensors - op-level checks"), plus property and error checks.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use marionette::model::grid_sample::grid_sample;
 use marionette::model::interpolate::interpolate_bilinear;
 
-/// The FOMM fixtures: `<crate>/../shared/fixtures/fomm` (main crate), `<crate>/../../shared/fixtures/fomm`
-/// (a scratch crate), else `$MARIONETTE_FIXTURES`.
-fn fixtures_dir() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        root.join("../shared/fixtures/fomm"),
-        root.join("../../shared/fixtures/fomm"),
-    ];
-    for dir in candidates {
-        if dir.join("ops.safetensors").is_file() {
-            return dir;
-        }
-    }
-    match std::env::var_os("MARIONETTE_FIXTURES") {
-        Some(dir) => PathBuf::from(dir),
-        None => panic!(
-            "FOMM fixtures not found next to {}; set MARIONETTE_FIXTURES to the fixtures/fomm directory",
-            root.display()
-        ),
-    }
-}
-
 fn ops() -> HashMap<String, Tensor> {
-    let path = fixtures_dir().join("ops.safetensors");
+    let path = common::fixtures_dir().join("ops.safetensors");
     candle_core::safetensors::load(&path, &Device::Cpu)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
@@ -44,15 +23,7 @@ fn get(map: &HashMap<String, Tensor>, key: &str) -> Tensor {
 
 /// max |a - b|, after checking the shapes agree.
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let a = a.to_vec1::<f64>().unwrap();
-    let b = b.to_vec1::<f64>().unwrap();
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    common::diff(a, b).0
 }
 
 /// Deterministic values in [lo, hi) from a 64-bit LCG.
@@ -590,7 +561,7 @@ fn candle_avg_pool2d_matches_pytorch_kernel_2() {
 // ---------------------------------------------------------------- both ops on real FOMM tensors
 
 fn load(name: &str) -> HashMap<String, Tensor> {
-    let path = fixtures_dir().join(name);
+    let path = common::fixtures_dir().join(name);
     candle_core::safetensors::load(&path, &Device::Cpu)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::frame::Frame;
 use crate::media::MediaError;
 use crate::media::frames::{list_image_files, load_rgb};
-use crate::media::video::{VideoReader, probe};
+use crate::media::video::VideoReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -86,11 +86,12 @@ pub struct VideoFileSource {
 
 impl VideoFileSource {
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        let info = probe(path)?;
+        let reader = VideoReader::open(path)?;
+        let fps = reader.info().fps;
         Ok(Self {
             path: path.to_path_buf(),
-            reader: VideoReader::open(path)?,
-            pacer: Pacer::new(info.fps),
+            reader,
+            pacer: Pacer::new(fps),
             seq: 0,
             frames_in_pass: 0,
         })

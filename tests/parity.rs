@@ -187,69 +187,33 @@ fn full_parity(name: &str, frames: usize) {
         let g = m.render(&prepared, &kp_norm, true).expect("render");
         let dm = g.dense_motion.as_ref().expect("dense motion");
         let p = format!("relative.{n}");
-        assert_close(
-            &format!("{p}.heatmap_representation"),
-            &dm.heatmap_representation,
-            get(&out, &format!("{p}.heatmap_representation")),
-            MOTION,
-            None,
-        );
-        assert_close(
-            &format!("{p}.sparse_motion"),
-            &dm.sparse_motion,
-            get(&out, &format!("{p}.sparse_motion")),
-            MOTION,
-            None,
-        );
-        assert_close(
-            &format!("{p}.sparse_deformed"),
-            &dm.sparse_deformed,
-            get(&out, &format!("{p}.sparse_deformed")),
-            MOTION,
-            None,
-        );
-        assert_close(
-            &format!("{p}.mask"),
-            &dm.mask,
-            get(&out, &format!("{p}.mask")),
-            MOTION,
-            None,
-        );
-        assert_close(
-            &format!("{p}.deformation"),
-            &dm.deformation,
-            get(&out, &format!("{p}.deformation")),
-            MOTION,
-            None,
-        );
-        assert_close(
-            &format!("{p}.occlusion_map"),
-            dm.occlusion_map.as_ref().expect("occlusion"),
-            get(&out, &format!("{p}.occlusion_map")),
-            MOTION,
-            None,
-        );
-        assert_close(
-            &format!("{p}.bottleneck_in"),
-            &g.bottleneck_in,
-            get(&out, &format!("{p}.bottleneck_in")),
-            BOTTLENECK,
-            None,
-        );
-        assert_close(
-            &format!("{p}.deformed"),
-            g.deformed.as_ref().expect("deformed"),
-            get(&out, &format!("{p}.deformed")),
-            IMAGE_MAX,
-            Some(IMAGE_MEAN),
-        );
-        assert_close(
-            &format!("{p}.prediction"),
-            &g.prediction,
-            get(&out, &format!("{p}.prediction")),
-            IMAGE_MAX,
-            Some(IMAGE_MEAN),
-        );
+        let checks: [(&str, &Tensor, f64, Option<f64>); 9] = [
+            (
+                "heatmap_representation",
+                &dm.heatmap_representation,
+                MOTION,
+                None,
+            ),
+            ("sparse_motion", &dm.sparse_motion, MOTION, None),
+            ("sparse_deformed", &dm.sparse_deformed, MOTION, None),
+            ("mask", &dm.mask, MOTION, None),
+            ("deformation", &dm.deformation, MOTION, None),
+            (
+                "occlusion_map",
+                dm.occlusion_map.as_ref().expect("occlusion"),
+                MOTION,
+                None,
+            ),
+            ("bottleneck_in", &g.bottleneck_in, BOTTLENECK, None),
+            (
+                "deformed",
+                g.deformed.as_ref().expect("deformed"),
+                IMAGE_MAX,
+                Some(IMAGE_MEAN),
+            ),
+            ("prediction", &g.prediction, IMAGE_MAX, Some(IMAGE_MEAN)),
+        ];
+        check_all(&p, &checks, &out);
     }
 
     // Absolute animation: the raw driving key points.
@@ -261,27 +225,29 @@ fn full_parity(name: &str, frames: usize) {
         let g = m.render(&prepared, &kp_abs, false).expect("render");
         let dm = g.dense_motion.as_ref().expect("dense motion");
         let p = format!("absolute.{n}");
-        assert_close(
-            &format!("{p}.deformation"),
-            &dm.deformation,
-            get(&out, &format!("{p}.deformation")),
-            MOTION,
-            None,
-        );
-        assert_close(
-            &format!("{p}.occlusion_map"),
-            dm.occlusion_map.as_ref().expect("occlusion"),
-            get(&out, &format!("{p}.occlusion_map")),
-            MOTION,
-            None,
-        );
-        assert_close(
-            &format!("{p}.prediction"),
-            &g.prediction,
-            get(&out, &format!("{p}.prediction")),
-            IMAGE_MAX,
-            Some(IMAGE_MEAN),
-        );
+        let checks: [(&str, &Tensor, f64, Option<f64>); 3] = [
+            ("deformation", &dm.deformation, MOTION, None),
+            (
+                "occlusion_map",
+                dm.occlusion_map.as_ref().expect("occlusion"),
+                MOTION,
+                None,
+            ),
+            ("prediction", &g.prediction, IMAGE_MAX, Some(IMAGE_MEAN)),
+        ];
+        check_all(&p, &checks, &out);
+    }
+}
+
+/// Compares each (name, tensor, max tolerance, mean tolerance) with `{prefix}.{name}`.
+fn check_all(
+    prefix: &str,
+    checks: &[(&str, &Tensor, f64, Option<f64>)],
+    out: &std::collections::HashMap<String, Tensor>,
+) {
+    for (name, got, tol, mean) in checks {
+        let key = format!("{prefix}.{name}");
+        assert_close(&key, got, get(out, &key), *tol, *mean);
     }
 }
 

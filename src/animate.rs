@@ -30,6 +30,14 @@ pub enum AnimateError {
     BestFrameOutOfRange { requested: usize, count: usize },
     #[error("driving path {0} is neither a video file nor a folder of images")]
     BadDriving(String),
+    #[error("the classic engine {0}; use the fomm engine (a checkpoint) for it")]
+    ClassicUnsupported(&'static str),
+}
+
+/// The engine an offline animation runs.
+pub enum AnimateEngine {
+    Fomm(Box<Fomm>),
+    Classic(Box<crate::engine::classic::ClassicEngine>),
 }
 
 impl From<ModelError> for AnimateError {
@@ -172,6 +180,125 @@ enum Output {
 /// Animates `req.source` with `req.driving` into `req.output`. `progress(done, total)` is called
 /// after each written frame (`total` is `None` when the count is not known in advance).
 pub fn animate(
+    engine: AnimateEngine,
+    req: &AnimateRequest,
+    progress: &mut dyn FnMut(usize, Option<usize>),
+) -> Result<AnimateSummary, AnimateError> {
+    match engine {
+        AnimateEngine::Fomm(model) => animate_fomm(*model, req, progress),
+        AnimateEngine::Classic(engine) => animate_classic(*engine, req, progress),
+    }
+}
+
+/// Where the animated frames go: a video (H.264 at `fps`, with the driving video's audio) or a
+/// folder of PNGs.
+fn open_output(
+    req: &AnimateRequest,
+    size: (usize, usize),
+    fps: f64,
+    driving_is_video: bool,
+    total: Option<usize>,
+) -> Result<Output, AnimateError> {
+    Ok(if is_video_path(&req.output) {
+        let audio = driving_is_video.then_some(req.driving.as_path());
+        Output::Video(VideoWriter::create(
+            &req.output,
+            size.1 as u32,
+            size.0 as u32,
+            fps,
+            audio,
+        )?)
+    } else {
+        Output::Folder(FrameFolderWriter::create(
+            &req.output,
+            total.unwrap_or(0) as u64,
+        )?)
+    })
+}
+
+fn write_frame(output: &mut Output, frame: &Tensor) -> Result<(), AnimateError> {
+    let img = tensor_to_rgb8(frame)?;
+    match output {
+        Output::Video(w) => w.write(&img)?,
+        Output::Folder(w) => {
+            w.write(&img)?;
+        }
+    }
+    Ok(())
+}
+
+/// The classic engine: relative motion from the reference frame, which is the first frame it sees;
+/// with `Reference::Frame(n)` frame n is shown to it first.
+fn animate_classic(
+    mut engine: crate::engine::classic::ClassicEngine,
+    req: &AnimateRequest,
+    progress: &mut dyn FnMut(usize, Option<usize>),
+) -> Result<AnimateSummary, AnimateError> {
+    if !req.transfer.relative {
+        return Err(AnimateError::ClassicUnsupported(
+            "moves the portrait relative to the reference frame only (no --absolute)",
+        ));
+    }
+    let size = engine.frame_size();
+    let source = prepare(load_rgb(&req.source)?, req.crop_square, size)?;
+    engine.set_source(&source).map_err(EngineError::from)?;
+    let reference_index = match req.reference {
+        Reference::First => 0,
+        Reference::Best => {
+            return Err(AnimateError::ClassicUnsupported(
+                "has no keypoint detector to find the best frame with (--find-best-frame)",
+            ));
+        }
+        Reference::Frame(n) => {
+            let (mut frames, _, _) = DrivingFrames::open(&req.driving)?;
+            let mut count = 0;
+            let mut found = None;
+            while let Some(frame) = frames.next_frame() {
+                let frame = frame?;
+                if count == n {
+                    found = Some(frame);
+                    break;
+                }
+                count += 1;
+            }
+            let frame = found.ok_or(AnimateError::BestFrameOutOfRange {
+                requested: n,
+                count,
+            })?;
+            engine
+                .animate(&prepare(frame, req.crop_square, size)?)
+                .map_err(EngineError::from)?;
+            n
+        }
+    };
+    let (mut frames, count, video_fps) = DrivingFrames::open(&req.driving)?;
+    let fps = video_fps.unwrap_or(req.folder_fps);
+    let mut output = open_output(req, size, fps, video_fps.is_some(), count)?;
+    let mut written = 0usize;
+    while let Some(frame) = frames.next_frame() {
+        let out = engine
+            .animate(&prepare(frame?, req.crop_square, size)?)
+            .map_err(EngineError::from)?;
+        write_frame(&mut output, &out)?;
+        written += 1;
+        progress(written, count);
+    }
+    if written == 0 {
+        return Err(AnimateError::NoFrames(req.driving.display().to_string()));
+    }
+    let output_is_video = matches!(output, Output::Video(_));
+    if let Output::Video(w) = output {
+        w.finish()?;
+    }
+    Ok(AnimateSummary {
+        frames: written,
+        reference_frame: reference_index,
+        output_is_video,
+        fps,
+    })
+}
+
+fn animate_fomm(
     model: Fomm,
     req: &AnimateRequest,
     progress: &mut dyn FnMut(usize, Option<usize>),
@@ -217,40 +344,11 @@ pub fn animate(
     };
 
     let output_is_video = is_video_path(&req.output);
-    let driving_is_video = video_fps.is_some();
     let fps = video_fps.unwrap_or(req.folder_fps);
     let total = stored.as_ref().map(|k| k.len()).or(count);
-    let mut output = if output_is_video {
-        let audio = if driving_is_video {
-            Some(req.driving.as_path())
-        } else {
-            None
-        };
-        Output::Video(VideoWriter::create(
-            &req.output,
-            size.1 as u32,
-            size.0 as u32,
-            fps,
-            audio,
-        )?)
-    } else {
-        Output::Folder(FrameFolderWriter::create(
-            &req.output,
-            total.unwrap_or(0) as u64,
-        )?)
-    };
-
+    let mut output = open_output(req, size, fps, video_fps.is_some(), total)?;
     let mut written = 0usize;
-    let write = |output: &mut Output, frame: &Tensor| -> Result<(), AnimateError> {
-        let img = tensor_to_rgb8(frame)?;
-        match output {
-            Output::Video(w) => w.write(&img)?,
-            Output::Folder(w) => {
-                w.write(&img)?;
-            }
-        }
-        Ok(())
-    };
+    let write = write_frame;
     match stored {
         Some(kps) => {
             for kp in &kps {

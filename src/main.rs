@@ -7,7 +7,9 @@ use candle_core::Device;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use marionette::animate::{AnimateRequest, Reference, animate};
+use marionette::animate::{AnimateEngine, AnimateRequest, Reference, animate};
+use marionette::engine::classic::{ClassicEngine, ClassicParams};
+use marionette::engine::select::{self, EngineChoice, EngineKind};
 use marionette::model::checkpoint::Checkpoint;
 use marionette::model::config::FommConfig;
 use marionette::model::fomm::{Fomm, RunOptions};
@@ -30,6 +32,13 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct ModelArgs {
+    /// Engine: fomm (the neural network; needs a checkpoint), classic (weight-free point
+    /// tracking) or auto (fomm when a checkpoint is found, else classic).
+    #[arg(long, default_value = "auto", value_name = "fomm|classic|auto")]
+    engine: EngineKind,
+    /// Frame size of the classic engine (square; FOMM's comes from its config).
+    #[arg(long, default_value_t = 256, value_name = "PIXELS")]
+    classic_size: usize,
     /// FOMM checkpoint: .pth.tar (as published) or .safetensors. Default: the first published
     /// checkpoint found in ./models, beside the executable, or ~/.local/share/marionette/models.
     #[arg(long)]
@@ -174,24 +183,29 @@ fn pick_device(force_cpu: bool) -> Result<Device> {
     Ok(Device::Cpu)
 }
 
-fn load_model(args: &ModelArgs) -> Result<Fomm> {
-    let checkpoint_path = match &args.checkpoint {
-        Some(p) => p.clone(),
-        None => presets::find_checkpoint().with_context(|| {
-            format!(
-                "no FOMM checkpoint given and none found in {}. Download vox-adv-cpk.pth.tar (see \
-                 models/README.md) into one of them, or pass --checkpoint PATH",
-                presets::model_dirs()
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?,
-    };
+/// The engine `args` ask for (see [`select::choose_engine`]), loaded; says which one runs.
+fn load_engine(args: &ModelArgs) -> Result<AnimateEngine> {
+    let dirs = select::search_dirs();
+    let choice = select::choose_engine(args.engine, args.checkpoint.as_deref(), &dirs)?;
+    eprintln!("{}", select::describe(&choice, &dirs));
+    match choice {
+        EngineChoice::Fomm { checkpoint, .. } => {
+            Ok(AnimateEngine::Fomm(Box::new(load_fomm(&checkpoint, args)?)))
+        }
+        EngineChoice::Classic { .. } => {
+            let size = args.classic_size;
+            Ok(AnimateEngine::Classic(Box::new(
+                ClassicEngine::new(ClassicParams::default(), (size, size))
+                    .context("--classic-size")?,
+            )))
+        }
+    }
+}
+
+fn load_fomm(checkpoint_path: &Path, args: &ModelArgs) -> Result<Fomm> {
     let config_spec = match &args.config {
         Some(c) => c.clone(),
-        None => presets::config_for_checkpoint(&checkpoint_path)
+        None => presets::config_for_checkpoint(checkpoint_path)
             .unwrap_or("vox-256")
             .to_string(),
     };
@@ -201,7 +215,7 @@ fn load_model(args: &ModelArgs) -> Result<Fomm> {
         checkpoint_path.display(),
         config.name
     );
-    let checkpoint = Checkpoint::load(&checkpoint_path)?;
+    let checkpoint = Checkpoint::load(checkpoint_path)?;
     let device = pick_device(args.cpu)?;
     Ok(Fomm::from_checkpoint(
         &config,
@@ -238,8 +252,10 @@ fn run_animate(cmd: Command) -> Result<()> {
     else {
         bail!("internal: not an animate command");
     };
-    let mut fomm = load_model(&model)?;
-    fomm.options = RunOptions { align_corners };
+    let mut engine = load_engine(&model)?;
+    if let AnimateEngine::Fomm(fomm) = &mut engine {
+        fomm.options = RunOptions { align_corners };
+    }
     let transfer = if absolute {
         TransferOptions::absolute()
     } else {
@@ -266,7 +282,7 @@ fn run_animate(cmd: Command) -> Result<()> {
         folder_fps: fps,
     };
     let bar = progress_bar();
-    let summary = animate(fomm, &req, &mut |done, total| {
+    let summary = animate(engine, &req, &mut |done, total| {
         if let Some(t) = total {
             bar.set_length(t as u64);
         } else {
@@ -415,6 +431,7 @@ fn run_live(cmd: Command) -> Result<()> {
     use marionette::capture::pattern::TestPattern;
     use marionette::capture::webcam::{CameraSelector, Webcam, WebcamRequest};
     use marionette::capture::{CaptureError, FolderSource, FrameSource, VideoFileSource};
+    use marionette::engine::Animator;
     use marionette::engine::fomm::FommAnimator;
     use marionette::output::{FrameSink, Recorder, v4l2::V4l2Sink};
     use marionette::pipeline::framing::Crop;
@@ -438,13 +455,13 @@ fn run_live(cmd: Command) -> Result<()> {
     else {
         bail!("internal: not a run command");
     };
-    let fomm = load_model(&model)?;
-    let (h, w) = fomm.config.frame_size;
+    let engine: Box<dyn Animator + Send> = match load_engine(&model)? {
+        AnimateEngine::Fomm(fomm) => Box::new(FommAnimator::new(*fomm, TransferOptions::default())),
+        AnimateEngine::Classic(c) => c,
+    };
+    let (h, w) = engine.frame_size();
     if h != w {
-        bail!(
-            "the live loop needs a square frame size, config {} has {w}x{h}",
-            fomm.config.name
-        );
+        bail!("the live loop needs a square frame size, the engine has {w}x{h}");
     }
     let avatar_path = match avatar {
         Some(p) => p,
@@ -503,7 +520,6 @@ fn run_live(cmd: Command) -> Result<()> {
     if let Some(path) = &record {
         sinks.push(Box::new(Recorder::create(path, fps)?));
     }
-    let engine = Box::new(FommAnimator::new(fomm, TransferOptions::default()));
     let options = PipelineOptions {
         portraits: vec![portrait],
         avatar: 0,

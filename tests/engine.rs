@@ -116,3 +116,50 @@ fn unusual_configs_build_and_run() {
         assert!(v.iter().all(|x| x.is_finite() && (0.0..=1.0).contains(x)));
     }
 }
+
+/// The classic engine's idle motion (no driving frame): the rest pose at t = 0, small steps between
+/// frames at 30 fps, a visible motion, and for ten minutes of simulated time never further from the
+/// portrait than the pose bounds allow.
+#[test]
+fn classic_idle_motion_is_smooth_and_bounded() {
+    use marionette::engine::classic::{ClassicEngine, ClassicParams};
+    let img = image::open(fixture("tiny-input-source.png"))
+        .unwrap()
+        .to_rgb8();
+    let n = 64u32;
+    let img = image::imageops::resize(&img, n, n, image::imageops::FilterType::Triangle);
+    let portrait = marionette::media::resize::to_model_tensor(&img, n, n).unwrap();
+    let mut e = ClassicEngine::new(ClassicParams::default(), (n as usize, n as usize)).unwrap();
+    assert!(e.animate_idle(0.0).is_err(), "no portrait set yet");
+    e.set_source(&portrait).unwrap();
+    let rest = e.animate_idle(0.0).unwrap();
+    let (max0, _) = diff(&rest, &portrait);
+    assert!(max0 < 1e-5, "t=0 is the portrait itself ({max0})");
+    let mut prev = rest;
+    let mut total = 0.0;
+    let mut furthest: f64 = 0.0;
+    for i in 1..=90 {
+        let frame = e.animate_idle(i as f64 / 30.0).unwrap();
+        let (_, step) = diff(&frame, &prev);
+        assert!(step < 0.01, "idle frame {i} jumps ({step})");
+        total += step;
+        furthest = furthest.max(diff(&frame, &portrait).1);
+        prev = frame;
+    }
+    assert!(
+        total > 0.02,
+        "idle motion should move the portrait ({total})"
+    );
+    // Ten minutes, every 1.3 s: never further from the portrait than twice the furthest seen in the
+    // first three seconds, nor than an absolute bound.
+    for i in 0..460 {
+        let t = 3.0 + 1.3 * i as f64;
+        let frame = e.animate_idle(t).unwrap();
+        let (_, mean) = diff(&frame, &portrait);
+        assert!(
+            mean < 0.08,
+            "idle pose at {t:.1} s is far from the portrait ({mean})"
+        );
+    }
+    assert!(furthest > 0.0);
+}

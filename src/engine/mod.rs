@@ -4,6 +4,7 @@
 pub mod classic;
 pub mod fomm;
 pub mod idle;
+pub mod select;
 
 use candle_core::Tensor;
 
@@ -50,8 +51,7 @@ impl From<classic::ClassicError> for EngineError {
     }
 }
 
-/// The weight-free engine behind the same interface. Idle motion is not wired to it yet: it
-/// returns the still portrait.
+/// The weight-free engine behind the same interface.
 impl Animator for classic::ClassicEngine {
     fn name(&self) -> &str {
         "classic"
@@ -71,12 +71,10 @@ impl Animator for classic::ClassicEngine {
     fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError> {
         Ok(classic::ClassicEngine::animate(self, driving)?)
     }
-    fn animate_idle(&mut self, _t: f64) -> Result<Tensor, EngineError> {
-        Err(EngineError::Model(ModelError::Input(
-            "idle motion is not available in the classic engine yet".into(),
-        )))
+    fn animate_idle(&mut self, t: f64) -> Result<Tensor, EngineError> {
+        Ok(classic::ClassicEngine::animate_idle(self, t)?)
     }
-    fn select_portrait(&mut self, _id: u64, source: &Tensor) -> Result<(), EngineError> {
-        Ok(classic::ClassicEngine::set_source(self, source)?)
+    fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), EngineError> {
+        Ok(classic::ClassicEngine::select_portrait(self, id, source)?)
     }
 }

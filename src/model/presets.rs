@@ -110,14 +110,19 @@ pub fn model_dirs() -> Vec<PathBuf> {
 
 /// The first published checkpoint found in [`model_dirs`] (or any `*.safetensors` there).
 pub fn find_checkpoint() -> Option<PathBuf> {
-    for dir in model_dirs() {
+    find_checkpoint_in(&model_dirs())
+}
+
+/// The first published checkpoint (or else `*.safetensors`) in `dirs`, searched in order.
+pub fn find_checkpoint_in(dirs: &[PathBuf]) -> Option<PathBuf> {
+    for dir in dirs {
         for (name, _) in CHECKPOINTS {
             let p = dir.join(name);
             if p.is_file() {
                 return Some(p);
             }
         }
-        if let Ok(entries) = std::fs::read_dir(&dir) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
             let mut st: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))

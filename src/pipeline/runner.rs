@@ -304,28 +304,33 @@ impl Pipeline {
                                 // No driving frame: idle motion without a source, the still portrait
                                 // (marked as not calibrated) while waiting for the first frame.
                                 if !has_source {
-                                    let result =
-                                        engine.animate_idle(started.elapsed().as_secs_f64())?;
+                                    // Paced at `fps`: the idle pose of frame n is at n / fps.
+                                    let due = started + period.mul_f64(seq as f64);
+                                    let now = Instant::now();
+                                    if due > now {
+                                        std::thread::sleep((due - now).min(period));
+                                        continue;
+                                    }
+                                    let t = Instant::now();
+                                    let result = engine.animate_idle(seq as f64 / options.fps)?;
                                     let (size, rgb) = from_tensor(&result)?;
                                     if let Ok(mut s) = stats.lock() {
-                                        s.record_inference(Duration::ZERO, 0);
+                                        s.record_inference(t.elapsed(), 0);
                                     }
                                     publish(
                                         Frame {
                                             seq,
-                                            captured_at: Instant::now(),
+                                            captured_at: t,
                                             size,
                                             rgb: Arc::new(rgb),
                                         },
                                         true,
                                         &outputs,
                                     );
-                                    seq += 1;
-                                    std::thread::sleep(
-                                        period
-                                            .saturating_sub(Duration::from_millis(1))
-                                            .min(Duration::from_millis(5)),
-                                    );
+                                    // A slow engine skips poses rather than falling behind.
+                                    seq = seq.max(
+                                        (started.elapsed().as_secs_f64() * options.fps) as u64,
+                                    ) + 1;
                                 } else if !got_frame && let Some(p) = options.portraits.get(avatar)
                                 {
                                     let still = Frame::from_image(seq, Instant::now(), p.clone());

@@ -87,6 +87,7 @@ impl Motion {
     }
 }
 
+#[derive(Clone)]
 struct Source {
     /// (1, 3, H, W) f32 on the CPU, contiguous, NaN-free.
     image: Tensor,
@@ -96,6 +97,7 @@ struct Source {
 
 /// An image's Shi-Tomasi response map at the detection level and its noise floor, for the adapt-scale
 /// framing.
+#[derive(Clone)]
 struct Texture {
     map: Vec<f32>,
     width: usize,
@@ -177,6 +179,9 @@ const WINDOW_MIN_EIGEN: f32 = 1e-6;
 const DETECTION_SIDE: usize = 256;
 /// Fraction of the best response that counts as texture for the adapt-scale cloud.
 const CLOUD_QUALITY: f32 = 0.05;
+/// Idle motion moves a 4 x 4 grid of anchors over the head region: the motion is one similarity, so a
+/// coarse grid represents it exactly; the grid only sets where the motion fades out.
+const IDLE_ANCHOR_GRID: usize = 4;
 
 /// The classic engine: see the module documentation.
 pub struct ClassicEngine {
@@ -190,6 +195,8 @@ pub struct ClassicEngine {
     calibrate_next: bool,
     framing: Framing,
     motion: Option<Motion>,
+    /// Portraits selected by id before ([`ClassicEngine::select_portrait`]).
+    portraits: std::collections::HashMap<u64, Source>,
 }
 
 impl ClassicEngine {
@@ -230,6 +237,7 @@ impl ClassicEngine {
             calibrate_next: true,
             framing: Framing::IDENTITY,
             motion: None,
+            portraits: std::collections::HashMap::new(),
         })
     }
 
@@ -260,6 +268,23 @@ impl ClassicEngine {
             texture,
         });
         self.update_framing();
+        Ok(())
+    }
+
+    /// Selects portrait `id`, analysing `source` only the first time this id is seen.
+    pub fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), ClassicError> {
+        match self.portraits.get(&id) {
+            Some(s) => {
+                self.source = Some(s.clone());
+                self.update_framing();
+            }
+            None => {
+                self.set_source(source)?;
+                if let Some(s) = &self.source {
+                    self.portraits.insert(id, s.clone());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -719,6 +744,84 @@ impl ClassicEngine {
         added
     }
 
+    /// The portrait in the idle-motion pose at `t` seconds ([`crate::engine::idle`]), with no driving
+    /// frame: a grid of anchors over the portrait's textured region (the face, for a portrait) moves as
+    /// FOMM keypoints with Jacobians would (each anchor moved by the pose about the region's centre, its
+    /// Jacobian the pose's linear part), and the blended flow fades to the identity beyond it, so the head
+    /// moves in front of a still background.
+    pub fn animate_idle(&mut self, t: f64) -> Result<Tensor, ClassicError> {
+        let source = self.source.as_ref().ok_or(ClassicError::NoSource)?;
+        let (w, h) = (self.width as f64, self.height as f64);
+        let side = w.min(h);
+        // The head region: the portrait's texture cloud (centroid, spread), its half-extent two spreads,
+        // kept between 20% and 30% of the frame; the frame's central 60% when the portrait is blank.
+        let (centre, half) = source
+            .texture
+            .as_ref()
+            .and_then(|t| t.cloud(t.floor))
+            .map(|c| (c.centroid, (2.0 * c.size).clamp(0.2 * side, 0.3 * side)))
+            .unwrap_or(([(w - 1.0) / 2.0, (h - 1.0) / 2.0], 0.3 * side));
+        const GRID: usize = IDLE_ANCHOR_GRID;
+        let spacing = 2.0 * half / (GRID - 1) as f64;
+        let anchors: Vec<[f64; 2]> = (0..GRID * GRID)
+            .map(|i| {
+                [
+                    centre[0] - half + (i % GRID) as f64 * spacing,
+                    centre[1] - half + (i / GRID) as f64 * spacing,
+                ]
+            })
+            .collect();
+        // The pose is defined in FOMM's normalised coordinates ([-1, 1] across the frame).
+        let to_norm = |p: &[f64; 2]| [2.0 * p[0] / (w - 1.0) - 1.0, 2.0 * p[1] / (h - 1.0) - 1.0];
+        let to_px = |p: &[f64; 2]| {
+            [
+                (p[0] + 1.0) * (w - 1.0) / 2.0,
+                (p[1] + 1.0) * (h - 1.0) / 2.0,
+            ]
+        };
+        let norm: Vec<[f64; 2]> = anchors.iter().map(to_norm).collect();
+        let identity = vec![[[1.0, 0.0], [0.0, 1.0]]; norm.len()];
+        let pose = crate::engine::idle::pose_at(t);
+        let (moved, jacobians) = pose.apply(to_norm(&centre), &norm, &identity);
+        // A normalised Jacobian in pixels: D^-1 A D with D = diag(2/(W-1), 2/(H-1)).
+        let ratio = (h - 1.0) / (w - 1.0);
+        let mut locals = Vec::with_capacity(anchors.len());
+        let mut motion = Motion {
+            reference: Vec::with_capacity(anchors.len()),
+            keypoints: Vec::with_capacity(anchors.len()),
+            jacobians: Vec::with_capacity(anchors.len()),
+            transferred: Vec::with_capacity(anchors.len()),
+            tracked_points: 0,
+            total_points: 0,
+        };
+        for ((kp_s, m), j) in anchors.iter().zip(&moved).zip(&jacobians) {
+            let kp_new = to_px(m);
+            let a = [[j[0][0], j[0][1] / ratio], [j[1][0] * ratio, j[1][1]]];
+            let Some(inv) = affine::invert2(a) else {
+                continue;
+            };
+            let map = Affine {
+                a: inv,
+                b: [
+                    kp_s[0] - (inv[0][0] * kp_new[0] + inv[0][1] * kp_new[1]),
+                    kp_s[1] - (inv[1][0] * kp_new[0] + inv[1][1] * kp_new[1]),
+                ],
+            };
+            locals.push((kp_new, map));
+            motion.reference.push(self.normalise(*kp_s));
+            motion.keypoints.push(self.normalise(kp_new));
+            motion.jacobians.push(self.normalise_jacobian(a));
+            motion.transferred.push(self.normalise(kp_new));
+        }
+        let blend = Blend::new(
+            locals,
+            spacing * self.params.blend_sigma,
+            self.params.falloff,
+        );
+        self.motion = Some(motion);
+        self.output(Some(&blend))
+    }
+
     /// Warps the portrait by the fitted motion (`None`: the identity) and records the motion.
     fn render(
         &mut self,
@@ -791,7 +894,10 @@ impl ClassicEngine {
             None => source.image.clone(),
             Some(blend) => {
                 let size = (self.height, self.width);
-                let grid = flow::sampling_grid(blend, size, size, self.params.flow_stride);
+                let mut grid = flow::sampling_grid(blend, size, size, self.params.flow_stride);
+                // Border padding: a pixel whose source lies outside the portrait takes the nearest
+                // edge pixel instead of black (grid_sample itself pads with zeros, as the original).
+                grid.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
                 let grid = Tensor::from_vec(grid, (1, self.height, self.width, 2), &Device::Cpu)?;
                 grid_sample(&source.image, &grid, true)?
             }

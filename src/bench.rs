@@ -122,3 +122,85 @@ pub fn run(config: &FommConfig, device: &Device, iters: usize) -> Result<BenchRe
         grid_sample_image_ms,
     })
 }
+
+/// Speed of the classic engine at one frame size.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassicBenchReport {
+    pub engine: &'static str,
+    pub size: usize,
+    pub threads: usize,
+    pub frames: usize,
+    /// Once per portrait: its texture analysis.
+    pub set_source_ms: f64,
+    /// The calibration frame (corner detection and templates on D1).
+    pub calibrate_ms: f64,
+    /// Median of one driving frame: tracking, local fits, flow and warp.
+    pub per_frame_ms: f64,
+    pub p90_ms: f64,
+    pub fps: f64,
+}
+
+/// Times the classic engine on `photo` (square, any size; resized to `size`) moving by a known
+/// smooth motion (rotation, scaling, shift and wobble of [`crate::synth`]'s "combo2", swept back and
+/// forth), after one calibration frame. The driving frames are made before timing starts.
+pub fn run_classic(
+    photo: &image::RgbImage,
+    size: usize,
+    frames: usize,
+) -> Result<ClassicBenchReport, ModelError> {
+    use crate::engine::classic::{ClassicEngine, ClassicParams};
+    use crate::synth::{square_photo, standard_motions, warp};
+    let err = |e: crate::engine::classic::ClassicError| ModelError::Input(e.to_string());
+    let side = u32::try_from(size).map_err(|_| ModelError::Input("size too large".into()))?;
+    let photo = square_photo(photo, side);
+    let motion = standard_motions(side)
+        .into_iter()
+        .find(|(name, _)| *name == "combo2")
+        .map(|(_, m)| m)
+        .ok_or_else(|| ModelError::Input("the combo2 motion is missing".into()))?;
+    let to_tensor = |img: &image::RgbImage| crate::media::resize::to_model_tensor(img, side, side);
+    let tensor =
+        |img: &image::RgbImage| to_tensor(img).map_err(|e| ModelError::Input(e.to_string()));
+    let frames = frames.max(2);
+    let driving: Vec<Tensor> = (0..frames)
+        .map(|i| {
+            let t = (i as f64 / frames as f64 * std::f64::consts::TAU)
+                .sin()
+                .abs();
+            let m = motion.lerp(t);
+            tensor(&warp(&photo, |x, y| m.backward(side, side, x, y)))
+        })
+        .collect::<Result<_, _>>()?;
+    let source = tensor(&photo)?;
+    let mut engine = ClassicEngine::new(ClassicParams::default(), (size, size)).map_err(err)?;
+    let t = Instant::now();
+    engine.set_source(&source).map_err(err)?;
+    let set_source_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    engine.animate(&source).map_err(err)?;
+    let calibrate_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut samples = Vec::with_capacity(frames);
+    for d in &driving {
+        let t = Instant::now();
+        let out = engine.animate(d).map_err(err)?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+        drop(out);
+    }
+    samples.sort_by(f64::total_cmp);
+    let p90 = samples
+        .get(samples.len() * 9 / 10)
+        .copied()
+        .unwrap_or(f64::NAN);
+    let per_frame_ms = median(samples);
+    Ok(ClassicBenchReport {
+        engine: "classic",
+        size,
+        threads: rayon::current_num_threads(),
+        frames,
+        set_source_ms,
+        calibrate_ms,
+        per_frame_ms,
+        p90_ms: p90,
+        fps: 1e3 / per_frame_ms,
+    })
+}

@@ -6,6 +6,7 @@
 //! * [`animate`]: offline animation of a portrait from a driving video or folder of frames.
 //! * [`frame`], [`capture`], [`output`], [`pipeline`]: the live path.
 //! * [`bench`]: speed measurements.
+//! * [`synth`]: synthetic driving sequences with known motion, and the accuracy evaluation.
 
 pub mod animate;
 pub mod bench;
@@ -16,3 +17,4 @@ pub mod media;
 pub mod model;
 pub mod output;
 pub mod pipeline;
+pub mod synth;

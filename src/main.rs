@@ -105,7 +105,7 @@ enum Command {
     Run {
         #[command(flatten)]
         model: ModelArgs,
-        /// Webcam index (0 = /dev/video0) or part of its name.
+        /// Webcam index (0 = /dev/video0) or part of its name. Default: the first webcam found.
         #[arg(long, conflicts_with_all = ["driving_file", "test_pattern"])]
         camera: Option<String>,
         /// A driving video file (played at its own rate, looping) or a folder of frames.
@@ -114,15 +114,17 @@ enum Command {
         /// The built-in moving test pattern as the driving source.
         #[arg(long)]
         test_pattern: bool,
-        /// No driving source: the portrait moves by itself (idle motion).
+        /// No driving source: the portrait moves by itself (idle motion). The default when no
+        /// source is given and no webcam is found.
         #[arg(long, conflicts_with_all = ["camera", "driving_file", "test_pattern"])]
         idle: bool,
         /// The portrait (default: the bundled Eileen Collins portrait).
         #[arg(long)]
         avatar: Option<PathBuf>,
-        /// v4l2loopback device to write to (e.g. /dev/video10).
-        #[arg(long)]
-        vcam: Option<PathBuf>,
+        /// Virtual camera to write to: a v4l2loopback device (e.g. /dev/video10), `auto` (the
+        /// v4l2loopback device found, if any) or `none`.
+        #[arg(long, default_value = "auto")]
+        vcam: String,
         /// Virtual camera frame size: 640x480 or 1280x720.
         #[arg(long, default_value = "640x480")]
         vcam_size: String,
@@ -147,8 +149,55 @@ enum Command {
     },
     /// List cameras and virtual-camera outputs.
     Devices,
+    /// Write synthetic driving sequences: a photo warped by known motions relative to frame 0
+    /// (rotations, scaling, shifts, smooth non-rigid wobbles), one folder per motion.
+    MakeSequences {
+        /// The photo (centre-cropped to a square and resized).
+        #[arg(long)]
+        photo: PathBuf,
+        /// Folder to write the sequence folders into.
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 256)]
+        size: u32,
+        /// The face region where errors are measured, as fractions of the frame: x0,y0,x1,y1.
+        #[arg(long, default_value = "0.25,0.1,0.75,0.65")]
+        face: marionette::synth::FaceBox,
+        /// Moved frames after frame 0 (the motion grows linearly to its full amount).
+        #[arg(long, default_value_t = 20)]
+        frames: usize,
+    },
+    /// Accuracy on synthetic sequences: animates frame 0 of each sequence with the sequence as the
+    /// driving video and prints the error against the known frames over the face region.
+    Evaluate {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// A sequence folder (from make-sequences, or any folder of frames with --face), or a
+        /// folder of such folders.
+        sequences: PathBuf,
+        /// Score existing outputs instead of animating: the output folder of one sequence, or a
+        /// folder holding one output folder per sequence name.
+        #[arg(long)]
+        produced: Option<PathBuf>,
+        /// Keep the animated frames here, one folder per sequence.
+        #[arg(long, conflicts_with = "produced")]
+        output: Option<PathBuf>,
+        /// Face region (x0,y0,x1,y1 fractions) for sequences without sequence.json.
+        #[arg(long)]
+        face: Option<marionette::synth::FaceBox>,
+        /// One JSON object per sequence instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure speed with random weights of a config's structure (no checkpoint needed).
     Bench {
+        /// fomm (random weights of --config) or classic (on the bundled portrait moving by a known
+        /// motion).
+        #[arg(long, default_value = "fomm", value_name = "fomm|classic")]
+        engine: EngineKind,
+        /// Frame size of the classic engine.
+        #[arg(long, default_value_t = 256)]
+        classic_size: usize,
         /// Config name or YAML path.
         #[arg(long, default_value = "vox-256")]
         config: String,
@@ -380,6 +429,139 @@ fn run_bench(config: &str, iters: usize, json: bool, cpu: bool) -> Result<()> {
     Ok(())
 }
 
+fn run_bench_classic(size: usize, iters: usize, json: bool) -> Result<()> {
+    let path = bundled_avatar().context("the bundled avatars (assets/avatars) were not found")?;
+    let photo = marionette::media::frames::load_rgb(&path)
+        .with_context(|| format!("loading {}", path.display()))?;
+    // At least 60 driving frames: one sweep of the motion there and back.
+    let r = marionette::bench::run_classic(&photo, size, iters.max(60))?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "classic engine {}x{} ({} threads), {} frames of {}:",
+            r.size,
+            r.size,
+            r.threads,
+            r.frames,
+            path.display()
+        );
+        println!(
+            "  set source (once per portrait)     {:>9.2} ms",
+            r.set_source_ms
+        );
+        println!(
+            "  calibration frame                  {:>9.2} ms",
+            r.calibrate_ms
+        );
+        println!(
+            "  per frame (track, fit, flow, warp) {:>9.2} ms median, {:.2} ms p90  ({:.1} fps)",
+            r.per_frame_ms, r.p90_ms, r.fps
+        );
+    }
+    Ok(())
+}
+
+/// The sequence folders under `path`: itself when it holds frames, else its subfolders that do.
+fn sequence_dirs(path: &Path) -> Result<Vec<PathBuf>> {
+    if marionette::media::frames::list_image_files(path).is_ok() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && marionette::media::frames::list_image_files(p).is_ok())
+        .collect();
+    dirs.sort();
+    if dirs.is_empty() {
+        bail!(
+            "{} holds neither frames nor sequence folders: make some with `marionette make-sequences`",
+            path.display()
+        );
+    }
+    Ok(dirs)
+}
+
+fn run_evaluate(cmd: Command) -> Result<()> {
+    use marionette::synth::{TARGET_MAE, evaluate, read_spec};
+    let Command::Evaluate {
+        mut model,
+        sequences,
+        produced,
+        output,
+        face,
+        json,
+    } = cmd
+    else {
+        bail!("internal: not an evaluate command");
+    };
+    let dirs = sequence_dirs(&sequences)?;
+    let scratch = tempfile_dir()?;
+    let mut scores = Vec::new();
+    for dir in &dirs {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "sequence".into());
+        let out = match (&produced, &output) {
+            (Some(p), _) if dirs.len() == 1 && !p.join(&name).is_dir() => p.clone(),
+            (Some(p), _) => p.join(&name),
+            (None, Some(o)) => o.join(&name),
+            (None, None) => scratch.join(&name),
+        };
+        if produced.is_none() {
+            if let Ok(Some(spec)) = read_spec(dir) {
+                model.classic_size = spec.size as usize;
+            }
+            let frames = marionette::media::frames::list_image_files(dir)?;
+            let first = frames.first().context("no frames")?.clone();
+            let req = AnimateRequest {
+                source: first,
+                driving: dir.clone(),
+                output: out.clone(),
+                transfer: TransferOptions::default(),
+                reference: Reference::First,
+                crop_square: false,
+                folder_fps: 25.0,
+            };
+            animate(load_engine(&model)?, &req, &mut |_, _| {})
+                .with_context(|| format!("animating {}", dir.display()))?;
+        }
+        let score = evaluate(dir, &out, face)
+            .with_context(|| format!("scoring {} against {}", out.display(), dir.display()))?;
+        if json {
+            println!("{}", serde_json::to_string(&score)?);
+        } else {
+            println!(
+                "{:40} {:3} frames  MAE mean {:.4}  max {:.4}  last {:.4}  (unmoved {:.4})  {}",
+                score.name,
+                score.frames,
+                score.mean_mae,
+                score.max_mae,
+                score.last_mae,
+                score.unmoved_mae,
+                if score.passes() { "ok" } else { "ABOVE TARGET" }
+            );
+        }
+        scores.push(score);
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let worst = scores.iter().map(|s| s.max_mae).fold(0.0, f64::max);
+    let mean = scores.iter().map(|s| s.mean_mae).sum::<f64>() / scores.len().max(1) as f64;
+    eprintln!(
+        "{} sequences: worst frame MAE {worst:.4}, mean MAE {mean:.4} (target: at most {TARGET_MAE} over the face)",
+        scores.len()
+    );
+    Ok(())
+}
+
+/// A fresh scratch folder under the system's temporary folder.
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("marionette-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
 fn run_devices() -> Result<()> {
     use marionette::output::v4l2::list_devices;
     let devices = list_devices();
@@ -478,6 +660,25 @@ fn run_live(cmd: Command) -> Result<()> {
         image::imageops::FilterType::Triangle,
     );
     let fps = 30.0;
+    let devices = marionette::output::v4l2::list_devices();
+    // No source named: the first webcam, else idle motion.
+    let camera = match (&camera, &driving_file, test_pattern, idle) {
+        (None, None, false, false) => match marionette::output::v4l2::find_webcam(&devices) {
+            Some(d) => {
+                eprintln!("camera: {} ({})", d.path.display(), d.card);
+                Some(d.path.display().to_string())
+            }
+            None => {
+                eprintln!(
+                    "no webcam found: the portrait moves by itself (idle motion). Use --camera, \
+                     --driving-file or --test-pattern to drive it"
+                );
+                None
+            }
+        },
+        _ => camera,
+    };
+    let idle = idle || (camera.is_none() && driving_file.is_none() && !test_pattern);
     let source: Option<SourceFactory> = if idle {
         None
     } else if let Some(cam) = camera {
@@ -498,7 +699,6 @@ fn run_live(cmd: Command) -> Result<()> {
             },
         ))
     } else {
-        let _ = test_pattern;
         let face = square.clone();
         Some(Box::new(
             move || -> Result<Box<dyn FrameSource>, CaptureError> {
@@ -511,6 +711,20 @@ fn run_live(cmd: Command) -> Result<()> {
         ))
     };
     let mut sinks: Vec<Box<dyn FrameSink>> = Vec::new();
+    let vcam: Option<PathBuf> = match vcam.as_str() {
+        "none" | "off" => None,
+        "auto" => match marionette::output::v4l2::find_virtual_camera(&devices) {
+            Some(d) => Some(d.path.clone()),
+            None => {
+                eprintln!(
+                    "no virtual camera found (v4l2loopback is not loaded): run \
+                     packaging/setup-virtual-camera.sh to get one; running without"
+                );
+                None
+            }
+        },
+        path => Some(PathBuf::from(path)),
+    };
     if let Some(dev) = &vcam {
         let size = parse_size(&vcam_size)?;
         let format = vcam_format.parse().map_err(anyhow::Error::msg)?;
@@ -595,10 +809,34 @@ fn main() -> Result<()> {
             config,
         } => run_convert(&input, &output, config.as_deref()),
         Command::Bench {
+            engine: EngineKind::Classic,
+            classic_size,
+            iters,
+            json,
+            ..
+        } => run_bench_classic(classic_size, iters, json),
+        Command::Bench {
             config,
             iters,
             json,
             cpu,
+            ..
         } => run_bench(&config, iters, json, cpu),
+        Command::MakeSequences {
+            photo,
+            output,
+            size,
+            face,
+            frames,
+        } => {
+            let dirs = marionette::synth::generate(&photo, &output, size, face, frames)
+                .with_context(|| format!("writing sequences of {}", photo.display()))?;
+            for d in &dirs {
+                println!("{}", d.display());
+            }
+            eprintln!("wrote {} sequences to {}", dirs.len(), output.display());
+            Ok(())
+        }
+        cmd @ Command::Evaluate { .. } => run_evaluate(cmd),
     }
 }

@@ -168,3 +168,26 @@ pub fn list_devices() -> Vec<DeviceInfo> {
         })
         .collect()
 }
+
+impl DeviceInfo {
+    /// A v4l2loopback node (a virtual camera), whichever way it reports itself just now.
+    pub fn is_loopback(&self) -> bool {
+        self.driver.contains("loopback")
+    }
+}
+
+/// The virtual camera to write to when none is named: a v4l2loopback node that accepts output,
+/// the one labelled "marionette" (packaging/setup-virtual-camera.sh) first.
+pub fn find_virtual_camera(devices: &[DeviceInfo]) -> Option<&DeviceInfo> {
+    let mut loopbacks = devices.iter().filter(|d| d.is_loopback() && d.output);
+    let all: Vec<&DeviceInfo> = loopbacks.by_ref().collect();
+    all.iter()
+        .find(|d| d.card.eq_ignore_ascii_case("marionette"))
+        .or(all.first())
+        .copied()
+}
+
+/// The webcam to read when none is named: the first capture node that is not a virtual camera.
+pub fn find_webcam(devices: &[DeviceInfo]) -> Option<&DeviceInfo> {
+    devices.iter().find(|d| d.capture && !d.is_loopback())
+}

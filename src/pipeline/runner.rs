@@ -114,10 +114,10 @@ impl Pipeline {
         let mut threads = Vec::new();
 
         // Sinks: one thread each, fed by a latest-wins channel.
-        let mut outputs: Vec<LatestSender<(Frame, bool)>> = Vec::new();
+        let mut outputs: Vec<(String, LatestSender<(Frame, bool)>)> = Vec::new();
         for mut sink in sinks {
             let (tx, rx) = latest::<(Frame, bool)>();
-            outputs.push(tx);
+            outputs.push((sink.name(), tx));
             let stop = stop.clone();
             let stats = stats.clone();
             let repeat = Duration::from_secs_f64(1.0 / options.fps.max(1.0));
@@ -243,12 +243,18 @@ impl Pipeline {
                     let period = Duration::from_secs_f64(1.0 / options.fps.max(1.0));
                     let mut seq = 0u64;
                     let mut got_frame = false;
-                    let publish =
-                        |frame: Frame, live: bool, outputs: &[LatestSender<(Frame, bool)>]| {
-                            for o in outputs {
-                                let _ = o.send((frame.clone(), live));
+                    let publish = |frame: Frame,
+                                   live: bool,
+                                   outputs: &[(String, LatestSender<(Frame, bool)>)]| {
+                        for (_, o) in outputs {
+                            let _ = o.send((frame.clone(), live));
+                        }
+                        if let Ok(mut s) = stats.lock() {
+                            for (name, o) in outputs {
+                                s.record_sink_drops(name, o.dropped());
                             }
-                        };
+                        }
+                    };
                     while !stop.load(Ordering::Relaxed) {
                         while let Ok(cmd) = control_rx.try_recv() {
                             match cmd {
@@ -278,6 +284,10 @@ impl Pipeline {
                                 got_frame = true;
                                 let t = Instant::now();
                                 let square = crop_resize(&frame, &crop, side);
+                                if let Ok(mut s) = stats.lock() {
+                                    s.record_framing(t.elapsed());
+                                }
+                                let t = Instant::now();
                                 let out = if passthrough {
                                     Frame {
                                         seq: frame.seq,

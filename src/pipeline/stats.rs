@@ -29,8 +29,11 @@ pub struct Stats {
     sink_ms: BTreeMap<String, VecDeque<f64>>,
     latency_ms: VecDeque<f64>,
     output_times: VecDeque<Instant>,
+    framing_ms: VecDeque<f64>,
     pub frames_out: u64,
     pub dropped_capture: u64,
+    /// Frames replaced in each sink's queue before the sink took them (a slow sink).
+    pub dropped_sink: BTreeMap<String, u64>,
 }
 
 /// A summary for printing.
@@ -38,14 +41,32 @@ pub struct Stats {
 pub struct StatsSnapshot {
     pub frames_out: u64,
     pub fps: f64,
+    /// Crop and resize of the camera frame to the model's input.
+    pub framing_ms_p50: f64,
+    /// The engine's step (or the idle pose's rendering).
     pub inference_ms_p50: f64,
     pub sink_ms_p50: BTreeMap<String, f64>,
     pub latency_ms_p50: f64,
     pub latency_ms_p95: f64,
     pub dropped_capture: u64,
+    pub dropped_sink: BTreeMap<String, u64>,
 }
 
 impl Stats {
+    /// The crop and resize of one driving frame.
+    pub fn record_framing(&mut self, took: Duration) {
+        push(&mut self.framing_ms, took.as_secs_f64() * 1e3);
+    }
+
+    /// Frames dropped so far in `sink`'s queue.
+    pub fn record_sink_drops(&mut self, sink: &str, dropped: u64) {
+        if let Some(d) = self.dropped_sink.get_mut(sink) {
+            *d = dropped;
+        } else {
+            self.dropped_sink.insert(sink.to_string(), dropped);
+        }
+    }
+
     /// One driving frame turned into an output frame.
     pub fn record_inference(&mut self, took: Duration, dropped_capture: u64) {
         push(&mut self.inference_ms, took.as_secs_f64() * 1e3);
@@ -79,6 +100,7 @@ impl Stats {
         StatsSnapshot {
             frames_out: self.frames_out,
             fps,
+            framing_ms_p50: percentile(&self.framing_ms, 0.5),
             inference_ms_p50: percentile(&self.inference_ms, 0.5),
             sink_ms_p50: self
                 .sink_ms
@@ -88,6 +110,7 @@ impl Stats {
             latency_ms_p50: percentile(&self.latency_ms, 0.5),
             latency_ms_p95: percentile(&self.latency_ms, 0.95),
             dropped_capture: self.dropped_capture,
+            dropped_sink: self.dropped_sink.clone(),
         }
     }
 }

@@ -894,10 +894,7 @@ impl ClassicEngine {
             None => source.image.clone(),
             Some(blend) => {
                 let size = (self.height, self.width);
-                let mut grid = flow::sampling_grid(blend, size, size, self.params.flow_stride);
-                // Border padding: a pixel whose source lies outside the portrait takes the nearest
-                // edge pixel instead of black (grid_sample itself pads with zeros, as the original).
-                grid.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
+                let grid = flow::sampling_grid(blend, size, size, self.params.flow_stride);
                 let grid = Tensor::from_vec(grid, (1, self.height, self.width, 2), &Device::Cpu)?;
                 grid_sample(&source.image, &grid, true)?
             }

@@ -1,6 +1,8 @@
 //! Shared test helpers: where the reference fixtures live and how to compare tensors.
 #![allow(dead_code)]
 
+pub mod live;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 

@@ -3,7 +3,17 @@
 #   * FFmpeg (ffmpeg, ffprobe): reading and writing videos.
 #   * pkg-config, clang's libclang (bindgen for the V4L2 bindings), a C compiler, nasm (SIMD JPEG).
 #   * A Rust toolchain >= 1.95 through rustup when cargo is missing or too old.
+# With --tests, also what the tests need: the QEMU test VM of tests/vm (qemu, a Debian kernel with
+# the vivid and v4l2loopback drivers; tests/vm/build.sh, cached in target/vm).
 set -euo pipefail
+
+tests=0
+for arg in "$@"; do
+    case "$arg" in
+        --tests) tests=1 ;;
+        *) echo "setup: unknown option $arg (only --tests)" >&2; exit 2 ;;
+    esac
+done
 
 need=()
 for cmd_pkg in ffmpeg:ffmpeg ffprobe:ffmpeg pkg-config:pkg-config cc:gcc nasm:nasm; do
@@ -33,5 +43,15 @@ if ! rust_ok; then
     [ -x "$HOME/.cargo/bin/rustup" ] || curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
     "$HOME/.cargo/bin/rustup" toolchain install stable --profile minimal
     echo "setup: Rust installed in ~/.cargo/bin"
+fi
+if [ "$tests" = 1 ]; then
+    repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    if [ "$(id -u)" -eq 0 ]; then
+        bash "$repo/tests/vm/build.sh"
+    else
+        # apt needs root; the cache stays the user's.
+        sudo env VM_CACHE="$repo/target/vm" bash "$repo/tests/vm/build.sh"
+        sudo chown -R "$(id -u):$(id -g)" "$repo/target"
+    fi
 fi
 echo "setup: ok"

@@ -637,14 +637,6 @@ fn run_live(cmd: Command) -> Result<()> {
     else {
         bail!("internal: not a run command");
     };
-    let engine: Box<dyn Animator + Send> = match load_engine(&model)? {
-        AnimateEngine::Fomm(fomm) => Box::new(FommAnimator::new(*fomm, TransferOptions::default())),
-        AnimateEngine::Classic(c) => c,
-    };
-    let (h, w) = engine.frame_size();
-    if h != w {
-        bail!("the live loop needs a square frame size, the engine has {w}x{h}");
-    }
     let avatar_path = match avatar {
         Some(p) => p,
         None => bundled_avatar()
@@ -653,12 +645,6 @@ fn run_live(cmd: Command) -> Result<()> {
     let portrait = marionette::media::frames::load_rgb(&avatar_path)
         .with_context(|| format!("loading avatar {}", avatar_path.display()))?;
     let square = marionette::media::resize::center_square_crop(&portrait);
-    let portrait = image::imageops::resize(
-        &square,
-        w as u32,
-        h as u32,
-        image::imageops::FilterType::Triangle,
-    );
     let fps = 30.0;
     let devices = marionette::output::v4l2::list_devices();
     // No source named: the first webcam, else idle motion.
@@ -728,12 +714,34 @@ fn run_live(cmd: Command) -> Result<()> {
     if let Some(dev) = &vcam {
         let size = parse_size(&vcam_size)?;
         let format = vcam_format.parse().map_err(anyhow::Error::msg)?;
-        sinks.push(Box::new(V4l2Sink::open(dev, size, format, fps as u32)?));
+        let mut vcam = V4l2Sink::open(dev, size, format, fps as u32)?;
+        // A frame at once (the still portrait, marked as not calibrated), before the engine
+        // loads: browsers list a virtual camera only once something writes to it.
+        let still =
+            marionette::frame::Frame::from_image(0, std::time::Instant::now(), square.clone());
+        vcam.write(&marionette::output::compose::compose(
+            &still, still.size, true,
+        ))?;
+        sinks.push(Box::new(vcam));
         eprintln!("virtual camera: {} {size} {vcam_format}", dev.display());
     }
     if let Some(path) = &record {
         sinks.push(Box::new(Recorder::create(path, fps)?));
     }
+    let engine: Box<dyn Animator + Send> = match load_engine(&model)? {
+        AnimateEngine::Fomm(fomm) => Box::new(FommAnimator::new(*fomm, TransferOptions::default())),
+        AnimateEngine::Classic(c) => c,
+    };
+    let (h, w) = engine.frame_size();
+    if h != w {
+        bail!("the live loop needs a square frame size, the engine has {w}x{h}");
+    }
+    let portrait = image::imageops::resize(
+        &square,
+        w as u32,
+        h as u32,
+        image::imageops::FilterType::Triangle,
+    );
     let options = PipelineOptions {
         portraits: vec![portrait],
         avatar: 0,

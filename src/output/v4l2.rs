@@ -47,10 +47,20 @@ impl V4l2Sink {
             .capabilities
             .contains(v4l::capability::Flags::VIDEO_OUTPUT)
         {
-            return Err(err(format!(
-                "{} ({}) is not a video output device: pick the v4l2loopback device (see `marionette devices`)",
-                caps.card, caps.driver
-            )));
+            return Err(err(if caps.driver.contains("loopback") {
+                format!(
+                    "the virtual camera {} does not accept a writer now: another program is writing to \
+                     it, or one that wrote with plain write() left it stuck (a v4l2loopback 0.12 bug; \
+                     marionette itself releases it). Close the other program, or reload the module: \
+                     sudo modprobe -r v4l2loopback && bash packaging/setup-virtual-camera.sh",
+                    caps.card
+                )
+            } else {
+                format!(
+                    "{} ({}) is not a video output device: pick the v4l2loopback device (see `marionette devices`)",
+                    caps.card, caps.driver
+                )
+            }));
         }
         let want = Format::new(size.width, size.height, FourCC::new(&format.fourcc()));
         let got = Output::set_format(&device, &want)
@@ -63,6 +73,7 @@ impl V4l2Sink {
         }
         // Frame rate for consumers that ask (best effort: not every loopback version supports it).
         let _ = Output::set_params(&device, &v4l::video::output::Parameters::with_fps(fps));
+        stream_on(&device).map_err(|e| err(format!("cannot start the output stream: {e}")))?;
         Ok(Self {
             path: path.to_path_buf(),
             device,
@@ -86,6 +97,25 @@ impl V4l2Sink {
 
     pub fn fps(&self) -> u32 {
         self.fps
+    }
+}
+
+/// VIDIOC_STREAMON on the output queue, although frames go out with write(): v4l2loopback (0.12.x)
+/// records an opener as its writer only here, and only a recorded writer gives the device back when
+/// it closes. A writer that only calls write() leaves the device refusing new writers (it reports
+/// neither capture nor output) until the module is reloaded, so the virtual camera would not come
+/// back after marionette restarts. Found in the VM test; see v4l2loopback.c, vidioc_streamon and
+/// v4l2_loopback_close.
+fn stream_on(device: &Device) -> std::io::Result<()> {
+    let mut buf_type = v4l::buffer::Type::VideoOutput as u32;
+    // SAFETY: VIDIOC_STREAMON reads one int (the buffer type) through the pointer, which points at
+    // `buf_type`, alive for the whole call; the descriptor belongs to `device`, open for the call.
+    unsafe {
+        v4l::v4l2::ioctl(
+            device.handle().fd(),
+            v4l::v4l2::vidioc::VIDIOC_STREAMON,
+            &mut buf_type as *mut u32 as *mut std::os::raw::c_void,
+        )
     }
 }
 

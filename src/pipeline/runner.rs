@@ -234,6 +234,19 @@ impl Pipeline {
                         .map(|p| to_tensor(p.as_raw(), side))
                         .collect::<Result<_, _>>()?;
                     let mut avatar = options.avatar.min(tensors.len().saturating_sub(1));
+                    // The still portrait, marked as not calibrated, goes out before anything slow
+                    // (preparing the portrait can take seconds): virtual cameras get a frame at once.
+                    let still = |avatar: usize, seq: u64| {
+                        options.portraits.get(avatar).map(|p| {
+                            let f = Frame::from_image(seq, Instant::now(), p.clone());
+                            crate::output::compose::compose(&f, f.size, true)
+                        })
+                    };
+                    if let Some(f) = still(avatar, 0) {
+                        for (_, o) in &outputs {
+                            let _ = o.send((f.clone(), false));
+                        }
+                    }
                     if let Some(t) = tensors.get(avatar) {
                         engine.select_portrait(avatar as u64, t)?;
                     }
@@ -341,14 +354,8 @@ impl Pipeline {
                                     seq = seq.max(
                                         (started.elapsed().as_secs_f64() * options.fps) as u64,
                                     ) + 1;
-                                } else if !got_frame && let Some(p) = options.portraits.get(avatar)
-                                {
-                                    let still = Frame::from_image(seq, Instant::now(), p.clone());
-                                    publish(
-                                        crate::output::compose::compose(&still, still.size, true),
-                                        false,
-                                        &outputs,
-                                    );
+                                } else if !got_frame && let Some(f) = still(avatar, seq) {
+                                    publish(f, false, &outputs);
                                 }
                             }
                             Err(RecvError::Disconnected) => {

@@ -204,3 +204,128 @@ pub fn run_classic(
         fps: 1e3 / per_frame_ms,
     })
 }
+
+/// Per-frame cost of everything in the live loop except the model, at a camera size (median ms).
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveBenchReport {
+    pub camera: String,
+    pub model_side: u32,
+    pub output: String,
+    pub iterations: usize,
+    /// MJPG (JPEG quality 85) to RGB, the way the webcam source decodes it.
+    pub decode_mjpg_ms: f64,
+    /// YUYV to RGB (BT.601), for cameras that send YUYV.
+    pub decode_yuyv_ms: f64,
+    /// The square crop resampled to the model's input side.
+    pub crop_resize_ms: f64,
+    /// The model's RGB input and output tensors (to and from planar f32).
+    pub tensor_io_ms: f64,
+    /// The square avatar placed on the filled background at the output size.
+    pub compose_ms: f64,
+    /// RGB to YUYV (BT.601 limited range).
+    pub convert_yuyv_ms: f64,
+    /// RGB to I420.
+    pub convert_i420_ms: f64,
+    /// write() of the YUYV frame into a file in /dev/shm (v4l2loopback's write is the same copy
+    /// into kernel memory).
+    pub write_ms: f64,
+    /// decode (MJPG) + crop + tensors + compose + YUYV + write.
+    pub total_mjpg_ms: f64,
+    /// decode (YUYV) + crop + tensors + compose + YUYV + write.
+    pub total_yuyv_ms: f64,
+}
+
+/// Times the non-model stages of the live loop on a real photo at `camera` size.
+pub fn run_live_path(
+    photo: &image::RgbImage,
+    camera: crate::frame::Size,
+    model_side: u32,
+    iters: usize,
+) -> Result<LiveBenchReport, ModelError> {
+    use crate::capture::webcam::{decode_mjpg, yuyv_to_rgb};
+    use crate::frame::Frame;
+    use crate::output::compose::compose_into;
+    use crate::output::convert::{rgb_to_i420, rgb_to_yuyv};
+    use crate::pipeline::framing::{Crop, crop_resize};
+    use std::io::{Seek, Write};
+    let input = |e: String| ModelError::Input(e);
+    let cam = image::imageops::resize(
+        photo,
+        camera.width,
+        camera.height,
+        image::imageops::FilterType::Triangle,
+    );
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+        .encode_image(&cam)
+        .map_err(|e| input(e.to_string()))?;
+    let mut yuyv = vec![0u8; camera.pixels() * 2];
+    rgb_to_yuyv(cam.as_raw(), camera, &mut yuyv);
+    let frame = Frame::from_image(0, Instant::now(), cam.clone());
+    let crop = Crop::default();
+    let side = model_side as usize;
+    let square = crop_resize(&frame, &crop, model_side);
+    let avatar = Frame::new(
+        0,
+        Instant::now(),
+        crate::frame::Size::new(model_side, model_side),
+        square.clone(),
+    )
+    .map_err(|e| input(e.to_string()))?;
+    let mut composed = vec![0u8; camera.pixels() * 3];
+    let mut out_yuyv = vec![0u8; camera.pixels() * 2];
+    let mut out_i420 = vec![0u8; camera.pixels() * 3 / 2];
+    let path =
+        std::path::Path::new("/dev/shm").join(format!("marionette-bench-{}", std::process::id()));
+    let path = if path.parent().is_some_and(|p| p.is_dir()) {
+        path
+    } else {
+        std::env::temp_dir().join(format!("marionette-bench-{}", std::process::id()))
+    };
+    let mut file = std::fs::File::create(&path).map_err(|e| input(e.to_string()))?;
+    let ok = |r: ()| Ok::<(), ModelError>(r);
+    let decode_mjpg_ms = time(iters, || {
+        decode_mjpg(&jpeg).map_err(|e| input(e.to_string()))
+    })?;
+    let decode_yuyv_ms = time(iters, || ok(drop(yuyv_to_rgb(&yuyv, camera))))?;
+    let crop_resize_ms = time(iters, || ok(drop(crop_resize(&frame, &crop, model_side))))?;
+    let tensor_io_ms = time(iters, || {
+        let n = side * side;
+        let mut chw = vec![0f32; n * 3];
+        for (i, px) in square.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                chw[c * n + i] = px[c] as f32 / 255.0;
+            }
+        }
+        let t = Tensor::from_vec(chw, (1, 3, side, side), &Device::Cpu)?;
+        crate::media::resize::tensor_to_rgb8(&t).map_err(|e| input(e.to_string()))
+    })?;
+    let compose_ms = time(iters, || {
+        ok(compose_into(&avatar, camera, false, &mut composed))
+    })?;
+    let convert_yuyv_ms = time(iters, || ok(rgb_to_yuyv(&composed, camera, &mut out_yuyv)))?;
+    let convert_i420_ms = time(iters, || ok(rgb_to_i420(&composed, camera, &mut out_i420)))?;
+    let write_ms = time(iters, || {
+        file.seek(std::io::SeekFrom::Start(0))
+            .and_then(|_| file.write_all(&out_yuyv))
+            .map_err(|e| input(e.to_string()))
+    })?;
+    let _ = std::fs::remove_file(&path);
+    let rest = crop_resize_ms + tensor_io_ms + compose_ms + convert_yuyv_ms + write_ms;
+    Ok(LiveBenchReport {
+        camera: camera.to_string(),
+        model_side,
+        output: format!("{camera} YUYV"),
+        iterations: iters,
+        decode_mjpg_ms,
+        decode_yuyv_ms,
+        crop_resize_ms,
+        tensor_io_ms,
+        compose_ms,
+        convert_yuyv_ms,
+        convert_i420_ms,
+        write_ms,
+        total_mjpg_ms: decode_mjpg_ms + rest,
+        total_yuyv_ms: decode_yuyv_ms + rest,
+    })
+}

@@ -198,6 +198,13 @@ enum Command {
         /// Frame size of the classic engine.
         #[arg(long, default_value_t = 256)]
         classic_size: usize,
+        /// Time everything in the live loop except the model instead (camera decode, crop,
+        /// tensors, compose, colour conversion, write), at --camera-size.
+        #[arg(long)]
+        live: bool,
+        /// Camera and virtual-camera frame size for --live.
+        #[arg(long, default_value = "1280x720")]
+        camera_size: String,
         /// Config name or YAML path.
         #[arg(long, default_value = "vox-256")]
         config: String,
@@ -425,6 +432,37 @@ fn run_bench(config: &str, iters: usize, json: bool, cpu: bool) -> Result<()> {
             "  grid_sample (1,3,256,256)          {:>9.2} ms",
             r.grid_sample_image_ms
         );
+    }
+    Ok(())
+}
+
+fn run_bench_live(camera_size: &str, iters: usize, json: bool) -> Result<()> {
+    let size = parse_size(camera_size)?;
+    let path = bundled_avatar().context("the bundled avatars (assets/avatars) were not found")?;
+    let photo = marionette::media::frames::load_rgb(&path)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let r = marionette::bench::run_live_path(&photo, size, 256, iters.max(30))?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "live loop without the model, camera {} -> model {}x{} -> {}, median of {} runs:",
+            r.camera, r.model_side, r.model_side, r.output, r.iterations
+        );
+        for (name, v) in [
+            ("decode MJPG", r.decode_mjpg_ms),
+            ("decode YUYV", r.decode_yuyv_ms),
+            ("crop + resize", r.crop_resize_ms),
+            ("tensors in/out", r.tensor_io_ms),
+            ("compose on background", r.compose_ms),
+            ("RGB -> YUYV", r.convert_yuyv_ms),
+            ("RGB -> I420", r.convert_i420_ms),
+            ("write", r.write_ms),
+            ("total, MJPG camera", r.total_mjpg_ms),
+            ("total, YUYV camera", r.total_yuyv_ms),
+        ] {
+            println!("  {name:24} {v:>8.3} ms");
+        }
     }
     Ok(())
 }
@@ -816,6 +854,13 @@ fn main() -> Result<()> {
             output,
             config,
         } => run_convert(&input, &output, config.as_deref()),
+        Command::Bench {
+            live: true,
+            camera_size,
+            iters,
+            json,
+            ..
+        } => run_bench_live(&camera_size, iters, json),
         Command::Bench {
             engine: EngineKind::Classic,
             classic_size,

@@ -87,6 +87,11 @@ pub fn crop_resize(frame: &Frame, crop: &Crop, out: u32) -> Vec<u8> {
 /// Resamples the rectangle `(left, top, width, height)` of `src` into `dst` (`out` size, RGB8).
 /// Each output pixel averages a grid of bilinear samples covering its footprint (area-like
 /// filtering when shrinking, plain bilinear when enlarging). `mirror` flips horizontally.
+///
+/// The average of bilinear samples on a grid is separable, so it runs as two passes with
+/// precomputed taps: each output row first blends the source rows it needs (over the columns the
+/// rectangle covers), then each output pixel blends columns of that blended row. About 10 MACs per
+/// output value instead of 36 for sampling each grid point directly.
 pub fn resample(
     src: &[u8],
     size: Size,
@@ -112,49 +117,73 @@ pub fn resample(
     // Samples per axis: enough to cover the footprint at about one sample per source pixel.
     let nx = (sx.ceil() as usize).clamp(1, 8);
     let ny = (sy.ceil() as usize).clamp(1, 8);
-    // Precomputed horizontal taps: for each output column and sub-sample, (x0, x1, weight of x1).
-    let taps_x: Vec<(usize, usize, f32)> = (0..ow)
-        .flat_map(|ox| {
+    let xs = axis_taps(ow, nx, left, sx, sw);
+    let ys = axis_taps(oh, ny, top, sy, sh);
+    // The source columns any tap reads.
+    let x_lo = xs.iter().flatten().map(|t| t.0).min().unwrap_or(0);
+    let x_hi = xs.iter().flatten().map(|t| t.0).max().unwrap_or(0);
+    let span = x_hi + 1 - x_lo;
+    let cols: Vec<Vec<(usize, f32)>> = (0..ow)
+        .map(|ox| {
             let col = if mirror { ow - 1 - ox } else { ox };
-            (0..nx).map(move |k| {
-                let x = left + (col as f64 + (k as f64 + 0.5) / nx as f64) * sx - 0.5;
-                let x = x.clamp(0.0, (sw - 1) as f64);
-                let x0 = x.floor() as usize;
-                let x1 = (x0 + 1).min(sw - 1);
-                (x0, x1, (x - x0 as f64) as f32)
-            })
+            xs.get(col)
+                .map(|t| t.iter().map(|&(x, w)| (x - x_lo, w)).collect())
+                .unwrap_or_default()
         })
         .collect();
-    let inv = 1.0 / (nx * ny) as f32;
     dst[..ow * oh * 3]
         .par_chunks_mut(ow * 3)
-        .enumerate()
-        .for_each(|(oy, line)| {
-            let mut acc = vec![0f32; ow * 3];
-            for k in 0..ny {
-                let y = top + (oy as f64 + (k as f64 + 0.5) / ny as f64) * sy - 0.5;
-                let y = y.clamp(0.0, (sh - 1) as f64);
-                let y0 = y.floor() as usize;
-                let y1 = (y0 + 1).min(sh - 1);
-                let fy = (y - y0 as f64) as f32;
-                let r0 = &src[y0 * sw * 3..(y0 + 1) * sw * 3];
-                let r1 = &src[y1 * sw * 3..(y1 + 1) * sw * 3];
-                for ox in 0..ow {
-                    for &(x0, x1, fx) in &taps_x[ox * nx..(ox + 1) * nx] {
-                        for c in 0..3 {
-                            let a = r0[x0 * 3 + c] as f32
-                                + (r0[x1 * 3 + c] as f32 - r0[x0 * 3 + c] as f32) * fx;
-                            let b = r1[x0 * 3 + c] as f32
-                                + (r1[x1 * 3 + c] as f32 - r1[x0 * 3 + c] as f32) * fx;
-                            acc[ox * 3 + c] += a + (b - a) * fy;
-                        }
+        .zip(ys.par_iter())
+        .for_each_init(
+            || vec![0f32; span * 3],
+            |row, (line, taps)| {
+                row.iter_mut().for_each(|v| *v = 0.0);
+                for &(y, w) in taps {
+                    let s = &src[(y * sw + x_lo) * 3..(y * sw + x_hi + 1) * 3];
+                    for (acc, &v) in row.iter_mut().zip(s) {
+                        *acc += w * v as f32;
                     }
                 }
+                for (px, taps) in line.chunks_exact_mut(3).zip(&cols) {
+                    let mut rgb = [0f32; 3];
+                    for &(x, w) in taps {
+                        let p = &row[x * 3..x * 3 + 3];
+                        rgb[0] += w * p[0];
+                        rgb[1] += w * p[1];
+                        rgb[2] += w * p[2];
+                    }
+                    for (o, v) in px.iter_mut().zip(rgb) {
+                        *o = v.round().clamp(0.0, 255.0) as u8;
+                    }
+                }
+            },
+        );
+}
+
+/// For each of `n` output positions along one axis: the source indices and weights (summing to
+/// 1) of the average of `k` bilinear samples spread over its footprint `[start + i*step,
+/// start + (i+1)*step)`, sample positions clamped to the `len` source pixels.
+fn axis_taps(n: usize, k: usize, start: f64, step: f64, len: usize) -> Vec<Vec<(usize, f32)>> {
+    let last = (len - 1) as f64;
+    (0..n)
+        .map(|i| {
+            let mut taps: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
+            let mut add = |idx: usize, w: f32| match taps.iter_mut().find(|t| t.0 == idx) {
+                Some(t) => t.1 += w,
+                None => taps.push((idx, w)),
+            };
+            for j in 0..k {
+                let p = start + (i as f64 + (j as f64 + 0.5) / k as f64) * step - 0.5;
+                let p = p.clamp(0.0, last);
+                let p0 = p.floor() as usize;
+                let p1 = (p0 + 1).min(len - 1);
+                let f = (p - p0 as f64) as f32;
+                add(p0, (1.0 - f) / k as f32);
+                add(p1, f / k as f32);
             }
-            for (o, a) in line.iter_mut().zip(&acc) {
-                *o = (a * inv).round().clamp(0.0, 255.0) as u8;
-            }
-        });
+            taps
+        })
+        .collect()
 }
 
 #[cfg(test)]

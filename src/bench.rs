@@ -283,12 +283,13 @@ pub fn run_live_path(
         std::env::temp_dir().join(format!("marionette-bench-{}", std::process::id()))
     };
     let mut file = std::fs::File::create(&path).map_err(|e| input(e.to_string()))?;
-    let ok = |r: ()| Ok::<(), ModelError>(r);
     let decode_mjpg_ms = time(iters, || {
         decode_mjpg(&jpeg).map_err(|e| input(e.to_string()))
     })?;
-    let decode_yuyv_ms = time(iters, || ok(drop(yuyv_to_rgb(&yuyv, camera))))?;
-    let crop_resize_ms = time(iters, || ok(drop(crop_resize(&frame, &crop, model_side))))?;
+    let decode_yuyv_ms = time(iters, || Ok::<_, ModelError>(yuyv_to_rgb(&yuyv, camera)))?;
+    let crop_resize_ms = time(iters, || {
+        Ok::<_, ModelError>(crop_resize(&frame, &crop, model_side))
+    })?;
     let tensor_io_ms = time(iters, || {
         let n = side * side;
         let mut chw = vec![0f32; n * 3];
@@ -301,10 +302,17 @@ pub fn run_live_path(
         crate::media::resize::tensor_to_rgb8(&t).map_err(|e| input(e.to_string()))
     })?;
     let compose_ms = time(iters, || {
-        ok(compose_into(&avatar, camera, false, &mut composed))
+        compose_into(&avatar, camera, false, &mut composed);
+        Ok::<_, ModelError>(())
     })?;
-    let convert_yuyv_ms = time(iters, || ok(rgb_to_yuyv(&composed, camera, &mut out_yuyv)))?;
-    let convert_i420_ms = time(iters, || ok(rgb_to_i420(&composed, camera, &mut out_i420)))?;
+    let convert_yuyv_ms = time(iters, || {
+        rgb_to_yuyv(&composed, camera, &mut out_yuyv);
+        Ok::<_, ModelError>(())
+    })?;
+    let convert_i420_ms = time(iters, || {
+        rgb_to_i420(&composed, camera, &mut out_i420);
+        Ok::<_, ModelError>(())
+    })?;
     let write_ms = time(iters, || {
         file.seek(std::io::SeekFrom::Start(0))
             .and_then(|_| file.write_all(&out_yuyv))

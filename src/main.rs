@@ -50,6 +50,10 @@ struct ModelArgs {
     /// Run on the CPU even when a GPU is available.
     #[arg(long)]
     cpu: bool,
+    /// FOMM with random weights of --config's structure instead of a checkpoint (for measuring
+    /// speed; the output is noise).
+    #[arg(long, conflicts_with = "checkpoint")]
+    random_weights: bool,
 }
 
 #[derive(Subcommand)]
@@ -241,6 +245,12 @@ fn pick_device(force_cpu: bool) -> Result<Device> {
 
 /// The engine `args` ask for (see [`select::choose_engine`]), loaded; says which one runs.
 fn load_engine(args: &ModelArgs) -> Result<AnimateEngine> {
+    if args.random_weights {
+        let config = presets::resolve_config(args.config.as_deref().unwrap_or("vox-256"))?;
+        eprintln!("engine: fomm with random weights of {} (speed only)", config.name);
+        let device = pick_device(args.cpu)?;
+        return Ok(AnimateEngine::Fomm(Box::new(Fomm::random(&config, &device)?)));
+    }
     let dirs = select::search_dirs();
     let choice = select::choose_engine(args.engine, args.checkpoint.as_deref(), &dirs)?;
     eprintln!("{}", select::describe(&choice, &dirs));
@@ -765,6 +775,10 @@ fn run_live(cmd: Command) -> Result<()> {
     }
     if let Some(path) = &record {
         sinks.push(Box::new(Recorder::create(path, fps)?));
+    }
+    if sinks.is_empty() {
+        eprintln!("no output: frames are discarded (use --vcam or --record to keep them)");
+        sinks.push(Box::new(marionette::output::NullSink::default()));
     }
     let engine: Box<dyn Animator + Send> = match load_engine(&model)? {
         AnimateEngine::Fomm(fomm) => Box::new(FommAnimator::new(*fomm, TransferOptions::default())),

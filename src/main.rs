@@ -247,9 +247,14 @@ fn pick_device(force_cpu: bool) -> Result<Device> {
 fn load_engine(args: &ModelArgs) -> Result<AnimateEngine> {
     if args.random_weights {
         let config = presets::resolve_config(args.config.as_deref().unwrap_or("vox-256"))?;
-        eprintln!("engine: fomm with random weights of {} (speed only)", config.name);
+        eprintln!(
+            "engine: fomm with random weights of {} (speed only)",
+            config.name
+        );
         let device = pick_device(args.cpu)?;
-        return Ok(AnimateEngine::Fomm(Box::new(Fomm::random(&config, &device)?)));
+        return Ok(AnimateEngine::Fomm(Box::new(Fomm::random(
+            &config, &device,
+        )?)));
     }
     let dirs = select::search_dirs();
     let choice = select::choose_engine(args.engine, args.checkpoint.as_deref(), &dirs)?;
@@ -713,6 +718,9 @@ fn run_live(cmd: Command) -> Result<()> {
         _ => camera,
     };
     let idle = idle || (camera.is_none() && driving_file.is_none() && !test_pattern);
+    if idle {
+        eprintln!("source: idle motion (the portrait moves by itself)");
+    }
     let source: Option<SourceFactory> = if idle {
         None
     } else if let Some(cam) = camera {

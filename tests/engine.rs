@@ -150,16 +150,19 @@ fn classic_idle_motion_is_smooth_and_bounded() {
         total > 0.02,
         "idle motion should move the portrait ({total})"
     );
-    // Ten minutes, every 1.3 s: never further from the portrait than twice the furthest seen in the
-    // first three seconds, nor than an absolute bound.
+    // The first 30 s set the scale of the motion; over ten minutes (every 1.3 s) it never gets
+    // more than twice as far from the portrait (no drift), nor beyond an absolute bound.
+    for i in 0..60 {
+        let frame = e.animate_idle(i as f64 * 0.5).unwrap();
+        furthest = furthest.max(diff(&frame, &portrait).1);
+    }
     for i in 0..460 {
-        let t = 3.0 + 1.3 * i as f64;
+        let t = 30.0 + 1.3 * i as f64;
         let frame = e.animate_idle(t).unwrap();
         let (_, mean) = diff(&frame, &portrait);
         assert!(
-            mean < 0.08,
-            "idle pose at {t:.1} s is far from the portrait ({mean})"
+            mean <= 2.0 * furthest && mean < 0.15,
+            "idle pose at {t:.1} s is far from the portrait ({mean}; up to {furthest} in the first 30 s)"
         );
     }
-    assert!(furthest > 0.0);
 }

@@ -246,6 +246,9 @@ impl Pipeline {
                         for (_, o) in &outputs {
                             let _ = o.send((f.clone(), false));
                         }
+                        if let Ok(mut s) = stats.lock() {
+                            s.record_still();
+                        }
                     }
                     if let Some(t) = tensors.get(avatar) {
                         engine.select_portrait(avatar as u64, t)?;
@@ -355,6 +358,9 @@ impl Pipeline {
                                         (started.elapsed().as_secs_f64() * options.fps) as u64,
                                     ) + 1;
                                 } else if !got_frame && let Some(f) = still(avatar, seq) {
+                                    if let Ok(mut s) = stats.lock() {
+                                        s.record_still();
+                                    }
                                     publish(f, false, &outputs);
                                 }
                             }

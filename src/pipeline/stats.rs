@@ -31,6 +31,9 @@ pub struct Stats {
     output_times: VecDeque<Instant>,
     framing_ms: VecDeque<f64>,
     pub frames_out: u64,
+    /// Still frames (the portrait marked as not calibrated) sent while waiting for the first
+    /// driving frame; not in `frames_out`.
+    pub stills_out: u64,
     pub dropped_capture: u64,
     /// Frames replaced in each sink's queue before the sink took them (a slow sink).
     pub dropped_sink: BTreeMap<String, u64>,
@@ -40,6 +43,7 @@ pub struct Stats {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StatsSnapshot {
     pub frames_out: u64,
+    pub stills_out: u64,
     pub fps: f64,
     /// Crop and resize of the camera frame to the model's input.
     pub framing_ms_p50: f64,
@@ -53,6 +57,11 @@ pub struct StatsSnapshot {
 }
 
 impl Stats {
+    /// A still frame went out.
+    pub fn record_still(&mut self) {
+        self.stills_out += 1;
+    }
+
     /// The crop and resize of one driving frame.
     pub fn record_framing(&mut self, took: Duration) {
         push(&mut self.framing_ms, took.as_secs_f64() * 1e3);
@@ -99,6 +108,7 @@ impl Stats {
         };
         StatsSnapshot {
             frames_out: self.frames_out,
+            stills_out: self.stills_out,
             fps,
             framing_ms_p50: percentile(&self.framing_ms, 0.5),
             inference_ms_p50: percentile(&self.inference_ms, 0.5),

@@ -472,6 +472,7 @@ fn run_bench_live(camera_size: &str, iters: usize, json: bool) -> Result<()> {
             ("compose on background", r.compose_ms),
             ("RGB -> YUYV", r.convert_yuyv_ms),
             ("RGB -> I420", r.convert_i420_ms),
+            ("compose -> YUYV, fused", r.compose_yuyv_ms),
             ("write", r.write_ms),
             ("total, MJPG camera", r.total_mjpg_ms),
             ("total, YUYV camera", r.total_yuyv_ms),

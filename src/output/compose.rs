@@ -37,83 +37,183 @@ pub fn avatar_rect(avatar: Size, out: Size) -> (u32, u32, u32) {
 }
 
 pub fn compose_into(avatar: &Frame, out: Size, marked: bool, dst: &mut [u8]) {
-    let (ow, oh) = (out.width as usize, out.height as usize);
-    let (aw, ah) = (avatar.size.width as usize, avatar.size.height as usize);
-    if ow == 0
-        || oh == 0
-        || aw == 0
-        || ah == 0
-        || dst.len() < ow * oh * 3
-        || avatar.rgb.len() < aw * ah * 3
-    {
+    let ow = out.width as usize;
+    let oh = out.height as usize;
+    let Some(layout) = Layout::new(avatar, out, marked) else {
+        return;
+    };
+    if dst.len() < ow * oh * 3 {
         return;
     }
-    let aspect = aw as f64 / ah as f64;
-    let (mut w, mut h) = (((oh as f64) * aspect).round() as usize, oh);
-    if w > ow {
-        w = ow;
-        h = ((ow as f64) / aspect).round() as usize;
-    }
-    let (left, top) = ((ow - w) / 2, (oh - h) / 2);
-    // Nearest-neighbour tables are enough here: the avatar is enlarged (256 -> 480/720) and the
-    // consumer scales again anyway; bilinear taps for the enlargement.
-    let xs: Vec<(usize, usize, u32)> = (0..w)
-        .map(|x| {
-            let s = ((x as f64 + 0.5) * aw as f64 / w as f64 - 0.5).clamp(0.0, (aw - 1) as f64);
-            let x0 = s.floor() as usize;
-            (x0, (x0 + 1).min(aw - 1), ((s - x0 as f64) * 256.0) as u32)
-        })
-        .collect();
-    let src = avatar.rgb.as_slice();
-    let border = (oh / 80).max(2);
     dst[..ow * oh * 3]
         .par_chunks_mut(ow * 3)
         .enumerate()
-        .for_each(|(y, line)| {
-            if y < top || y >= top + h {
-                line.fill(16);
-                return;
+        .for_each(|(y, line)| layout.row(y, line));
+}
+
+/// The avatar composed straight into YUYV or I420 bytes of `out` size: the same bytes as
+/// [`compose_into`] followed by [`super::convert::convert`], one row (or row pair) at a time, so the
+/// full RGB frame is never written to memory and margins are converted once per row.
+pub fn compose_convert(
+    avatar: &Frame,
+    out: Size,
+    marked: bool,
+    format: super::convert::PixelFormat,
+    dst: &mut Vec<u8>,
+) {
+    use super::convert::{PixelFormat, i420_row_pair, yuyv_row};
+    let (w, h) = (out.width as usize, out.height as usize);
+    dst.resize(format.frame_bytes(out), 0);
+    let Some(layout) = Layout::new(avatar, out, marked) else {
+        dst.iter_mut().for_each(|v| *v = 0);
+        return;
+    };
+    match format {
+        PixelFormat::Yuyv => {
+            dst.par_chunks_mut(w * 2).enumerate().for_each_init(
+                || vec![0u8; w * 3],
+                |rgb, (y, line)| {
+                    layout.row(y, rgb);
+                    yuyv_row(rgb, w, line);
+                },
+            );
+        }
+        PixelFormat::I420 => {
+            let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+            let (y_plane, chroma) = dst.split_at_mut(w * h);
+            let (u_plane, v_plane) = chroma.split_at_mut(cw * ch);
+            y_plane
+                .par_chunks_mut(w * 2)
+                .zip(u_plane.par_chunks_mut(cw))
+                .zip(v_plane.par_chunks_mut(cw))
+                .enumerate()
+                .for_each_init(
+                    || (vec![0u8; w * 3], vec![0u8; w * 3]),
+                    |(r0, r1), (cy, ((ys, us), vs))| {
+                        let y0 = cy * 2;
+                        layout.row(y0, r0);
+                        if y0 + 1 < h {
+                            layout.row(y0 + 1, r1);
+                        } else {
+                            r1.copy_from_slice(r0);
+                        }
+                        i420_row_pair(r0, r1, w, ys, us, vs);
+                    },
+                );
+        }
+    }
+}
+
+/// Where and how the avatar lands in the output, and the tables for scaling it.
+struct Layout<'a> {
+    src: &'a [u8],
+    aw: usize,
+    ah: usize,
+    ow: usize,
+    left: usize,
+    top: usize,
+    w: usize,
+    h: usize,
+    xs: Vec<(usize, usize, u32)>,
+    border: usize,
+    marked: bool,
+}
+
+impl<'a> Layout<'a> {
+    fn new(avatar: &'a Frame, out: Size, marked: bool) -> Option<Self> {
+        let (ow, oh) = (out.width as usize, out.height as usize);
+        let (aw, ah) = (avatar.size.width as usize, avatar.size.height as usize);
+        if ow == 0 || oh == 0 || aw == 0 || ah == 0 || avatar.rgb.len() < aw * ah * 3 {
+            return None;
+        }
+        let aspect = aw as f64 / ah as f64;
+        let (mut w, mut h) = (((oh as f64) * aspect).round() as usize, oh);
+        if w > ow {
+            w = ow;
+            h = ((ow as f64) / aspect).round() as usize;
+        }
+        let (left, top) = ((ow - w) / 2, (oh - h) / 2);
+        // Bilinear taps for the enlargement (256 -> 480/720).
+        let xs: Vec<(usize, usize, u32)> = (0..w)
+            .map(|x| {
+                let s = ((x as f64 + 0.5) * aw as f64 / w as f64 - 0.5).clamp(0.0, (aw - 1) as f64);
+                let x0 = s.floor() as usize;
+                (x0, (x0 + 1).min(aw - 1), ((s - x0 as f64) * 256.0) as u32)
+            })
+            .collect();
+        Some(Self {
+            src: avatar.rgb.as_slice(),
+            aw,
+            ah,
+            ow,
+            left,
+            top,
+            w,
+            h,
+            xs,
+            border: (oh / 80).max(2),
+            marked,
+        })
+    }
+
+    /// Output row `y` (RGB8, `ow` pixels).
+    fn row(&self, y: usize, line: &mut [u8]) {
+        let Self {
+            src,
+            aw,
+            ah,
+            ow,
+            left,
+            top,
+            w,
+            h,
+            border,
+            ..
+        } = *self;
+        if y < top || y >= top + h {
+            line.fill(16);
+            return;
+        }
+        let yy = y - top;
+        let s = ((yy as f64 + 0.5) * ah as f64 / h as f64 - 0.5).clamp(0.0, (ah - 1) as f64);
+        let y0 = s.floor() as usize;
+        let y1 = (y0 + 1).min(ah - 1);
+        let fy = ((s - y0 as f64) * 256.0) as u32;
+        let r0 = &src[y0 * aw * 3..(y0 + 1) * aw * 3];
+        let r1 = &src[y1 * aw * 3..(y1 + 1) * aw * 3];
+        for (x, &(x0, x1, fx)) in self.xs.iter().enumerate() {
+            let o = (left + x) * 3;
+            for c in 0..3 {
+                let a = r0[x0 * 3 + c] as u32 * (256 - fx) + r0[x1 * 3 + c] as u32 * fx;
+                let b = r1[x0 * 3 + c] as u32 * (256 - fx) + r1[x1 * 3 + c] as u32 * fx;
+                line[o + c] = ((a * (256 - fy) + b * fy + (1 << 15)) >> 16) as u8;
             }
-            let yy = y - top;
-            let s = ((yy as f64 + 0.5) * ah as f64 / h as f64 - 0.5).clamp(0.0, (ah - 1) as f64);
-            let y0 = s.floor() as usize;
-            let y1 = (y0 + 1).min(ah - 1);
-            let fy = ((s - y0 as f64) * 256.0) as u32;
-            let r0 = &src[y0 * aw * 3..(y0 + 1) * aw * 3];
-            let r1 = &src[y1 * aw * 3..(y1 + 1) * aw * 3];
-            for (x, &(x0, x1, fx)) in xs.iter().enumerate() {
-                let o = (left + x) * 3;
-                for c in 0..3 {
-                    let a = r0[x0 * 3 + c] as u32 * (256 - fx) + r0[x1 * 3 + c] as u32 * fx;
-                    let b = r1[x0 * 3 + c] as u32 * (256 - fx) + r1[x1 * 3 + c] as u32 * fx;
-                    line[o + c] = ((a * (256 - fy) + b * fy + (1 << 15)) >> 16) as u8;
-                }
-            }
-            // Margins: the row's edge colour, darkened.
-            let (l_edge, r_edge) = ([line[left * 3], line[left * 3 + 1], line[left * 3 + 2]], {
-                let o = (left + w - 1) * 3;
-                [line[o], line[o + 1], line[o + 2]]
-            });
-            for x in 0..left {
-                for c in 0..3 {
-                    line[x * 3 + c] = ((l_edge[c] as u32 * MARGIN_SHADE) >> 8) as u8;
-                }
-            }
-            for x in left + w..ow {
-                for c in 0..3 {
-                    line[x * 3 + c] = ((r_edge[c] as u32 * MARGIN_SHADE) >> 8) as u8;
-                }
-            }
-            if marked {
-                let amber = [255u8, 176, 0];
-                let near_top_or_bottom = yy < border || yy >= h - border;
-                for x in 0..w {
-                    if near_top_or_bottom || x < border || x >= w - border {
-                        line[(left + x) * 3..(left + x) * 3 + 3].copy_from_slice(&amber);
-                    }
-                }
-            }
+        }
+        // Margins: the row's edge colour, darkened.
+        let (l_edge, r_edge) = ([line[left * 3], line[left * 3 + 1], line[left * 3 + 2]], {
+            let o = (left + w - 1) * 3;
+            [line[o], line[o + 1], line[o + 2]]
         });
+        for x in 0..left {
+            for c in 0..3 {
+                line[x * 3 + c] = ((l_edge[c] as u32 * MARGIN_SHADE) >> 8) as u8;
+            }
+        }
+        for x in left + w..ow {
+            for c in 0..3 {
+                line[x * 3 + c] = ((r_edge[c] as u32 * MARGIN_SHADE) >> 8) as u8;
+            }
+        }
+        if self.marked {
+            let amber = [255u8, 176, 0];
+            let near_top_or_bottom = yy < border || yy >= h - border;
+            for x in 0..w {
+                if near_top_or_bottom || x < border || x >= w - border {
+                    line[(left + x) * 3..(left + x) * 3 + 3].copy_from_slice(&amber);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -144,6 +244,31 @@ mod tests {
                 (50 * 150 / 256) as u8
             ]
         );
+    }
+
+    /// The fused path gives the same bytes as composing and then converting, for both formats,
+    /// even and odd sizes, marked or not.
+    #[test]
+    fn compose_convert_matches_compose_then_convert() {
+        use crate::output::convert::{PixelFormat, convert};
+        let mut rgb = Vec::new();
+        for y in 0..37u32 {
+            for x in 0..37u32 {
+                rgb.extend_from_slice(&[(x * 7) as u8, (y * 5) as u8, ((x + y) * 3) as u8]);
+            }
+        }
+        let avatar = Frame::new(0, Instant::now(), Size::new(37, 37), rgb).unwrap();
+        for out in [Size::new(64, 48), Size::new(33, 21), Size::new(1280, 720)] {
+            for format in [PixelFormat::Yuyv, PixelFormat::I420] {
+                for marked in [false, true] {
+                    let mut want = Vec::new();
+                    convert(&compose(&avatar, out, marked), format, &mut want);
+                    let mut got = Vec::new();
+                    compose_convert(&avatar, out, marked, format, &mut got);
+                    assert!(got == want, "{out} {format:?} marked={marked}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -89,30 +89,33 @@ pub fn rgb_to_yuyv(rgb: &[u8], size: Size, out: &mut [u8]) {
     }
     out[..row_out * h]
         .par_chunks_mut(row_out)
-        .enumerate()
-        .for_each(|(y, line)| {
-            let src = &rgb[y * w * 3..(y + 1) * w * 3];
-            for x in (0..w).step_by(2) {
-                let p0 = &src[x * 3..x * 3 + 3];
-                let p1 = if x + 1 < w {
-                    &src[x * 3 + 3..x * 3 + 6]
-                } else {
-                    p0
-                };
-                let (r0, g0, b0) = (p0[0] as i32, p0[1] as i32, p0[2] as i32);
-                let (r1, g1, b1) = (p1[0] as i32, p1[1] as i32, p1[2] as i32);
-                let (r, g, b) = ((r0 + r1 + 1) >> 1, (g0 + g1 + 1) >> 1, (b0 + b1 + 1) >> 1);
-                let o = x * 2;
-                line[o] = y_of(r0, g0, b0);
-                line[o + 1] = u_of(r, g, b);
-                if o + 3 < row_out {
-                    line[o + 2] = y_of(r1, g1, b1);
-                    line[o + 3] = v_of(r, g, b);
-                } else if o + 2 < row_out {
-                    line[o + 2] = y_of(r1, g1, b1);
-                }
-            }
-        });
+        .zip(rgb[..w * h * 3].par_chunks(w * 3))
+        .for_each(|(line, src)| yuyv_row(src, w, line));
+}
+
+/// One row: `w` RGB8 pixels to `2 w` YUYV bytes.
+pub(crate) fn yuyv_row(src: &[u8], w: usize, line: &mut [u8]) {
+    let row_out = w * 2;
+    for x in (0..w).step_by(2) {
+        let p0 = &src[x * 3..x * 3 + 3];
+        let p1 = if x + 1 < w {
+            &src[x * 3 + 3..x * 3 + 6]
+        } else {
+            p0
+        };
+        let (r0, g0, b0) = (p0[0] as i32, p0[1] as i32, p0[2] as i32);
+        let (r1, g1, b1) = (p1[0] as i32, p1[1] as i32, p1[2] as i32);
+        let (r, g, b) = ((r0 + r1 + 1) >> 1, (g0 + g1 + 1) >> 1, (b0 + b1 + 1) >> 1);
+        let o = x * 2;
+        line[o] = y_of(r0, g0, b0);
+        line[o + 1] = u_of(r, g, b);
+        if o + 3 < row_out {
+            line[o + 2] = y_of(r1, g1, b1);
+            line[o + 3] = v_of(r, g, b);
+        } else if o + 2 < row_out {
+            line[o + 2] = y_of(r1, g1, b1);
+        }
+    }
 }
 
 /// RGB8 to I420 (Y plane, then U, then V, chroma at half resolution rounded up).
@@ -124,38 +127,58 @@ pub fn rgb_to_i420(rgb: &[u8], size: Size, out: &mut [u8]) {
     }
     let (y_plane, chroma) = out.split_at_mut(w * h);
     let (u_plane, v_plane) = chroma.split_at_mut(cw * ch);
-    y_plane.par_chunks_mut(w).enumerate().for_each(|(y, line)| {
-        let src = &rgb[y * w * 3..(y + 1) * w * 3];
-        for (x, o) in line.iter_mut().enumerate() {
+    y_plane
+        .par_chunks_mut(w * 2)
+        .zip(u_plane[..cw * ch].par_chunks_mut(cw))
+        .zip(v_plane[..cw * ch].par_chunks_mut(cw))
+        .enumerate()
+        .for_each(|(cy, ((ys, us), vs))| {
+            let y0 = cy * 2;
+            let y1 = (y0 + 1).min(h - 1);
+            i420_row_pair(
+                &rgb[y0 * w * 3..(y0 + 1) * w * 3],
+                &rgb[y1 * w * 3..(y1 + 1) * w * 3],
+                w,
+                ys,
+                us,
+                vs,
+            );
+        });
+}
+
+/// Two rows of RGB8 (`r1` repeats `r0` on an odd last row) to their Y values (`ys`: one or two
+/// rows of `w`) and one row of U and V (2x2 averages, an odd last column paired with itself).
+pub(crate) fn i420_row_pair(
+    r0: &[u8],
+    r1: &[u8],
+    w: usize,
+    ys: &mut [u8],
+    us: &mut [u8],
+    vs: &mut [u8],
+) {
+    for (row, src) in ys.chunks_mut(w).zip([r0, r1]) {
+        for (x, o) in row.iter_mut().enumerate() {
             *o = y_of(
                 src[x * 3] as i32,
                 src[x * 3 + 1] as i32,
                 src[x * 3 + 2] as i32,
             );
         }
-    });
-    u_plane[..cw * ch]
-        .par_chunks_mut(cw)
-        .zip(v_plane[..cw * ch].par_chunks_mut(cw))
-        .enumerate()
-        .for_each(|(cy, (ul, vl))| {
-            let y0 = cy * 2;
-            let y1 = (y0 + 1).min(h - 1);
-            for cx in 0..cw {
-                let x0 = cx * 2;
-                let x1 = (x0 + 1).min(w - 1);
-                let mut sum = [0i32; 3];
-                for (yy, xx) in [(y0, x0), (y0, x1), (y1, x0), (y1, x1)] {
-                    let i = (yy * w + xx) * 3;
-                    sum[0] += rgb[i] as i32;
-                    sum[1] += rgb[i + 1] as i32;
-                    sum[2] += rgb[i + 2] as i32;
-                }
-                let (r, g, b) = ((sum[0] + 2) >> 2, (sum[1] + 2) >> 2, (sum[2] + 2) >> 2);
-                ul[cx] = u_of(r, g, b);
-                vl[cx] = v_of(r, g, b);
-            }
-        });
+    }
+    for (cx, (u, v)) in us.iter_mut().zip(vs.iter_mut()).enumerate() {
+        let x0 = cx * 2;
+        let x1 = (x0 + 1).min(w - 1);
+        let mut sum = [0i32; 3];
+        for (row, xx) in [(r0, x0), (r0, x1), (r1, x0), (r1, x1)] {
+            let i = xx * 3;
+            sum[0] += row[i] as i32;
+            sum[1] += row[i + 1] as i32;
+            sum[2] += row[i + 2] as i32;
+        }
+        let (r, g, b) = ((sum[0] + 2) >> 2, (sum[1] + 2) >> 2, (sum[2] + 2) >> 2);
+        *u = u_of(r, g, b);
+        *v = v_of(r, g, b);
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use v4l::video::Output;
 use v4l::{Device, Format, FourCC};
 
-use super::compose::compose_into;
+use super::compose::compose_convert;
 use super::convert::{PixelFormat, convert};
 use super::{FrameSink, SinkError};
 use crate::frame::{Frame, Size};
@@ -20,7 +20,6 @@ pub struct V4l2Sink {
     format: PixelFormat,
     /// Frame rate announced to consumers.
     fps: u32,
-    composed: Vec<u8>,
     yuv: Vec<u8>,
     /// Frames not written because the device was busy (EAGAIN): a slow consumer never stalls us.
     pub skipped: u64,
@@ -80,7 +79,6 @@ impl V4l2Sink {
             size,
             format,
             fps,
-            composed: vec![0; size.pixels() * 3],
             yuv: Vec::new(),
             skipped: 0,
             written: 0,
@@ -129,22 +127,10 @@ impl FrameSink for V4l2Sink {
     }
 
     fn write(&mut self, frame: &Frame) -> Result<(), SinkError> {
-        let framed = if frame.size == self.size {
-            frame.clone()
+        if frame.size == self.size {
+            convert(frame, self.format, &mut self.yuv);
         } else {
-            compose_into(frame, self.size, false, &mut self.composed);
-            Frame {
-                seq: frame.seq,
-                captured_at: frame.captured_at,
-                size: self.size,
-                rgb: std::sync::Arc::new(std::mem::take(&mut self.composed)),
-            }
-        };
-        convert(&framed, self.format, &mut self.yuv);
-        if framed.size != frame.size {
-            // Take the buffer back for the next frame.
-            self.composed =
-                std::sync::Arc::try_unwrap(framed.rgb).unwrap_or_else(|a| a.as_ref().clone());
+            compose_convert(frame, self.size, false, self.format, &mut self.yuv);
         }
         match self.device.write(&self.yuv) {
             Ok(n) if n == self.yuv.len() => {

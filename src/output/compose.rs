@@ -105,22 +105,21 @@ pub fn compose_convert(
 }
 
 /// Where and how the avatar lands in the output, and the tables for scaling it.
-struct Layout<'a> {
-    src: &'a [u8],
-    aw: usize,
+struct Layout {
+    /// Each avatar row scaled to the output width `w`, times 256 (u16: at most 255 * 256).
+    hrows: Vec<u16>,
     ah: usize,
     ow: usize,
     left: usize,
     top: usize,
     w: usize,
     h: usize,
-    xs: Vec<(usize, usize, u32)>,
     border: usize,
     marked: bool,
 }
 
-impl<'a> Layout<'a> {
-    fn new(avatar: &'a Frame, out: Size, marked: bool) -> Option<Self> {
+impl Layout {
+    fn new(avatar: &Frame, out: Size, marked: bool) -> Option<Self> {
         let (ow, oh) = (out.width as usize, out.height as usize);
         let (aw, ah) = (avatar.size.width as usize, avatar.size.height as usize);
         if ow == 0 || oh == 0 || aw == 0 || ah == 0 || avatar.rgb.len() < aw * ah * 3 {
@@ -141,16 +140,29 @@ impl<'a> Layout<'a> {
                 (x0, (x0 + 1).min(aw - 1), ((s - x0 as f64) * 256.0) as u32)
             })
             .collect();
+        // The horizontal half of the bilinear enlargement, once per avatar row.
+        let src = avatar.rgb.as_slice();
+        let mut hrows = vec![0u16; ah * w * 3];
+        hrows
+            .par_chunks_mut(w * 3)
+            .enumerate()
+            .for_each(|(y, out)| {
+                let r = &src[y * aw * 3..(y + 1) * aw * 3];
+                for (o, &(x0, x1, fx)) in out.chunks_exact_mut(3).zip(&xs) {
+                    for c in 0..3 {
+                        o[c] =
+                            (r[x0 * 3 + c] as u32 * (256 - fx) + r[x1 * 3 + c] as u32 * fx) as u16;
+                    }
+                }
+            });
         Some(Self {
-            src: avatar.rgb.as_slice(),
-            aw,
+            hrows,
             ah,
             ow,
             left,
             top,
             w,
             h,
-            xs,
             border: (oh / 80).max(2),
             marked,
         })
@@ -159,8 +171,6 @@ impl<'a> Layout<'a> {
     /// Output row `y` (RGB8, `ow` pixels).
     fn row(&self, y: usize, line: &mut [u8]) {
         let Self {
-            src,
-            aw,
             ah,
             ow,
             left,
@@ -179,15 +189,10 @@ impl<'a> Layout<'a> {
         let y0 = s.floor() as usize;
         let y1 = (y0 + 1).min(ah - 1);
         let fy = ((s - y0 as f64) * 256.0) as u32;
-        let r0 = &src[y0 * aw * 3..(y0 + 1) * aw * 3];
-        let r1 = &src[y1 * aw * 3..(y1 + 1) * aw * 3];
-        for (x, &(x0, x1, fx)) in self.xs.iter().enumerate() {
-            let o = (left + x) * 3;
-            for c in 0..3 {
-                let a = r0[x0 * 3 + c] as u32 * (256 - fx) + r0[x1 * 3 + c] as u32 * fx;
-                let b = r1[x0 * 3 + c] as u32 * (256 - fx) + r1[x1 * 3 + c] as u32 * fx;
-                line[o + c] = ((a * (256 - fy) + b * fy + (1 << 15)) >> 16) as u8;
-            }
+        let r0 = &self.hrows[y0 * w * 3..(y0 + 1) * w * 3];
+        let r1 = &self.hrows[y1 * w * 3..(y1 + 1) * w * 3];
+        for ((o, &a), &b) in line[left * 3..(left + w) * 3].iter_mut().zip(r0).zip(r1) {
+            *o = ((a as u32 * (256 - fy) + b as u32 * fy + (1 << 15)) >> 16) as u8;
         }
         // Margins: the row's edge colour, darkened.
         let (l_edge, r_edge) = ([line[left * 3], line[left * 3 + 1], line[left * 3 + 2]], {

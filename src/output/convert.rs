@@ -93,27 +93,32 @@ pub fn rgb_to_yuyv(rgb: &[u8], size: Size, out: &mut [u8]) {
         .for_each(|(line, src)| yuyv_row(src, w, line));
 }
 
-/// One row: `w` RGB8 pixels to `2 w` YUYV bytes.
+/// One row: `w` RGB8 pixels to `2 w` YUYV bytes. Pixel pairs in a plain zip of fixed-size chunks
+/// (no index arithmetic, so the compiler drops the bounds checks); an odd last pixel pairs with
+/// itself.
 pub(crate) fn yuyv_row(src: &[u8], w: usize, line: &mut [u8]) {
-    let row_out = w * 2;
-    for x in (0..w).step_by(2) {
-        let p0 = &src[x * 3..x * 3 + 3];
-        let p1 = if x + 1 < w {
-            &src[x * 3 + 3..x * 3 + 6]
-        } else {
-            p0
-        };
-        let (r0, g0, b0) = (p0[0] as i32, p0[1] as i32, p0[2] as i32);
-        let (r1, g1, b1) = (p1[0] as i32, p1[1] as i32, p1[2] as i32);
+    let pairs = w / 2;
+    for (o, p) in line[..pairs * 4]
+        .chunks_exact_mut(4)
+        .zip(src[..pairs * 6].chunks_exact(6))
+    {
+        let (r0, g0, b0) = (p[0] as i32, p[1] as i32, p[2] as i32);
+        let (r1, g1, b1) = (p[3] as i32, p[4] as i32, p[5] as i32);
         let (r, g, b) = ((r0 + r1 + 1) >> 1, (g0 + g1 + 1) >> 1, (b0 + b1 + 1) >> 1);
-        let o = x * 2;
-        line[o] = y_of(r0, g0, b0);
-        line[o + 1] = u_of(r, g, b);
-        if o + 3 < row_out {
-            line[o + 2] = y_of(r1, g1, b1);
-            line[o + 3] = v_of(r, g, b);
-        } else if o + 2 < row_out {
-            line[o + 2] = y_of(r1, g1, b1);
+        o[0] = y_of(r0, g0, b0);
+        o[1] = u_of(r, g, b);
+        o[2] = y_of(r1, g1, b1);
+        o[3] = v_of(r, g, b);
+    }
+    if w % 2 == 1
+        && let (Some(p), Some(o)) = (src.get((w - 1) * 3..w * 3), line.get_mut(pairs * 4..))
+    {
+        let (r, g, b) = (p[0] as i32, p[1] as i32, p[2] as i32);
+        if let Some(v) = o.get_mut(0) {
+            *v = y_of(r, g, b);
+        }
+        if let Some(v) = o.get_mut(1) {
+            *v = u_of(r, g, b);
         }
     }
 }

@@ -1,6 +1,7 @@
-//! A smooth dense motion from K local affine maps, and the sampling grid that warps the portrait with it.
+//! A smooth dense motion from K local maps (affine, or with second-order terms: [`LocalMap`]), and the
+//! sampling grid that warps the portrait with it.
 //!
-//! `T(z) = z + sum_k w_k(z) (M_k(z) - z)`, with `M_k` the local affine map of anchor k and
+//! `T(z) = z + sum_k w_k(z) (M_k(z) - z)`, with `M_k` the local map of anchor k and
 //! `w_k(z) = g_k(z) / (S(z)^4 + c^4)^(1/4)`, `g_k(z) = exp(-|z - centre_k|^2 / (2 sigma^2))`, `S = sum_k g_k`.
 //! Where the anchors cover the image (S >> c) the weights sum to 1, so a motion that is the same affine
 //! map at every anchor is reproduced exactly; far from all anchors (S << c) the weights vanish and T falls
@@ -12,11 +13,68 @@ use rayon::prelude::*;
 
 use super::affine::Affine;
 
-/// K local affine maps blended by Gaussian weights around their centres, falling back to the identity.
+/// A local map around `centre`: `M(z) = affine(z) + q m(z - centre)` with the second-order terms
+/// `m(d) = (dx^2, dx dy, dy^2)` (`q` zero for a plain affine map).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalMap {
+    pub centre: [f64; 2],
+    pub affine: Affine,
+    pub q: [[f64; 3]; 2],
+}
+
+impl LocalMap {
+    /// The affine map `affine` around `centre`.
+    pub fn affine(centre: [f64; 2], affine: Affine) -> Self {
+        Self {
+            centre,
+            affine,
+            q: [[0.0; 3]; 2],
+        }
+    }
+
+    #[inline]
+    pub fn apply(&self, z: [f64; 2]) -> [f64; 2] {
+        let p = self.affine.apply(z);
+        let (dx, dy) = (z[0] - self.centre[0], z[1] - self.centre[1]);
+        let m = [dx * dx, dx * dy, dy * dy];
+        [
+            p[0] + self.q[0][0] * m[0] + self.q[0][1] * m[1] + self.q[0][2] * m[2],
+            p[1] + self.q[1][0] * m[0] + self.q[1][1] * m[1] + self.q[1][2] * m[2],
+        ]
+    }
+
+    /// The derivative of the map at `z`.
+    #[inline]
+    pub fn jacobian(&self, z: [f64; 2]) -> [[f64; 2]; 2] {
+        let (dx, dy) = (z[0] - self.centre[0], z[1] - self.centre[1]);
+        let a = self.affine.a;
+        let q = self.q;
+        [
+            [
+                a[0][0] + 2.0 * q[0][0] * dx + q[0][1] * dy,
+                a[0][1] + q[0][1] * dx + 2.0 * q[0][2] * dy,
+            ],
+            [
+                a[1][0] + 2.0 * q[1][0] * dx + q[1][1] * dy,
+                a[1][1] + q[1][1] * dx + 2.0 * q[1][2] * dy,
+            ],
+        ]
+    }
+
+    pub fn is_finite(&self) -> bool {
+        self.affine.is_finite()
+            && self
+                .centre
+                .iter()
+                .chain(self.q.iter().flatten())
+                .all(|v| v.is_finite())
+    }
+}
+
+/// K local maps blended by Gaussian weights around their centres, falling back to the identity.
 #[derive(Debug, Clone)]
 pub struct Blend {
-    centres: Vec<[f64; 2]>,
-    maps: Vec<Affine>,
+    maps: Vec<LocalMap>,
     inv_two_sigma2: f64,
     falloff4: f64,
 }
@@ -25,10 +83,19 @@ impl Blend {
     /// `locals`: (centre, map) pairs; `sigma`: Gaussian radius (pixels); `falloff`: the value `c` of the
     /// summed Gaussian weight below which the motion fades to the identity (0 = never).
     pub fn new(locals: Vec<([f64; 2], Affine)>, sigma: f64, falloff: f64) -> Self {
-        let (centres, maps) = locals
-            .into_iter()
-            .filter(|(c, m)| c.iter().all(|v| v.is_finite()) && m.is_finite())
-            .unzip();
+        Self::from_maps(
+            locals
+                .into_iter()
+                .map(|(c, m)| LocalMap::affine(c, m))
+                .collect(),
+            sigma,
+            falloff,
+        )
+    }
+
+    /// As [`Blend::new`] for maps with second-order terms, each weighted around its own centre.
+    pub fn from_maps(maps: Vec<LocalMap>, sigma: f64, falloff: f64) -> Self {
+        let maps = maps.into_iter().filter(LocalMap::is_finite).collect();
         let sigma = if sigma.is_finite() && sigma > 0.0 {
             sigma
         } else {
@@ -40,7 +107,6 @@ impl Blend {
             0.0
         };
         Self {
-            centres,
             maps,
             inv_two_sigma2: 1.0 / (2.0 * sigma * sigma),
             falloff4: falloff.powi(4),
@@ -52,7 +118,8 @@ impl Blend {
     fn weights(&self, z: [f64; 2], out: &mut Vec<f64>) {
         out.clear();
         let mut sum = 0f64;
-        for c in &self.centres {
+        for m in &self.maps {
+            let c = m.centre;
             let d2 = (z[0] - c[0]).powi(2) + (z[1] - c[1]).powi(2);
             let g = (-d2 * self.inv_two_sigma2).exp();
             sum += g;
@@ -85,17 +152,18 @@ impl Blend {
         out
     }
 
-    /// The blend of the maps' linear parts at z, `I + sum_k w_k (A_k - I)` (the Jacobian of T without the
-    /// weights' own gradients): the local Jacobian used to pre-warp tracking windows.
+    /// The blend of the maps' derivatives at z, `I + sum_k w_k (DM_k(z) - I)` (the Jacobian of T without
+    /// the weights' own gradients): the local Jacobian used to pre-warp tracking windows.
     pub fn linear_part(&self, z: [f64; 2]) -> [[f64; 2]; 2] {
         let mut w = Vec::with_capacity(self.maps.len());
         self.weights(z, &mut w);
         let mut a = [[1.0, 0.0], [0.0, 1.0]];
         for (wk, m) in w.iter().zip(&self.maps) {
+            let j = m.jacobian(z);
             for (r, row) in a.iter_mut().enumerate() {
                 for (c, v) in row.iter_mut().enumerate() {
                     let id = if r == c { 1.0 } else { 0.0 };
-                    *v += wk * (m.a[r][c] - id);
+                    *v += wk * (j[r][c] - id);
                 }
             }
         }
@@ -223,6 +291,36 @@ mod tests {
         let far = [500.0, -400.0];
         let t = blend.apply(far);
         assert!((t[0] - far[0]).abs() < 1e-9 && (t[1] - far[1]).abs() < 1e-9);
+    }
+
+    #[test]
+    fn local_map_jacobian_is_its_derivative() {
+        let m = LocalMap {
+            centre: [40.0, 60.0],
+            affine: rotation(-7.0, [50.0, 50.0], [2.0, 1.0]),
+            q: [[0.002, -0.001, 0.0005], [-0.0015, 0.003, 0.001]],
+        };
+        let z = [71.0, 38.0];
+        let j = m.jacobian(z);
+        let h = 1e-4;
+        for c in 0..2 {
+            let mut zp = z;
+            let mut zm = z;
+            zp[c] += h;
+            zm[c] -= h;
+            let (p, q) = (m.apply(zp), m.apply(zm));
+            for r in 0..2 {
+                let numeric = (p[r] - q[r]) / (2.0 * h);
+                assert!(
+                    (numeric - j[r][c]).abs() < 1e-8,
+                    "{r}{c}: {numeric} vs {}",
+                    j[r][c]
+                );
+            }
+        }
+        // At the centre the second-order terms vanish.
+        let (at, want) = (m.apply(m.centre), m.affine.apply(m.centre));
+        assert!((at[0] - want[0]).abs() < 1e-12 && (at[1] - want[1]).abs() < 1e-12);
     }
 
     #[test]

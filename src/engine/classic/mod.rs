@@ -11,8 +11,12 @@
 //! 4. FOMM's relative motion transfer (`normalize_kp` with adapt_movement_scale, paper Sec. 3.4) moves the
 //!    portrait's keypoints by the keypoints' displacement and composes the Jacobians
 //!    (`J = J_t J_1^-1 J_s`, with J_1 = J_s = I here since the Jacobians are measured relative to D1);
-//! 5. the local maps `z -> kp_s + J^-1 (z - kp_new)` are blended into a smooth backward flow that falls back
-//!    to the identity away from the anchors ([`flow`]), and the portrait is warped with `grid_sample`.
+//! 5. the backward flow D_t -> D1 is fitted to the same tracked points directly: around each anchor's
+//!    position in D_t a local map with second-order terms ([`affine::fit_local_quadratics`]), so that the
+//!    flow agrees with the points and follows motion that curves between anchors (FOMM's
+//!    `z -> kp_s + J^-1 (z - kp_new)` where that fit fails); moved onto the portrait by the same transfer,
+//!    the maps are blended into a smooth backward flow that falls back to the identity away from the
+//!    anchors ([`flow`]), and the portrait is warped with `grid_sample`.
 
 pub mod affine;
 pub mod features;
@@ -27,7 +31,7 @@ use rayon::prelude::*;
 use crate::model::grid_sample::grid_sample;
 use affine::{Affine, LocalFitParams};
 use features::DetectParams;
-use flow::Blend;
+use flow::{Blend, LocalMap};
 use pyramid::{GrayImage, MIN_LEVEL_SIDE, Pyramid};
 use tracker::{Template, TrackParams, TrackRequest};
 
@@ -142,6 +146,13 @@ struct RefPoint {
     last: Option<[f32; 2]>,
     /// Consecutive frames it has not been tracked.
     lost: u32,
+}
+
+/// The local affine maps D1 -> D_t around the anchors, and the robustness weight each tracked point
+/// ended with (in the order of [`ClassicEngine::correspondences`]).
+struct Fits {
+    maps: Vec<Affine>,
+    robust: Vec<f64>,
 }
 
 /// Everything about the reference frame D1.
@@ -399,7 +410,7 @@ impl ClassicEngine {
             return self.output(None);
         };
         let fits = self.step(&mut reference, &pyramid);
-        let result = self.render(&reference, fits.as_deref());
+        let result = self.render(&reference, fits.as_ref());
         self.reference = Some(reference);
         result
     }
@@ -485,7 +496,7 @@ impl ClassicEngine {
 
     /// Tracks D1's points into `frame` and fits the local affine maps (one per anchor); `None` when too
     /// few points were tracked.
-    fn step(&self, reference: &mut Reference, frame: &Pyramid) -> Option<Vec<Affine>> {
+    fn step(&self, reference: &mut Reference, frame: &Pyramid) -> Option<Fits> {
         let predict = |blend: Option<&Blend>, origin: [f32; 2]| -> ([f32; 2], [[f32; 2]; 2]) {
             let o = [origin[0] as f64, origin[1] as f64];
             match blend {
@@ -531,7 +542,7 @@ impl ClassicEngine {
         //    after a sudden turn, again while the estimate keeps moving.
         let mut prior = reference.forward.clone();
         for round in 0..RETRACK_ROUNDS {
-            let Some(f) = &fits else {
+            let Some(Fits { maps: f, .. }) = &fits else {
                 break;
             };
             let blend = Blend::new(
@@ -608,7 +619,7 @@ impl ClassicEngine {
             && let Some(f) = &fits
         {
             reference.frames_since_redetect = 0;
-            if self.redetect(reference, frame, f) > 0 {
+            if self.redetect(reference, frame, &f.maps) > 0 {
                 fits = self.fit(reference).or(fits);
             }
         }
@@ -619,7 +630,7 @@ impl ClassicEngine {
                     .anchors
                     .iter()
                     .copied()
-                    .zip(f.iter().copied())
+                    .zip(f.maps.iter().copied())
                     .collect(),
                 reference.spacing * self.params.blend_sigma,
                 0.0,
@@ -629,8 +640,18 @@ impl ClassicEngine {
     }
 
     /// The local affine fits over the points tracked in this frame.
-    fn fit(&self, reference: &Reference) -> Option<Vec<Affine>> {
-        let (src, dst): (Vec<[f64; 2]>, Vec<[f64; 2]>) = reference
+    fn fit(&self, reference: &Reference) -> Option<Fits> {
+        let (src, dst) = Self::correspondences(reference);
+        if src.len() < self.params.min_points {
+            return None;
+        }
+        affine::fit_local_affines(&src, &dst, &reference.anchors, &self.fit_params(reference))
+            .map(|(maps, robust)| Fits { maps, robust })
+    }
+
+    /// The tracked points' positions in D1 and in this frame, in the order of [`Fits::robust`].
+    fn correspondences(reference: &Reference) -> (Vec<[f64; 2]>, Vec<[f64; 2]>) {
+        reference
             .points
             .iter()
             .filter_map(|p| {
@@ -640,12 +661,39 @@ impl ClassicEngine {
                     [q[0] as f64, q[1] as f64],
                 ))
             })
-            .unzip();
-        if src.len() < self.params.min_points {
+            .unzip()
+    }
+
+    /// The backward maps D_t -> D1 around the anchors' positions in D_t, fitted to the same tracked
+    /// points with the forward fit's robustness weights (see [`affine::fit_local_quadratics`]).
+    /// Fitting the motion the flow needs directly, rather than inverting the forward maps, makes the
+    /// rendered flow agree with the tracked points, and the second-order terms follow motion that curves
+    /// between anchors (a head turning in front of a still background). `None` when the fit fails.
+    fn fit_backward(&self, reference: &Reference, fits: &Fits) -> Option<Vec<LocalMap>> {
+        let (src, dst) = Self::correspondences(reference);
+        if src.len() != fits.robust.len() {
             return None;
         }
-        affine::fit_local_affines(&src, &dst, &reference.anchors, &self.fit_params(reference))
-            .map(|(fits, _)| fits)
+        let centres: Vec<[f64; 2]> = reference
+            .anchors
+            .iter()
+            .zip(&fits.maps)
+            .map(|(a, f)| f.apply(*a))
+            .collect();
+        // The outliers were found by the forward fit: no robust rounds of its own.
+        let params = LocalFitParams {
+            robust_iterations: 0,
+            ..self.fit_params(reference)
+        };
+        affine::fit_local_quadratics(
+            &dst,
+            &src,
+            &centres,
+            &params,
+            self.params.quadratic_ridge,
+            Some(&fits.robust),
+        )
+        .map(|(maps, _)| maps)
     }
 
     /// Detects corners on `frame` away from the tracked points, maps them into D1 through the inverse of
@@ -826,7 +874,7 @@ impl ClassicEngine {
     fn render(
         &mut self,
         reference: &Reference,
-        fits: Option<&[Affine]>,
+        fits: Option<&Fits>,
     ) -> Result<Tensor, ClassicError> {
         let Some(fits) = fits else {
             let mut m = self.identity_motion(reference);
@@ -839,6 +887,8 @@ impl ClassicEngine {
             portrait: cs,
             scale,
         } = self.framing;
+        let backward = self.fit_backward(reference, fits);
+        let fits = &fits.maps;
         let mut locals = Vec::with_capacity(fits.len());
         let mut motion = Motion {
             reference: Vec::with_capacity(fits.len()),
@@ -848,7 +898,7 @@ impl ClassicEngine {
             tracked_points: reference.points.iter().filter(|p| p.last.is_some()).count(),
             total_points: reference.points.len(),
         };
-        for (anchor, fit) in reference.anchors.iter().zip(fits) {
+        for (i, (anchor, fit)) in reference.anchors.iter().zip(fits).enumerate() {
             let kp_t = fit.apply(*anchor);
             // Without a usable Jacobian the anchor moves rigidly.
             let (a, inv) = match affine::invert2(fit.a) {
@@ -864,21 +914,46 @@ impl ClassicEngine {
                 kp_s[0] + scale * (kp_t[0] - anchor[0]),
                 kp_s[1] + scale * (kp_t[1] - anchor[1]),
             ];
-            // Backward map of the output pixel z into the portrait: kp_s + J^-1 (z - kp_new).
-            let map = Affine {
-                a: inv,
-                b: [
-                    kp_s[0] - (inv[0][0] * kp_new[0] + inv[0][1] * kp_new[1]),
-                    kp_s[1] - (inv[1][0] * kp_new[0] + inv[1][1] * kp_new[1]),
-                ],
+            // Backward map of the output pixel z into the portrait: the fitted backward map M moved
+            // onto the portrait, z -> P(M(P^-1 z)) with P(x) = cs + scale (x - c1) (its second-order
+            // terms scale by 1 / scale), or FOMM's kp_s + J^-1 (z - kp_new) where there is none.
+            let map = match backward.as_ref().and_then(|b| b.get(i)) {
+                Some(m) if m.affine.det() > 0.0 => {
+                    let (ma, mb) = (m.affine.a, m.affine.b);
+                    let t = [
+                        cs[0] + scale * (ma[0][0] * c1[0] + ma[0][1] * c1[1] + mb[0] - c1[0]),
+                        cs[1] + scale * (ma[1][0] * c1[0] + ma[1][1] * c1[1] + mb[1] - c1[1]),
+                    ];
+                    LocalMap {
+                        centre: kp_new,
+                        affine: Affine {
+                            a: ma,
+                            b: [
+                                t[0] - (ma[0][0] * cs[0] + ma[0][1] * cs[1]),
+                                t[1] - (ma[1][0] * cs[0] + ma[1][1] * cs[1]),
+                            ],
+                        },
+                        q: m.q.map(|row| row.map(|v| v / scale)),
+                    }
+                }
+                _ => LocalMap::affine(
+                    kp_new,
+                    Affine {
+                        a: inv,
+                        b: [
+                            kp_s[0] - (inv[0][0] * kp_new[0] + inv[0][1] * kp_new[1]),
+                            kp_s[1] - (inv[1][0] * kp_new[0] + inv[1][1] * kp_new[1]),
+                        ],
+                    },
+                ),
             };
-            locals.push((kp_new, map));
+            locals.push(map);
             motion.reference.push(self.normalise(*anchor));
             motion.keypoints.push(self.normalise(kp_t));
             motion.jacobians.push(self.normalise_jacobian(a));
             motion.transferred.push(self.normalise(kp_new));
         }
-        let blend = Blend::new(
+        let blend = Blend::from_maps(
             locals,
             scale * reference.spacing * self.params.blend_sigma,
             self.params.falloff,

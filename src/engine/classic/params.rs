@@ -42,6 +42,9 @@ pub struct ClassicParams {
     /// Rounds of refitting the fits' residuals, which restores motion that curves within an anchor's
     /// neighbourhood (see [`super::affine::fit_local_affines`]). Default 3.
     pub refine_iterations: usize,
+    /// Ridge of the local maps' second-order terms towards zero, relative like `ridge` (see
+    /// [`super::affine::fit_local_quadratics`]). Default 0.05.
+    pub quadratic_ridge: f64,
     /// Summed anchor weight below which the flow fades to the identity (see [`super::flow::Blend`]). Default 0.2:
     /// the portrait is still from about 1.5 anchor spacings beyond the outermost anchors.
     pub falloff: f64,
@@ -74,6 +77,7 @@ impl Default for ClassicParams {
             ridge: 0.01,
             robust_iterations: 2,
             refine_iterations: 3,
+            quadratic_ridge: 0.05,
             falloff: 0.2,
             adapt_scale: false,
             flow_stride: 4,
@@ -120,6 +124,9 @@ impl ClassicParams {
         }
         if !(self.ridge.is_finite() && self.ridge >= 0.0) {
             return bad("ridge must be zero or positive");
+        }
+        if !(self.quadratic_ridge.is_finite() && self.quadratic_ridge >= 0.0) {
+            return bad("quadratic_ridge must be zero or positive");
         }
         if self.robust_iterations > 10 || self.refine_iterations > 10 {
             return bad("robust_iterations and refine_iterations must be at most 10");

@@ -232,10 +232,10 @@ fn pick_device(force_cpu: bool) -> Result<Device> {
     {
         match Device::new_cuda(0) {
             Ok(d) => {
-                tracing::info!("running on CUDA device 0");
+                eprintln!("device: CUDA GPU 0 (--cpu to run on the CPU)");
                 return Ok(d);
             }
-            Err(e) => tracing::warn!("no usable CUDA device ({e}); running on the CPU"),
+            Err(e) => eprintln!("device: CPU (no usable CUDA GPU: {e})"),
         }
     }
     #[cfg(not(feature = "cuda"))]

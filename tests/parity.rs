@@ -6,7 +6,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::{assert_close, fixture, load_tensors};
+use common::{assert_close, fixture, load_tensors, load_tensors_on_test_device, test_device};
 use marionette::model::checkpoint::Checkpoint;
 use marionette::model::config::FommConfig;
 use marionette::model::fomm::{Fomm, RunOptions};
@@ -25,7 +25,7 @@ const IMAGE_MEAN: f64 = 1e-4;
 fn model(name: &str, align_corners: bool) -> Fomm {
     let config = FommConfig::from_yaml_file(&fixture(&format!("{name}.yaml"))).expect("config");
     let ckpt = Checkpoint::load(&fixture(&format!("{name}.safetensors"))).expect("checkpoint");
-    let mut m = Fomm::from_checkpoint(&config, &ckpt, name, &Device::Cpu).expect("model");
+    let mut m = Fomm::from_checkpoint(&config, &ckpt, name, &test_device()).expect("model");
     m.options = RunOptions { align_corners };
     m
 }
@@ -60,7 +60,7 @@ fn check_keypoints(
 
 fn full_parity(name: &str, frames: usize) {
     let m = model(name, true);
-    let inputs = load_tensors(&format!("{name}-inputs.safetensors"));
+    let inputs = load_tensors_on_test_device(&format!("{name}-inputs.safetensors"));
     let out = load_tensors(&format!("{name}-outputs-ac-true.safetensors"));
     let source = get(&inputs, "source");
 
@@ -253,7 +253,7 @@ fn check_all(
 
 fn align_false_parity(name: &str, frames: usize) {
     let m = model(name, false);
-    let inputs = load_tensors(&format!("{name}-inputs.safetensors"));
+    let inputs = load_tensors_on_test_device(&format!("{name}-inputs.safetensors"));
     let out = load_tensors(&format!("{name}-outputs-ac-false.safetensors"));
     let prepared = m.prepare_source(get(&inputs, "source")).expect("prepare");
     let mut relative = MotionTransfer::new(TransferOptions::default());
@@ -304,7 +304,7 @@ fn tiny2_matches_original_align_corners_false() {
 #[test]
 fn cached_source_gives_the_same_prediction_as_recomputing() {
     let m = model("tiny", true);
-    let inputs = load_tensors("tiny-inputs.safetensors");
+    let inputs = load_tensors_on_test_device("tiny-inputs.safetensors");
     let source = get(&inputs, "source");
     let cached = m.prepare_source(source).expect("prepare");
     let mut transfer = MotionTransfer::new(TransferOptions::default());
@@ -332,7 +332,7 @@ fn cached_source_gives_the_same_prediction_as_recomputing() {
 #[test]
 fn recalibrate_resets_the_reference_frame() {
     let m = model("tiny", true);
-    let inputs = load_tensors("tiny-inputs.safetensors");
+    let inputs = load_tensors_on_test_device("tiny-inputs.safetensors");
     let prepared = m.prepare_source(get(&inputs, "source")).expect("prepare");
     let kp0 = m.detect(get(&inputs, "driving.0")).expect("detect");
     let kp1 = m.detect(get(&inputs, "driving.1")).expect("detect");

@@ -100,7 +100,7 @@ impl From<GridSampleError> for candle_core::Error {
 /// pixels (torch >= 1.3 default).
 ///
 /// F32 and F64 are supported (input and grid of the same dtype); strided tensors are made contiguous first.
-/// CPU only for now: on another device the call returns candle's "no cuda implementation" error.
+/// On the CPU and, with the `cuda` feature, on NVIDIA GPUs (`grid_sample.cu`, the same arithmetic).
 pub fn grid_sample(
     input: &Tensor,
     grid: &Tensor,
@@ -173,6 +173,166 @@ impl CustomOp2 for GridSampleOp {
             .into()),
             _ => Err(GridSampleError::UnsupportedDType(s1.dtype()).into()),
         }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        self.cuda(s1, l1, s2, l2)
+    }
+}
+
+/// PTX of `grid_sample.cu`, compiled by build.rs with nvcc.
+#[cfg(feature = "cuda")]
+const GRID_SAMPLE_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/grid_sample.ptx"));
+
+#[cfg(feature = "cuda")]
+impl GridSampleOp {
+    /// The GPU kernel (`grid_sample.cu`): the CPU kernel's arithmetic, one thread per output pixel.
+    fn cuda(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::cuda_backend::WrapErr;
+        use candle_core::cuda_backend::cudarc::driver::{
+            CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+        };
+        use candle_core::{CudaDevice, CudaStorage};
+
+        let (n, c, h, w) = match *l1.dims() {
+            [n, c, h, w] => (n, c, h, w),
+            _ => return Err(GridSampleError::InputRank(l1.dims().to_vec()).into()),
+        };
+        let (gn, ho, wo) = match *l2.dims() {
+            [gn, ho, wo, 2] => (gn, ho, wo),
+            _ => return Err(GridSampleError::GridShape(l2.dims().to_vec()).into()),
+        };
+        if gn != n {
+            return Err(GridSampleError::BatchMismatch { input: n, grid: gn }.into());
+        }
+        check_plane_size(h, w)?;
+        let shape = Shape::from((n, c, ho, wo));
+        let (Some((i0, i1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            return Err(GridSampleError::NotContiguous("input or grid").into());
+        };
+        let dims32 = [n, c, h, w, ho, wo].map(|v| u32::try_from(v).ok());
+        let [
+            Some(n32),
+            Some(c32),
+            Some(h32),
+            Some(w32),
+            Some(ho32),
+            Some(wo32),
+        ] = dims32
+        else {
+            return Err(GridSampleError::PlaneTooLarge { h, w }.into());
+        };
+        let pixels = n * ho * wo;
+        let dev = s1.device().clone();
+
+        fn run<T: DeviceRepr + ValidAsZeroBits + Float>(
+            dev: &CudaDevice,
+            kernel: &str,
+            input: &CudaSlice<T>,
+            grid: &CudaSlice<T>,
+            dims: [u32; 6],
+            align_corners: bool,
+            pixels: usize,
+            elems: usize,
+            plane_in: usize,
+        ) -> candle_core::Result<CudaSlice<T>> {
+            if elems == 0 || plane_in == 0 {
+                // Nothing to sample, or every corner outside an empty image: zeros, as on the CPU.
+                return dev.alloc_zeros::<T>(elems);
+            }
+            let [n, c, h, w, ho, wo] = dims;
+            let ax = Axis::<T>::new(w as usize, align_corners);
+            let ay = Axis::<T>::new(h as usize, align_corners);
+            let func =
+                dev.get_or_load_custom_func(kernel, "marionette_grid_sample", GRID_SAMPLE_PTX)?;
+            // SAFETY: every element is written by the kernel (one thread per output pixel, all channels).
+            let out = unsafe { dev.alloc::<T>(elems)? };
+            let ac = u32::from(align_corners);
+            let blocks = u32::try_from(pixels.div_ceil(256)).map_err(|_| {
+                GridSampleError::PlaneTooLarge {
+                    h: h as usize,
+                    w: w as usize,
+                }
+            })?;
+            let cfg = LaunchConfig {
+                grid_dim: (blocks, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut b = func.builder();
+            b.arg(input);
+            b.arg(grid);
+            b.arg(&out);
+            b.arg(&n);
+            b.arg(&c);
+            b.arg(&h);
+            b.arg(&w);
+            b.arg(&ho);
+            b.arg(&wo);
+            b.arg(&ac);
+            b.arg(&ax.scale);
+            b.arg(&ay.scale);
+            // SAFETY: the argument list matches `grid_sample.cu`'s signature; `input` holds N*C*H*W and
+            // `grid` N*Ho*Wo*2 contiguous elements, `out` N*C*Ho*Wo.
+            unsafe { b.launch(cfg) }.w()?;
+            Ok(out)
+        }
+
+        let dims = [n32, c32, h32, w32, ho32, wo32];
+        let elems = shape.elem_count();
+        let slice = match (&s1.slice, &s2.slice) {
+            (
+                candle_core::cuda_backend::CudaStorageSlice::F32(a),
+                candle_core::cuda_backend::CudaStorageSlice::F32(g),
+            ) => candle_core::cuda_backend::CudaStorageSlice::F32(run::<f32>(
+                &dev,
+                "grid_sample_f32",
+                &a.slice(i0..i1),
+                &g.slice(g0..g1),
+                dims,
+                self.align_corners,
+                pixels,
+                elems,
+                h * w,
+            )?),
+            (
+                candle_core::cuda_backend::CudaStorageSlice::F64(a),
+                candle_core::cuda_backend::CudaStorageSlice::F64(g),
+            ) => candle_core::cuda_backend::CudaStorageSlice::F64(run::<f64>(
+                &dev,
+                "grid_sample_f64",
+                &a.slice(i0..i1),
+                &g.slice(g0..g1),
+                dims,
+                self.align_corners,
+                pixels,
+                elems,
+                h * w,
+            )?),
+            _ if s1.dtype() != s2.dtype() => {
+                return Err(GridSampleError::DTypeMismatch {
+                    input: s1.dtype(),
+                    grid: s2.dtype(),
+                }
+                .into());
+            }
+            _ => return Err(GridSampleError::UnsupportedDType(s1.dtype()).into()),
+        };
+        Ok((CudaStorage { slice, device: dev }, shape))
     }
 }
 

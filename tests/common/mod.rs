@@ -27,6 +27,31 @@ pub fn fixture(name: &str) -> PathBuf {
     fixtures_dir().join(name)
 }
 
+/// The device model tests run on: the CPU, or with the `cuda` feature and
+/// `MARIONETTE_TEST_DEVICE=cuda` the first NVIDIA GPU (so the same parity tests check the GPU).
+pub fn test_device() -> Device {
+    match std::env::var("MARIONETTE_TEST_DEVICE").as_deref() {
+        #[cfg(feature = "cuda")]
+        Ok("cuda") => Device::new_cuda(0).expect("MARIONETTE_TEST_DEVICE=cuda but no usable GPU"),
+        Ok("cpu") | Err(_) => Device::Cpu,
+        Ok(other) => panic!(
+            "MARIONETTE_TEST_DEVICE={other}: use cpu, or cuda in a build with --features cuda"
+        ),
+    }
+}
+
+/// Fixture tensors on [`test_device`].
+pub fn load_tensors_on_test_device(name: &str) -> HashMap<String, Tensor> {
+    let device = test_device();
+    load_tensors(name)
+        .into_iter()
+        .map(|(k, v)| {
+            let v = v.to_device(&device).expect("copy to the test device");
+            (k, v)
+        })
+        .collect()
+}
+
 pub fn load_tensors(name: &str) -> HashMap<String, Tensor> {
     let path = fixture(name);
     candle_core::safetensors::load(&path, &Device::Cpu)

@@ -203,7 +203,7 @@ impl GridSampleOp {
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         use candle_core::cuda_backend::WrapErr;
         use candle_core::cuda_backend::cudarc::driver::{
-            CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+            CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
         };
         use candle_core::{CudaDevice, CudaStorage};
 
@@ -239,17 +239,30 @@ impl GridSampleOp {
         let pixels = n * ho * wo;
         let dev = s1.device().clone();
 
-        fn run<T: DeviceRepr + ValidAsZeroBits + Float>(
-            dev: &CudaDevice,
-            kernel: &str,
-            input: &CudaSlice<T>,
-            grid: &CudaSlice<T>,
+        /// What one launch computes.
+        struct Job {
+            /// n, c, h, w, ho, wo.
             dims: [u32; 6],
             align_corners: bool,
             pixels: usize,
             elems: usize,
             plane_in: usize,
+        }
+
+        fn run<T: DeviceRepr + ValidAsZeroBits + Float>(
+            dev: &CudaDevice,
+            kernel: &str,
+            input: &CudaView<'_, T>,
+            grid: &CudaView<'_, T>,
+            job: &Job,
         ) -> candle_core::Result<CudaSlice<T>> {
+            let Job {
+                dims,
+                align_corners,
+                pixels,
+                elems,
+                plane_in,
+            } = *job;
             if elems == 0 || plane_in == 0 {
                 // Nothing to sample, or every corner outside an empty image: zeros, as on the CPU.
                 return dev.alloc_zeros::<T>(elems);
@@ -292,8 +305,13 @@ impl GridSampleOp {
             Ok(out)
         }
 
-        let dims = [n32, c32, h32, w32, ho32, wo32];
-        let elems = shape.elem_count();
+        let job = Job {
+            dims: [n32, c32, h32, w32, ho32, wo32],
+            align_corners: self.align_corners,
+            pixels,
+            elems: shape.elem_count(),
+            plane_in: h * w,
+        };
         let slice = match (&s1.slice, &s2.slice) {
             (
                 candle_core::cuda_backend::CudaStorageSlice::F32(a),
@@ -303,11 +321,7 @@ impl GridSampleOp {
                 "grid_sample_f32",
                 &a.slice(i0..i1),
                 &g.slice(g0..g1),
-                dims,
-                self.align_corners,
-                pixels,
-                elems,
-                h * w,
+                &job,
             )?),
             (
                 candle_core::cuda_backend::CudaStorageSlice::F64(a),
@@ -317,11 +331,7 @@ impl GridSampleOp {
                 "grid_sample_f64",
                 &a.slice(i0..i1),
                 &g.slice(g0..g1),
-                dims,
-                self.align_corners,
-                pixels,
-                elems,
-                h * w,
+                &job,
             )?),
             _ if s1.dtype() != s2.dtype() => {
                 return Err(GridSampleError::DTypeMismatch {

@@ -57,6 +57,20 @@ fn time<T>(iters: usize, mut f: impl FnMut() -> Result<T, ModelError>) -> Result
     Ok(median(samples))
 }
 
+/// [`time`] for work on `device`: waits for the device to finish each run (GPU work is queued
+/// asynchronously, so without this only the launch would be timed).
+fn time_on<T>(
+    device: &Device,
+    iters: usize,
+    mut f: impl FnMut() -> Result<T, ModelError>,
+) -> Result<f64, ModelError> {
+    time(iters, || {
+        let out = f()?;
+        device.synchronize()?;
+        Ok(out)
+    })
+}
+
 /// A random smooth sampling grid around the identity (what FOMM's deformations look like).
 fn test_grid(n: usize, h: usize, w: usize, device: &Device) -> candle_core::Result<Tensor> {
     let id = crate::model::util::make_coordinate_grid(h, w, device)?.unsqueeze(0)?;
@@ -72,25 +86,25 @@ pub fn run(config: &FommConfig, device: &Device, iters: usize) -> Result<BenchRe
     let driving = Tensor::rand(0f32, 1.0, (1, c, h, w), device)?;
     let ac = model.options.align_corners;
 
-    let prepare_source_ms = time(iters, || model.prepare_source(&source))?;
+    let prepare_source_ms = time_on(device, iters, || model.prepare_source(&source))?;
     let prepared = model.prepare_source(&source)?;
-    let kp_detector_ms = time(iters, || model.detect(&driving))?;
+    let kp_detector_ms = time_on(device, iters, || model.detect(&driving))?;
     let kp_driving = model.detect(&driving)?;
     let mut transfer = MotionTransfer::new(TransferOptions::default());
-    let motion_transfer_ms = time(iters, || {
+    let motion_transfer_ms = time_on(device, iters, || {
         Ok(transfer.transfer(&prepared.keypoints, &kp_driving)?)
     })?;
     let kp_new = transfer.transfer(&prepared.keypoints, &kp_driving)?;
     let generator = &model.generator;
-    let dense_motion_ms = time(iters, || {
+    let dense_motion_ms = time_on(device, iters, || {
         Ok(generator.dense_motion(&prepared.encoded, &prepared.keypoints, &kp_new, ac)?)
     })?;
     let motion = generator.dense_motion(&prepared.encoded, &prepared.keypoints, &kp_new, ac)?;
-    let decoder_ms = time(iters, || {
+    let decoder_ms = time_on(device, iters, || {
         Ok(generator.decode_with_motion(&prepared.encoded, motion.clone(), ac, false)?)
     })?;
     let mut step_transfer = MotionTransfer::new(TransferOptions::default());
-    let per_frame_ms = time(iters, || {
+    let per_frame_ms = time_on(device, iters, || {
         let kp = model.detect(&driving)?;
         let kp = step_transfer.transfer(&prepared.keypoints, &kp)?;
         let out = model.render(&prepared, &kp, false)?;
@@ -101,10 +115,14 @@ pub fn run(config: &FommConfig, device: &Device, iters: usize) -> Result<BenchRe
 
     let feats = Tensor::rand(0f32, 1.0, (1, 256, 64, 64), device)?;
     let grid64 = test_grid(1, 64, 64, device)?;
-    let grid_sample_features_ms = time(iters.max(20), || Ok(grid_sample(&feats, &grid64, true)?))?;
+    let grid_sample_features_ms = time_on(device, iters.max(20), || {
+        Ok(grid_sample(&feats, &grid64, true)?)
+    })?;
     let image = Tensor::rand(0f32, 1.0, (1, 3, 256, 256), device)?;
     let grid256 = test_grid(1, 256, 256, device)?;
-    let grid_sample_image_ms = time(iters.max(20), || Ok(grid_sample(&image, &grid256, true)?))?;
+    let grid_sample_image_ms = time_on(device, iters.max(20), || {
+        Ok(grid_sample(&image, &grid256, true)?)
+    })?;
 
     Ok(BenchReport {
         config: config.name.clone(),

@@ -235,7 +235,12 @@ fn pick_device(force_cpu: bool) -> Result<Device> {
                 eprintln!("device: CUDA GPU 0 (--cpu to run on the CPU)");
                 return Ok(d);
             }
-            Err(e) => eprintln!("device: CPU (no usable CUDA GPU: {e})"),
+            Err(e) => {
+                // candle's error text can carry a backtrace (RUST_BACKTRACE): its first line says it.
+                let e = e.to_string();
+                let first = e.lines().next().unwrap_or("unknown error");
+                eprintln!("device: CPU (no usable CUDA GPU: {first})");
+            }
         }
     }
     #[cfg(not(feature = "cuda"))]

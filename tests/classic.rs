@@ -3,7 +3,7 @@
 mod classic_support;
 
 use candle_core::{Device, Tensor};
-use classic_support::{Known, face_mae, photos, tensor, tensor_data, warp};
+use classic_support::{Apply, Known, face_mae, photos, tensor, tensor_data, warp};
 use marionette::engine::classic::affine::{
     Affine, LocalFitParams, anchor_grid, fit_affine_weighted, fit_local_affines,
 };
@@ -546,7 +546,7 @@ fn adapt_scale_scales_the_motion_to_a_larger_portrait() {
             shift: [8.0 * k, -6.0 * k],
             ..Known::identity()
         };
-        warp(&portrait, N, |x, y| s.backward(N, x, y))
+        warp(&portrait, N, |x, y| s.backward(N as u32, N as u32, x, y))
     };
     let centre = [0.3, 0.3, 0.7, 0.7];
     for (adapt, want, other) in [(true, 1.25, 1.0), (false, 1.0, 1.25)] {

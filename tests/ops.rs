@@ -6,6 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
+use common::values;
 use marionette::model::grid_sample::grid_sample;
 use marionette::model::interpolate::interpolate_bilinear;
 
@@ -65,20 +66,8 @@ fn identity_grid(h: usize, w: usize, centres: bool) -> Tensor {
 fn reference_grid_sample(input: &Tensor, grid: &Tensor, align_corners: bool) -> Tensor {
     let (n, c, h, w) = input.dims4().unwrap();
     let (_, ho, wo, _) = grid.dims4().unwrap();
-    let inp = input
-        .to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
-    let g = grid
-        .to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
+    let inp = values(input);
+    let g = values(grid);
     let unnorm = |v: f64, size: usize| {
         if align_corners {
             (v + 1.0) / 2.0 * (size as f64 - 1.0)

@@ -583,30 +583,10 @@ fn input_transform(img: &[f32], c_in: usize, geo: &Band, v: &mut [f32]) -> candl
     // Each padded input row is split into even and odd padded columns:
     // even[j] = x[2j - 1], odd[j] = x[2j], so tile tx uses even[tx], odd[tx], even[tx+1], odd[tx+1].
     let len = tw + 1;
-    let mut ev = [
-        vec![0f32; len],
-        vec![0f32; len],
-        vec![0f32; len],
-        vec![0f32; len],
-    ];
-    let mut od = [
-        vec![0f32; len],
-        vec![0f32; len],
-        vec![0f32; len],
-        vec![0f32; len],
-    ];
-    let mut re = [
-        vec![0f32; len],
-        vec![0f32; len],
-        vec![0f32; len],
-        vec![0f32; len],
-    ];
-    let mut ro = [
-        vec![0f32; len],
-        vec![0f32; len],
-        vec![0f32; len],
-        vec![0f32; len],
-    ];
+    let mut ev: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0f32; len]);
+    let mut od: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0f32; len]);
+    let mut re: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0f32; len]);
+    let mut ro: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0f32; len]);
     for (c, plane) in img.chunks_exact(h * w).take(c_in).enumerate() {
         for ty in geo.ty0..geo.ty1 {
             for (i, (e, o)) in ev.iter_mut().zip(od.iter_mut()).enumerate() {

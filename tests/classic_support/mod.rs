@@ -133,67 +133,20 @@ pub fn warp(rgb: &[f32], n: usize, backward: impl Fn(f64, f64) -> (f64, f64)) ->
     out
 }
 
-/// A known motion of the whole frame relative to frame 0: a rotation by `degrees` and a scaling by
-/// `scale` about the frame centre, then a shift by `shift` pixels, plus a smooth non-rigid wobble of
-/// `wobble` pixels amplitude (in the backward map).
-#[derive(Debug, Clone, Copy)]
-pub struct Known {
-    pub degrees: f64,
-    pub scale: f64,
-    pub shift: [f64; 2],
-    pub wobble: f64,
-    /// 0: the whole frame moves. Otherwise only a Gaussian blob of this radius (fraction of the frame)
-    /// around the centre moves, blending to a still background: a head moving in front of a room.
-    pub local: f64,
+/// A known motion relative to frame 0: the library's [`marionette::synth::KnownMotion`] (the
+/// motions `marionette make-sequences` writes), applied here to planar f32 images.
+pub use marionette::synth::KnownMotion as Known;
+
+/// Warps a test photo by a known motion, unrounded (planar f32).
+pub trait Apply {
+    fn apply(&self, photo: &Photo) -> Vec<f32>;
 }
 
-impl Known {
-    pub fn identity() -> Self {
-        Self {
-            degrees: 0.0,
-            scale: 1.0,
-            shift: [0.0, 0.0],
-            wobble: 0.0,
-            local: 0.0,
-        }
-    }
-
-    /// The motion `t` of the way from the identity to `self`.
-    pub fn lerp(&self, t: f64) -> Self {
-        Self {
-            degrees: self.degrees * t,
-            scale: 1.0 + (self.scale - 1.0) * t,
-            shift: [self.shift[0] * t, self.shift[1] * t],
-            wobble: self.wobble * t,
-            local: self.local,
-        }
-    }
-
-    /// Where output pixel (x, y) of the moved frame comes from in frame 0 (n x n frames).
-    pub fn backward(&self, n: usize, x: f64, y: f64) -> (f64, f64) {
-        let c = (n as f64 - 1.0) / 2.0;
-        let (s, co) = self.degrees.to_radians().sin_cos();
-        let (u, v) = (x - c - self.shift[0], y - c - self.shift[1]);
-        // R^-1 (z - c - t) / scale + c
-        let bx = (co * u + s * v) / self.scale + c;
-        let by = (-s * u + co * v) / self.scale + c;
-        let k = 2.0 * std::f64::consts::PI / n as f64;
-        let (bx, by) = (
-            bx + self.wobble * (k * 0.8 * y + 0.3).sin(),
-            by + self.wobble * (k * 0.9 * x + 1.1).cos(),
-        );
-        if self.local > 0.0 {
-            let r = self.local * n as f64;
-            let m = (-((x - c).powi(2) + (y - c).powi(2)) / (2.0 * r * r)).exp();
-            (x + m * (bx - x), y + m * (by - y))
-        } else {
-            (bx, by)
-        }
-    }
-
-    pub fn apply(&self, photo: &Photo) -> Vec<f32> {
+impl Apply for Known {
+    fn apply(&self, photo: &Photo) -> Vec<f32> {
         let n = photo.size;
-        warp(&photo.rgb, n, |x, y| self.backward(n, x, y))
+        let side = n as u32;
+        warp(&photo.rgb, n, |x, y| self.backward(side, side, x, y))
     }
 }
 

@@ -58,23 +58,18 @@ pub fn load_tensors(name: &str) -> HashMap<String, Tensor> {
         .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
 }
 
+/// All values of a tensor (any device, any float dtype) as f64, in row-major order.
+pub fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f64>())
+        .expect("tensor values")
+}
+
 /// (max abs diff, mean abs diff) between two tensors of the same shape.
 pub fn diff(a: &Tensor, b: &Tensor) -> (f64, f64) {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let a = a
-        .to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
-    let b = b
-        .to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
+    let (a, b) = (values(a), values(b));
     let mut max = 0f64;
     let mut sum = 0f64;
     for (x, y) in a.iter().zip(&b) {

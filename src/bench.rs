@@ -311,14 +311,8 @@ pub fn run_live_path(
         Ok::<_, ModelError>(crop_resize(&frame, &crop, model_side))
     })?;
     let tensor_io_ms = time(iters, || {
-        let n = side * side;
-        let mut chw = vec![0f32; n * 3];
-        for (i, px) in square.chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                chw[c * n + i] = px[c] as f32 / 255.0;
-            }
-        }
-        let t = Tensor::from_vec(chw, (1, 3, side, side), &Device::Cpu)?;
+        let t = crate::media::resize::rgb8_to_tensor(&square, side, side)
+            .map_err(|e| input(e.to_string()))?;
         crate::media::resize::tensor_to_rgb8(&t).map_err(|e| input(e.to_string()))
     })?;
     let compose_ms = time(iters, || {

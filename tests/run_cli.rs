@@ -31,8 +31,9 @@ fn idle_run_records_a_moving_portrait_and_stops_on_ctrl_c() {
     }
     assert!(png_count(&rec) >= 40, "the run recorded too little");
     let stopped = Instant::now();
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    // The shell's own `kill` (no procps needed on a minimal machine).
+    let kill = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
         .status()
         .unwrap();
     assert!(kill.success());

@@ -204,6 +204,26 @@ pub fn to_model_tensor(
     hwc_to_nchw_tensor(&hwc, out_width as usize, out_height as usize)
 }
 
+/// `(1, 3, height, width)` `f32` CPU tensor from packed RGB8 pixels scaled to `[0, 1]` (no resize:
+/// the live loop's frames are already at the model's size).
+pub fn rgb8_to_tensor(rgb: &[u8], width: usize, height: usize) -> Result<Tensor, MediaError> {
+    let plane = width * height;
+    if rgb.len() != plane * 3 {
+        return Err(MediaError::InvalidArgument(format!(
+            "a {width}x{height} RGB picture needs {} bytes, got {}",
+            plane * 3,
+            rgb.len()
+        )));
+    }
+    let mut chw = vec![0.0f32; plane * 3];
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
+        for (ch, &v) in px.iter().enumerate() {
+            chw[ch * plane + i] = v as f32 / 255.0;
+        }
+    }
+    Ok(Tensor::from_vec(chw, (1, 3, height, width), &Device::Cpu)?)
+}
+
 /// `(1, 3, height, width)` `f32` CPU tensor from RGB HWC `f64` values (round to nearest `f32`).
 pub fn hwc_to_nchw_tensor(hwc: &[f64], width: usize, height: usize) -> Result<Tensor, MediaError> {
     let plane = width * height;

@@ -80,18 +80,9 @@ pub struct Pipeline {
 }
 
 fn to_tensor(rgb: &[u8], side: u32) -> Result<candle_core::Tensor, EngineError> {
-    let n = side as usize * side as usize;
-    let mut chw = vec![0f32; n * 3];
-    for (i, px) in rgb.chunks_exact(3).take(n).enumerate() {
-        for c in 0..3 {
-            chw[c * n + i] = px[c] as f32 / 255.0;
-        }
-    }
-    Ok(candle_core::Tensor::from_vec(
-        chw,
-        (1, 3, side as usize, side as usize),
-        &candle_core::Device::Cpu,
-    )?)
+    let side = side as usize;
+    crate::media::resize::rgb8_to_tensor(rgb, side, side)
+        .map_err(|e| EngineError::Model(crate::model::fomm::ModelError::Input(e.to_string())))
 }
 
 fn from_tensor(t: &candle_core::Tensor) -> Result<(Size, Vec<u8>), EngineError> {

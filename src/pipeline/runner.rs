@@ -225,31 +225,6 @@ impl Pipeline {
                         .map(|p| to_tensor(p.as_raw(), side))
                         .collect::<Result<_, _>>()?;
                     let mut avatar = options.avatar.min(tensors.len().saturating_sub(1));
-                    // The still portrait, marked as not calibrated, goes out before anything slow
-                    // (preparing the portrait can take seconds): virtual cameras get a frame at once.
-                    let still = |avatar: usize, seq: u64| {
-                        options.portraits.get(avatar).map(|p| {
-                            let f = Frame::from_image(seq, Instant::now(), p.clone());
-                            crate::output::compose::compose(&f, f.size, true)
-                        })
-                    };
-                    if let Some(f) = still(avatar, 0) {
-                        for (_, o) in &outputs {
-                            let _ = o.send((f.clone(), false));
-                        }
-                        if let Ok(mut s) = stats.lock() {
-                            s.record_still();
-                        }
-                    }
-                    if let Some(t) = tensors.get(avatar) {
-                        engine.select_portrait(avatar as u64, t)?;
-                    }
-                    let mut crop = options.crop;
-                    let mut passthrough = options.passthrough;
-                    let started = Instant::now();
-                    let period = Duration::from_secs_f64(1.0 / options.fps.max(1.0));
-                    let mut seq = 0u64;
-                    let mut got_frame = false;
                     let publish = |frame: Frame,
                                    live: bool,
                                    outputs: &[(String, LatestSender<(Frame, bool)>)]| {
@@ -262,6 +237,40 @@ impl Pipeline {
                             }
                         }
                     };
+                    // Each portrait marked as not calibrated, composed once: sent while no driving
+                    // frame has arrived, sharing its pixels.
+                    let stills: Vec<Frame> = options
+                        .portraits
+                        .iter()
+                        .map(|p| {
+                            let f = Frame::from_image(0, Instant::now(), p.clone());
+                            crate::output::compose::compose(&f, f.size, true)
+                        })
+                        .collect();
+                    let still = |avatar: usize, seq: u64| {
+                        if let Ok(mut s) = stats.lock() {
+                            s.record_still();
+                        }
+                        stills.get(avatar).map(|f| Frame {
+                            seq,
+                            captured_at: Instant::now(),
+                            ..f.clone()
+                        })
+                    };
+                    // The still goes out before anything slow (preparing the portrait can take
+                    // seconds): virtual cameras get a frame at once.
+                    if let Some(f) = still(avatar, 0) {
+                        publish(f, false, &outputs);
+                    }
+                    if let Some(t) = tensors.get(avatar) {
+                        engine.select_portrait(avatar as u64, t)?;
+                    }
+                    let mut crop = options.crop;
+                    let mut passthrough = options.passthrough;
+                    let started = Instant::now();
+                    let period = Duration::from_secs_f64(1.0 / options.fps.max(1.0));
+                    let mut seq = 0u64;
+                    let mut got_frame = false;
                     while !stop.load(Ordering::Relaxed) {
                         while let Ok(cmd) = control_rx.try_recv() {
                             match cmd {
@@ -349,11 +358,13 @@ impl Pipeline {
                                         (started.elapsed().as_secs_f64() * options.fps) as u64,
                                     ) + 1;
                                 } else if !got_frame && let Some(f) = still(avatar, seq) {
-                                    if let Ok(mut s) = stats.lock() {
-                                        s.record_still();
-                                    }
                                     publish(f, false, &outputs);
                                 }
+                            }
+                            // The capture thread also ends when another thread stopped the run;
+                            // only an unexpected end is this thread's error.
+                            Err(RecvError::Disconnected) if stop.load(Ordering::Relaxed) => {
+                                return Ok(());
                             }
                             Err(RecvError::Disconnected) => {
                                 return Err(PipelineError::Stopped(

@@ -195,11 +195,14 @@ impl DeviceInfo {
 /// The virtual camera to write to when none is named: a v4l2loopback node that accepts output,
 /// the one labelled "marionette" (packaging/setup-virtual-camera.sh) first.
 pub fn find_virtual_camera(devices: &[DeviceInfo]) -> Option<&DeviceInfo> {
-    let mut loopbacks = devices.iter().filter(|d| d.is_loopback() && d.output);
-    let all: Vec<&DeviceInfo> = loopbacks.by_ref().collect();
-    all.iter()
+    let loopbacks: Vec<&DeviceInfo> = devices
+        .iter()
+        .filter(|d| d.is_loopback() && d.output)
+        .collect();
+    loopbacks
+        .iter()
         .find(|d| d.card.eq_ignore_ascii_case("marionette"))
-        .or(all.first())
+        .or(loopbacks.first())
         .copied()
 }
 

@@ -7,8 +7,10 @@
 //! * [`frame`], [`capture`], [`output`], [`pipeline`]: the live path.
 //! * [`bench`]: speed measurements.
 //! * [`synth`]: synthetic driving sequences with known motion, and the accuracy evaluation.
+//! * [`app`]: the desktop window.
 
 pub mod animate;
+pub mod app;
 pub mod bench;
 pub mod capture;
 pub mod engine;

@@ -26,8 +26,9 @@ struct Cli {
     /// Log level filter (e.g. info, debug, marionette=trace); also RUST_LOG.
     #[arg(long, global = true, default_value = "warn")]
     log: String,
+    /// With no command: the desktop window.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -58,6 +59,28 @@ struct ModelArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The desktop window (what `marionette` with no command opens): pick a portrait, line your
+    /// face up, calibrate, and appear animated in the preview and the virtual camera.
+    Window {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Webcam index (0 = /dev/video0) or device path. Default: the saved choice, else the
+        /// first webcam, else idle motion.
+        #[arg(long, conflicts_with_all = ["test_pattern", "idle"])]
+        camera: Option<String>,
+        /// Drive the portrait with the built-in moving test pattern.
+        #[arg(long, conflicts_with = "idle")]
+        test_pattern: bool,
+        /// No driving source: the portrait moves by itself.
+        #[arg(long)]
+        idle: bool,
+        /// Virtual camera: auto, none or a device path (default: the saved choice, else auto).
+        #[arg(long)]
+        vcam: Option<String>,
+        /// Settings file (default: $XDG_CONFIG_HOME/marionette/settings.toml).
+        #[arg(long)]
+        settings: Option<PathBuf>,
+    },
     /// Animate a portrait with a driving video or folder of frames (offline).
     Animate {
         #[command(flatten)]
@@ -250,6 +273,12 @@ fn pick_device(force_cpu: bool) -> Result<Device> {
 
 /// The engine `args` ask for (see [`select::choose_engine`]), loaded; says which one runs.
 fn load_engine(args: &ModelArgs) -> Result<AnimateEngine> {
+    Ok(load_engine_described(args)?.0)
+}
+
+/// [`load_engine`], with a one-line summary for the window's status.
+fn load_engine_described(args: &ModelArgs) -> Result<(AnimateEngine, String)> {
+    let device_name = |d: &Device| if d.is_cuda() { "CUDA GPU" } else { "CPU" };
     if args.random_weights {
         let config = presets::resolve_config(args.config.as_deref().unwrap_or("vox-256"))?;
         eprintln!(
@@ -257,23 +286,50 @@ fn load_engine(args: &ModelArgs) -> Result<AnimateEngine> {
             config.name
         );
         let device = pick_device(args.cpu)?;
-        return Ok(AnimateEngine::Fomm(Box::new(Fomm::random(
-            &config, &device,
-        )?)));
+        let summary = format!(
+            "FOMM with random weights of {} (speed only), {}",
+            config.name,
+            device_name(&device)
+        );
+        return Ok((
+            AnimateEngine::Fomm(Box::new(Fomm::random(&config, &device)?)),
+            summary,
+        ));
     }
     let dirs = select::search_dirs();
     let choice = select::choose_engine(args.engine, args.checkpoint.as_deref(), &dirs)?;
     eprintln!("{}", select::describe(&choice, &dirs));
     match choice {
         EngineChoice::Fomm { checkpoint, .. } => {
-            Ok(AnimateEngine::Fomm(Box::new(load_fomm(&checkpoint, args)?)))
+            let fomm = load_fomm(&checkpoint, args)?;
+            let summary = format!(
+                "FOMM ({}) from {}, {}",
+                fomm.config.name,
+                checkpoint
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                device_name(fomm.device())
+            );
+            Ok((AnimateEngine::Fomm(Box::new(fomm)), summary))
         }
-        EngineChoice::Classic { .. } => {
+        EngineChoice::Classic { fallback } => {
             let size = args.classic_size;
-            Ok(AnimateEngine::Classic(Box::new(
-                ClassicEngine::new(ClassicParams::default(), (size, size))
-                    .context("--classic-size")?,
-            )))
+            let summary = if fallback {
+                format!(
+                    "classic (point tracking, {size} px): no FOMM checkpoint found; see \
+                     models/README.md to get one"
+                )
+            } else {
+                format!("classic (point tracking, {size} px)")
+            };
+            Ok((
+                AnimateEngine::Classic(Box::new(
+                    ClassicEngine::new(ClassicParams::default(), (size, size))
+                        .context("--classic-size")?,
+                )),
+                summary,
+            ))
         }
     }
 }
@@ -818,6 +874,7 @@ fn run_live(cmd: Command) -> Result<()> {
         passthrough,
         fps,
         reopen: true,
+        ..PipelineOptions::default()
     };
     let pipeline = Pipeline::start(source, engine, sinks, options);
     let stop = pipeline.stop_flag();
@@ -864,6 +921,65 @@ fn run_live(cmd: Command) -> Result<()> {
     }
 }
 
+fn run_window(cmd: Command) -> Result<()> {
+    use marionette::app::settings::{Settings, SourceSetting};
+    use marionette::app::window::{WindowOptions, run};
+    use marionette::engine::Animator;
+    use marionette::engine::fomm::FommAnimator;
+    let Command::Window {
+        model,
+        camera,
+        test_pattern,
+        idle,
+        vcam,
+        settings,
+    } = cmd
+    else {
+        bail!("internal: not a window command");
+    };
+    let source = if test_pattern {
+        Some(SourceSetting::TestPattern)
+    } else if idle {
+        Some(SourceSetting::Idle)
+    } else {
+        camera.map(|c| {
+            if c.starts_with('/') {
+                SourceSetting::Camera(c)
+            } else {
+                SourceSetting::Camera(format!("/dev/video{c}"))
+            }
+        })
+    };
+    let settings_path = match settings {
+        Some(p) => p,
+        None => Settings::default_path()?,
+    };
+    let (engine, summary) = load_engine_described(&model)?;
+    let (engine, absolute_supported): (Box<dyn Animator + Send>, bool) = match engine {
+        AnimateEngine::Fomm(f) => (
+            Box::new(FommAnimator::new(*f, TransferOptions::default())),
+            true,
+        ),
+        AnimateEngine::Classic(c) => (c, false),
+    };
+    let (h, w) = engine.frame_size();
+    if h != w {
+        bail!("the window needs a square frame size, the engine has {w}x{h}");
+    }
+    run(WindowOptions {
+        engine,
+        engine_status: summary,
+        absolute_supported,
+        source,
+        vcam,
+        settings_path,
+        bundled_dir: marionette::app::gallery::bundled_dir(),
+        user_dir: marionette::app::gallery::user_dir(),
+        fps: 30.0,
+    })
+    .context("the window")
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -873,7 +989,17 @@ fn main() -> Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
+    let command = match cli.command {
+        Some(c) => c,
+        None => match Cli::try_parse_from(["marionette", "window"]) {
+            Ok(Cli {
+                command: Some(c), ..
+            }) => c,
+            _ => bail!("internal: the window's default options do not parse"),
+        },
+    };
+    match command {
+        cmd @ Command::Window { .. } => run_window(cmd),
         cmd @ Command::Animate { .. } => run_animate(cmd),
         cmd @ Command::Run { .. } => run_live(cmd),
         Command::Devices => run_devices(),

@@ -37,6 +37,7 @@ fn options() -> PipelineOptions {
         passthrough: false,
         fps: 30.0,
         reopen: false,
+        ..PipelineOptions::default()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use candle_core::Tensor;
 
-use super::{Animator, EngineError};
+use super::{Animator, EngineError, KeypointView};
 use crate::model::fomm::{Fomm, PreparedSource};
 use crate::model::keypoint_detector::Keypoints;
 use crate::model::motion_transfer::{MotionTransfer, TransferOptions};
@@ -14,6 +14,8 @@ pub struct FommAnimator {
     transfer: MotionTransfer,
     /// Prepared portraits by id, so switching back costs nothing.
     portraits: std::collections::HashMap<u64, PreparedSource>,
+    /// The last frame's driving and rendered keypoints (tensors: read only when asked for).
+    last: Option<(Keypoints, Keypoints)>,
 }
 
 impl FommAnimator {
@@ -23,6 +25,7 @@ impl FommAnimator {
             source: None,
             transfer: MotionTransfer::new(options),
             portraits: std::collections::HashMap::new(),
+            last: None,
         }
     }
 
@@ -65,7 +68,9 @@ impl FommAnimator {
     pub fn animate_keypoints(&mut self, kp_driving: &Keypoints) -> Result<Tensor, EngineError> {
         let source = self.source.as_ref().ok_or(EngineError::NoSource)?;
         let kp = self.transfer.transfer(&source.keypoints, kp_driving)?;
-        Ok(self.model.render(source, &kp, false)?.prediction)
+        let prediction = self.model.render(source, &kp, false)?.prediction;
+        self.last = Some((kp_driving.clone(), kp));
+        Ok(prediction)
     }
 }
 
@@ -172,5 +177,30 @@ impl Animator for FommAnimator {
         };
         self.source = Some(prepared);
         Ok(())
+    }
+
+    fn set_transfer(&mut self, relative: bool, adapt_scale: bool) -> Result<(), EngineError> {
+        self.transfer.options.relative = relative;
+        self.transfer.options.adapt_scale = adapt_scale;
+        Ok(())
+    }
+
+    fn keypoint_view(&self) -> Option<KeypointView> {
+        let (driving, portrait) = self.last.as_ref()?;
+        let points = |kp: &Keypoints| -> Option<Vec<[f32; 2]>> {
+            let v = kp
+                .value
+                .get(0)
+                .ok()?
+                .to_dtype(candle_core::DType::F32)
+                .ok()?
+                .to_vec2::<f32>()
+                .ok()?;
+            Some(v.iter().map(|p| [p[0], p[1]]).collect())
+        };
+        Some(KeypointView {
+            driving: points(driving)?,
+            portrait: points(portrait)?,
+        })
     }
 }

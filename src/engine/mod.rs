@@ -16,6 +16,17 @@ pub enum EngineError {
     Model(#[from] ModelError),
     #[error("no portrait is set: choose a source image first")]
     NoSource,
+    #[error("the {engine} engine does not support {what}")]
+    Unsupported { engine: String, what: String },
+}
+
+/// Keypoints of the last animated frame in FOMM's normalised coordinates ((x, y) in [-1, 1],
+/// -1/+1 the centres of the first/last pixel): where they are in the driving frame, and where they
+/// were moved to on the portrait. For the keypoint overlay.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeypointView {
+    pub driving: Vec<[f32; 2]>,
+    pub portrait: Vec<[f32; 2]>,
 }
 
 impl From<candle_core::Error> for EngineError {
@@ -43,6 +54,23 @@ pub trait Animator {
     /// Selects portrait `id`, computing its cached state from `source` only the first time:
     /// switching back to a portrait seen before costs no re-encoding.
     fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), EngineError>;
+    /// Relative or absolute motion transfer and adapt scale (FOMM's demo options). Engines with
+    /// relative motion only refuse `relative = false`.
+    fn set_transfer(&mut self, relative: bool, adapt_scale: bool) -> Result<(), EngineError> {
+        let _ = adapt_scale;
+        if relative {
+            Ok(())
+        } else {
+            Err(EngineError::Unsupported {
+                engine: self.name().to_string(),
+                what: "absolute motion transfer".into(),
+            })
+        }
+    }
+    /// The keypoints of the last animated frame, when the engine has any.
+    fn keypoint_view(&self) -> Option<KeypointView> {
+        None
+    }
 }
 
 impl From<classic::ClassicError> for EngineError {
@@ -76,5 +104,22 @@ impl Animator for classic::ClassicEngine {
     }
     fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), EngineError> {
         Ok(classic::ClassicEngine::select_portrait(self, id, source)?)
+    }
+    fn set_transfer(&mut self, relative: bool, adapt_scale: bool) -> Result<(), EngineError> {
+        if !relative {
+            return Err(EngineError::Unsupported {
+                engine: "classic".into(),
+                what: "absolute motion transfer (it has no learned keypoints to place as they are)"
+                    .into(),
+            });
+        }
+        self.set_adapt_scale(adapt_scale);
+        Ok(())
+    }
+    fn keypoint_view(&self) -> Option<KeypointView> {
+        self.motion().map(|m| KeypointView {
+            driving: m.keypoints.clone(),
+            portrait: m.transferred.clone(),
+        })
     }
 }

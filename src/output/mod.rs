@@ -3,6 +3,7 @@
 
 pub mod compose;
 pub mod convert;
+pub mod switch;
 pub mod v4l2;
 
 use std::path::{Path, PathBuf};

@@ -37,6 +37,10 @@ pub struct Stats {
     pub dropped_capture: u64,
     /// Frames replaced in each sink's queue before the sink took them (a slow sink).
     pub dropped_sink: BTreeMap<String, u64>,
+    /// Times a reference frame was taken (the first frame, then after each recalibration).
+    pub calibrations: u64,
+    /// The last problem that did not stop the run (e.g. an option the engine refused).
+    pub notice: Option<String>,
 }
 
 /// A summary for printing.
@@ -54,6 +58,9 @@ pub struct StatsSnapshot {
     pub latency_ms_p95: f64,
     pub dropped_capture: u64,
     pub dropped_sink: BTreeMap<String, u64>,
+    pub calibrations: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 impl Stats {
@@ -121,6 +128,8 @@ impl Stats {
             latency_ms_p95: percentile(&self.latency_ms, 0.95),
             dropped_capture: self.dropped_capture,
             dropped_sink: self.dropped_sink.clone(),
+            calibrations: self.calibrations,
+            notice: self.notice.clone(),
         }
     }
 }

@@ -136,6 +136,7 @@ pub fn small_options() -> PipelineOptions {
         passthrough: false,
         fps: 30.0,
         reopen: false,
+        ..PipelineOptions::default()
     }
 }
 

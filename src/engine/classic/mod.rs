@@ -252,6 +252,14 @@ impl ClassicEngine {
         })
     }
 
+    /// Turns FOMM's adapt scale on or off, from the next frame on.
+    pub fn set_adapt_scale(&mut self, on: bool) {
+        if self.params.adapt_scale != on {
+            self.params.adapt_scale = on;
+            self.update_framing();
+        }
+    }
+
     pub fn params(&self) -> &ClassicParams {
         &self.params
     }

@@ -1,0 +1,46 @@
+//! The desktop window (`marionette` with no arguments): pick a portrait, line your face up with
+//! it, calibrate, and appear animated in the preview and in the virtual camera.
+//!
+//! * [`settings`]: what is remembered between runs (TOML in the XDG config dir);
+//! * [`gallery`]: the bundled and the user's portraits;
+//! * [`ui`] and [`add_dialog`]: the panels, hotkeys and dialogs (egui, over plain data);
+//! * [`video`]: the video panes on the GPU (`shaders/video.wgsl`);
+//! * [`window`]: winit + wgpu + the live pipeline.
+
+pub mod add_dialog;
+pub mod gallery;
+pub mod settings;
+pub mod ui;
+pub mod video;
+pub mod window;
+
+use crate::capture::pattern::TestPattern;
+use crate::capture::webcam::{CameraSelector, Webcam, WebcamRequest};
+use crate::capture::{CaptureError, FrameSource};
+use crate::pipeline::runner::SourceFactory;
+use settings::SourceSetting;
+
+/// The factory for a driving source (opened on the capture thread); `None` for idle motion.
+/// `face`: the portrait the test pattern moves around.
+pub fn source_factory(setting: &SourceSetting, face: image::RgbImage) -> Option<SourceFactory> {
+    match setting {
+        SourceSetting::Idle => None,
+        SourceSetting::Camera(dev) => {
+            let selector: CameraSelector = dev.parse().unwrap_or(CameraSelector::Index(0));
+            Some(Box::new(
+                move || -> Result<Box<dyn FrameSource>, CaptureError> {
+                    Ok(Box::new(Webcam::open(selector, WebcamRequest::default())?))
+                },
+            ))
+        }
+        SourceSetting::TestPattern => Some(Box::new(
+            move || -> Result<Box<dyn FrameSource>, CaptureError> {
+                Ok(Box::new(TestPattern::new(
+                    face,
+                    crate::frame::Size::new(640, 480),
+                    30.0,
+                )))
+            },
+        )),
+    }
+}

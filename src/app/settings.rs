@@ -1,0 +1,196 @@
+//! What the window remembers between runs, as TOML in the XDG config dir
+//! (`$XDG_CONFIG_HOME/marionette/settings.toml`, usually `~/.config/marionette/settings.toml`).
+//! Missing fields take their defaults, so files from older versions keep working; a file that
+//! cannot be read is reported and replaced by defaults, never fatal.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::framing::Crop;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("settings file {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("writing settings file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no config directory: set XDG_CONFIG_HOME or HOME")]
+    NoConfigDir,
+}
+
+/// Where the driving frames come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceSetting {
+    /// A webcam by device path (e.g. /dev/video0).
+    Camera(String),
+    TestPattern,
+    /// No source: the portrait moves by itself.
+    Idle,
+}
+
+/// The crop of the camera frame, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CropSetting {
+    pub zoom: f64,
+    pub pan_x: f64,
+    pub pan_y: f64,
+}
+
+impl Default for CropSetting {
+    fn default() -> Self {
+        let c = Crop::default();
+        Self {
+            zoom: c.zoom,
+            pan_x: c.pan_x,
+            pan_y: c.pan_y,
+        }
+    }
+}
+
+impl CropSetting {
+    pub fn to_crop(self) -> Crop {
+        Crop {
+            zoom: self.zoom,
+            pan_x: self.pan_x,
+            pan_y: self.pan_y,
+            mirror: false,
+        }
+        .clamped()
+    }
+
+    pub fn from_crop(c: &Crop) -> Self {
+        Self {
+            zoom: c.zoom,
+            pan_x: c.pan_x,
+            pan_y: c.pan_y,
+        }
+    }
+}
+
+/// The virtual camera output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VcamSetting {
+    /// `auto` (the v4l2loopback device found), `none`, or a device path.
+    pub device: String,
+    /// yuyv or i420.
+    pub format: String,
+    /// 640x480 or 1280x720.
+    pub size: String,
+}
+
+impl Default for VcamSetting {
+    fn default() -> Self {
+        Self {
+            device: "auto".into(),
+            format: "yuyv".into(),
+            size: "640x480".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The selected portrait's gallery key (`bundled:NAME` or the file's path).
+    pub avatar: Option<String>,
+    /// None: the first webcam, else idle motion.
+    pub source: Option<SourceSetting>,
+    pub crop: CropSetting,
+    /// The portrait drawn over the camera crop, to line the face up with it.
+    pub overlay: bool,
+    /// Its opacity, 0..=1.
+    pub overlay_opacity: f32,
+    /// Mirror the window's camera pane (a selfie view); the model sees the camera as it is.
+    pub mirror_preview: bool,
+    /// Mirror what the virtual camera and recorder get.
+    pub mirror_output: bool,
+    pub passthrough: bool,
+    /// Relative motion (the default); false: absolute.
+    pub relative: bool,
+    pub adapt_scale: bool,
+    pub keypoints: bool,
+    pub stats: bool,
+    pub vcam: VcamSetting,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            avatar: None,
+            source: None,
+            crop: CropSetting::default(),
+            overlay: false,
+            overlay_opacity: 0.4,
+            mirror_preview: true,
+            mirror_output: false,
+            passthrough: false,
+            relative: true,
+            adapt_scale: true,
+            keypoints: false,
+            stats: false,
+            vcam: VcamSetting::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// `$XDG_CONFIG_HOME/marionette/settings.toml`.
+    pub fn default_path() -> Result<PathBuf, SettingsError> {
+        dirs::config_dir()
+            .map(|d| d.join("marionette").join("settings.toml"))
+            .ok_or(SettingsError::NoConfigDir)
+    }
+
+    /// Reads `path`; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => {
+                return Err(SettingsError::Read {
+                    path: path.into(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let mut s: Settings = toml::from_str(&text).map_err(|e| SettingsError::Read {
+            path: path.into(),
+            message: format!("{e}(delete the file to start from the defaults)"),
+        })?;
+        s.overlay_opacity = if s.overlay_opacity.is_finite() {
+            s.overlay_opacity.clamp(0.0, 1.0)
+        } else {
+            0.4
+        };
+        s.crop = CropSetting::from_crop(&s.crop.to_crop());
+        Ok(s)
+    }
+
+    /// Writes atomically (a temporary file renamed over the old one), creating the folder.
+    pub fn save(&self, path: &Path) -> Result<(), SettingsError> {
+        let write = |source| SettingsError::Write {
+            path: path.into(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(write)?;
+        }
+        let text = toml::to_string_pretty(self).map_err(|e| {
+            write(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e.to_string(),
+            ))
+        })?;
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).map_err(write)?;
+        std::fs::rename(&tmp, path).map_err(write)
+    }
+}

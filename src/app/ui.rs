@@ -1,0 +1,521 @@
+//! The window's panels, hotkeys and dialogs, as egui code over plain data: a [`View`] in,
+//! [`Action`]s out. Nothing here touches the pipeline or the GPU, so the panels are tested (and
+//! snapshot-compared) on their own.
+
+use std::path::PathBuf;
+
+use egui::{Key, RichText};
+
+use super::gallery::CropBox;
+use super::settings::{Settings, SourceSetting};
+use crate::pipeline::stats::StatsSnapshot;
+
+/// On/off settings, flipped by a checkbox or a hotkey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    Overlay,
+    MirrorPreview,
+    MirrorOutput,
+    Passthrough,
+    Relative,
+    AdaptScale,
+    Keypoints,
+    Stats,
+    Help,
+    Fullscreen,
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Take the next camera frame as the reference frame.
+    Recalibrate,
+    SelectAvatar(usize),
+    PrevAvatar,
+    NextAvatar,
+    /// Multiply the crop's zoom.
+    Zoom(f64),
+    SetZoom(f64),
+    /// Move the crop (fractions of the free room).
+    Pan(f64, f64),
+    ResetCrop,
+    Toggle(Flag),
+    /// Change the overlay's opacity by this much.
+    OverlayOpacity(f32),
+    SetOverlayOpacity(f32),
+    SetSource(SourceSetting),
+    SetVcamDevice(String),
+    SetVcamFormat(String),
+    SetVcamSize(String),
+    /// Open the add-portrait dialog (optionally on a file, e.g. one dropped on the window).
+    OpenAddPortrait(Option<PathBuf>),
+    AddPortrait {
+        path: PathBuf,
+        crop: CropBox,
+        name: String,
+    },
+    RemovePortrait(usize),
+    Quit,
+}
+
+/// A gallery entry as the panels show it.
+#[derive(Debug, Clone)]
+pub struct Thumb {
+    pub name: String,
+    pub bundled: bool,
+    pub texture: Option<egui::TextureId>,
+}
+
+/// What the status lines say.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// "fomm (vox-256) from models/vox-cpk.pth.tar, CPU".
+    pub engine: String,
+    /// The engine can do absolute motion transfer (FOMM can, the classic engine cannot).
+    pub absolute_supported: bool,
+    /// The driving source now ("test pattern", "/dev/video0", "idle motion").
+    pub source: String,
+    pub source_error: Option<String>,
+    /// "writing YUYV 640x480 to /dev/video10", or why not.
+    pub vcam: String,
+    pub vcam_writing: bool,
+    pub stats: Option<StatsSnapshot>,
+    pub notice: Option<String>,
+}
+
+/// Everything the panels draw from.
+pub struct View<'a> {
+    pub settings: &'a Settings,
+    pub portraits: &'a [Thumb],
+    pub selected: Option<usize>,
+    /// Driving sources to pick from: label and setting.
+    pub sources: &'a [(String, SourceSetting)],
+    /// The source in use.
+    pub source: &'a SourceSetting,
+    /// Virtual-camera devices found (paths).
+    pub vcam_devices: &'a [String],
+    pub status: &'a Status,
+}
+
+/// The hotkeys, for the help overlay and the README.
+pub const HOTKEYS: &[(&str, &str)] = &[
+    (
+        "C or X",
+        "recalibrate: the next camera frame becomes the reference pose",
+    ),
+    ("1 - 9", "pick portrait 1 to 9"),
+    ("A / D", "previous / next portrait"),
+    ("W / S", "zoom the camera crop in / out"),
+    ("Arrow keys", "move the camera crop"),
+    ("R", "reset the crop"),
+    ("O", "alignment overlay (the portrait over your camera)"),
+    ("[ / ]", "overlay opacity down / up"),
+    ("M", "mirror the camera preview"),
+    ("P", "passthrough: send the camera instead of the portrait"),
+    ("I", "statistics"),
+    ("F11", "fullscreen"),
+    ("? or F1", "this help"),
+    ("Esc", "quit"),
+];
+
+/// The hotkeys pressed this frame, taken out of egui's input so widgets do not also act on
+/// them. Keys work wherever the pointer is, except while a text field has the keyboard.
+pub fn hotkeys(ctx: &egui::Context) -> Vec<Action> {
+    if ctx.text_edit_focused() {
+        return Vec::new();
+    }
+    let mut actions = Vec::new();
+    ctx.input_mut(|i| {
+        let mut keep = Vec::with_capacity(i.events.len());
+        for event in i.events.drain(..) {
+            let egui::Event::Key {
+                key,
+                pressed: true,
+                repeat,
+                modifiers,
+                ..
+            } = &event
+            else {
+                keep.push(event);
+                continue;
+            };
+            // Ctrl/Alt combinations belong to widgets (copy, paste, ...).
+            if modifiers.ctrl || modifiers.alt || modifiers.command {
+                keep.push(event);
+                continue;
+            }
+            let action = match key {
+                Key::C | Key::X if !repeat => Some(Action::Recalibrate),
+                Key::A => Some(Action::PrevAvatar),
+                Key::D => Some(Action::NextAvatar),
+                Key::W => Some(Action::Zoom(1.1)),
+                Key::S => Some(Action::Zoom(1.0 / 1.1)),
+                Key::ArrowLeft => Some(Action::Pan(-0.1, 0.0)),
+                Key::ArrowRight => Some(Action::Pan(0.1, 0.0)),
+                Key::ArrowUp => Some(Action::Pan(0.0, -0.1)),
+                Key::ArrowDown => Some(Action::Pan(0.0, 0.1)),
+                Key::R if !repeat => Some(Action::ResetCrop),
+                Key::O if !repeat => Some(Action::Toggle(Flag::Overlay)),
+                Key::OpenBracket => Some(Action::OverlayOpacity(-0.1)),
+                Key::CloseBracket => Some(Action::OverlayOpacity(0.1)),
+                Key::M if !repeat => Some(Action::Toggle(Flag::MirrorPreview)),
+                Key::P if !repeat => Some(Action::Toggle(Flag::Passthrough)),
+                Key::I if !repeat => Some(Action::Toggle(Flag::Stats)),
+                Key::F11 if !repeat => Some(Action::Toggle(Flag::Fullscreen)),
+                Key::Questionmark | Key::F1 if !repeat => Some(Action::Toggle(Flag::Help)),
+                Key::Escape if !repeat => Some(Action::Quit),
+                k if !repeat => digit(*k).map(|n| Action::SelectAvatar(n - 1)),
+                _ => None,
+            };
+            match action {
+                Some(a) => actions.push(a),
+                None => keep.push(event),
+            }
+        }
+        i.events = keep;
+    });
+    actions
+}
+
+fn digit(k: Key) -> Option<usize> {
+    Some(match k {
+        Key::Num1 => 1,
+        Key::Num2 => 2,
+        Key::Num3 => 3,
+        Key::Num4 => 4,
+        Key::Num5 => 5,
+        Key::Num6 => 6,
+        Key::Num7 => 7,
+        Key::Num8 => 8,
+        Key::Num9 => 9,
+        _ => return None,
+    })
+}
+
+fn flag(ui: &mut egui::Ui, on: bool, text: &str, hint: &str, f: Flag, out: &mut Vec<Action>) {
+    let mut v = on;
+    if ui.checkbox(&mut v, text).on_hover_text(hint).changed() {
+        out.push(Action::Toggle(f));
+    }
+}
+
+fn source_label(view: &View<'_>, s: &SourceSetting) -> String {
+    view.sources
+        .iter()
+        .find(|(_, v)| v == s)
+        .map(|(l, _)| l.clone())
+        .unwrap_or_else(|| match s {
+            SourceSetting::Camera(p) => p.clone(),
+            SourceSetting::TestPattern => "Test pattern".into(),
+            SourceSetting::Idle => "Idle motion".into(),
+        })
+}
+
+/// The control panel: source, calibration, motion, view, virtual camera, engine, stats.
+pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
+    let s = view.settings;
+    let mut out = Vec::new();
+    ui.heading("Source");
+    let current = source_label(view, view.source);
+    egui::ComboBox::from_id_salt("source")
+        .width(220.0)
+        .selected_text(current)
+        .show_ui(ui, |ui| {
+            for (label, setting) in view.sources {
+                if ui
+                    .selectable_label(setting == view.source, label.as_str())
+                    .clicked()
+                    && setting != view.source
+                {
+                    out.push(Action::SetSource(setting.clone()));
+                }
+            }
+        });
+    if let Some(e) = &view.status.source_error {
+        ui.colored_label(ui.visuals().warn_fg_color, e);
+    }
+    ui.add_space(4.0);
+    if ui
+        .button(RichText::new("Calibrate (C)").strong())
+        .on_hover_text("Look straight at the camera with a neutral face, then press C")
+        .clicked()
+    {
+        out.push(Action::Recalibrate);
+    }
+    ui.separator();
+
+    ui.heading("Motion");
+    ui.horizontal(|ui| {
+        if ui.radio(s.relative, "Relative").clicked() && !s.relative {
+            out.push(Action::Toggle(Flag::Relative));
+        }
+        let abs = ui.add_enabled(
+            view.status.absolute_supported,
+            egui::RadioButton::new(!s.relative, "Absolute"),
+        );
+        let abs = if view.status.absolute_supported {
+            abs.on_hover_text("The portrait takes your keypoints as they are")
+        } else {
+            abs.on_disabled_hover_text("Needs the FOMM engine")
+        };
+        if abs.clicked() && s.relative {
+            out.push(Action::Toggle(Flag::Relative));
+        }
+    });
+    flag(
+        ui,
+        s.adapt_scale,
+        "Adapt scale",
+        "Scale your motion to the portrait's face size",
+        Flag::AdaptScale,
+        &mut out,
+    );
+    flag(
+        ui,
+        s.passthrough,
+        "Passthrough (P)",
+        "Send the camera crop instead of the portrait",
+        Flag::Passthrough,
+        &mut out,
+    );
+    ui.separator();
+
+    ui.heading("View");
+    flag(
+        ui,
+        s.mirror_preview,
+        "Mirror preview (M)",
+        "Show the camera pane as a mirror",
+        Flag::MirrorPreview,
+        &mut out,
+    );
+    flag(
+        ui,
+        s.mirror_output,
+        "Mirror output",
+        "Flip what the virtual camera sends",
+        Flag::MirrorOutput,
+        &mut out,
+    );
+    flag(
+        ui,
+        s.overlay,
+        "Alignment overlay (O)",
+        "The portrait over your camera, to line your face up with it",
+        Flag::Overlay,
+        &mut out,
+    );
+    let mut opacity = s.overlay_opacity;
+    if ui
+        .add_enabled(
+            s.overlay,
+            egui::Slider::new(&mut opacity, 0.0..=1.0).text("opacity"),
+        )
+        .changed()
+    {
+        out.push(Action::SetOverlayOpacity(opacity));
+    }
+    flag(
+        ui,
+        s.keypoints,
+        "Keypoints",
+        "Draw the motion keypoints",
+        Flag::Keypoints,
+        &mut out,
+    );
+    let mut zoom = s.crop.zoom;
+    ui.horizontal(|ui| {
+        if ui
+            .add(egui::Slider::new(&mut zoom, 1.0..=4.0).text("zoom"))
+            .changed()
+        {
+            out.push(Action::SetZoom(zoom));
+        }
+        if ui.button("Reset (R)").clicked() {
+            out.push(Action::ResetCrop);
+        }
+    });
+    ui.separator();
+
+    ui.heading("Virtual camera");
+    egui::ComboBox::from_id_salt("vcam")
+        .width(220.0)
+        .selected_text(s.vcam.device.as_str())
+        .show_ui(ui, |ui| {
+            let mut choices: Vec<String> = vec!["auto".into(), "none".into()];
+            choices.extend(view.vcam_devices.iter().cloned());
+            for c in choices {
+                if ui
+                    .selectable_label(s.vcam.device == c, c.as_str())
+                    .clicked()
+                    && s.vcam.device != c
+                {
+                    out.push(Action::SetVcamDevice(c));
+                }
+            }
+        });
+    ui.horizontal(|ui| {
+        egui::ComboBox::from_id_salt("vcam-format")
+            .selected_text(s.vcam.format.to_uppercase())
+            .show_ui(ui, |ui| {
+                for f in ["yuyv", "i420"] {
+                    if ui
+                        .selectable_label(s.vcam.format == f, f.to_uppercase())
+                        .clicked()
+                        && s.vcam.format != f
+                    {
+                        out.push(Action::SetVcamFormat(f.into()));
+                    }
+                }
+            });
+        egui::ComboBox::from_id_salt("vcam-size")
+            .selected_text(s.vcam.size.as_str())
+            .show_ui(ui, |ui| {
+                for z in ["640x480", "1280x720"] {
+                    if ui.selectable_label(s.vcam.size == z, z).clicked() && s.vcam.size != z {
+                        out.push(Action::SetVcamSize(z.into()));
+                    }
+                }
+            });
+    });
+    let colour = if view.status.vcam_writing {
+        egui::Color32::from_rgb(90, 190, 90)
+    } else {
+        ui.visuals().warn_fg_color
+    };
+    ui.colored_label(colour, &view.status.vcam);
+    ui.separator();
+
+    ui.heading("Engine");
+    ui.label(&view.status.engine);
+    if let Some(n) = &view.status.notice {
+        ui.colored_label(ui.visuals().warn_fg_color, n);
+    }
+    flag(
+        ui,
+        s.stats,
+        "Statistics (I)",
+        "Frame rate, stage times, latency, dropped frames",
+        Flag::Stats,
+        &mut out,
+    );
+    if s.stats {
+        stats(ui, view.status.stats.as_ref());
+    }
+    out
+}
+
+fn ms(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.1} ms")
+    } else {
+        "-".into()
+    }
+}
+
+/// The statistics grid.
+pub fn stats(ui: &mut egui::Ui, snap: Option<&StatsSnapshot>) {
+    let Some(s) = snap else {
+        ui.label("no frames yet");
+        return;
+    };
+    egui::Grid::new("stats").num_columns(2).show(ui, |ui| {
+        let mut row = |k: &str, v: String| {
+            ui.label(k);
+            ui.monospace(v);
+            ui.end_row();
+        };
+        row("fps", format!("{:.1}", s.fps));
+        row("frames", format!("{}", s.frames_out));
+        row("framing", ms(s.framing_ms_p50));
+        row("engine", ms(s.inference_ms_p50));
+        for (name, v) in &s.sink_ms_p50 {
+            row(name, ms(*v));
+        }
+        row(
+            "latency",
+            format!("{} / {} p95", ms(s.latency_ms_p50), ms(s.latency_ms_p95)),
+        );
+        row("dropped (camera)", format!("{}", s.dropped_capture));
+        let sinks: u64 = s.dropped_sink.values().sum();
+        row("dropped (outputs)", format!("{sinks}"));
+        row("calibrations", format!("{}", s.calibrations));
+    });
+}
+
+/// The gallery strip: numbered thumbnails, add and remove.
+pub fn gallery(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
+    let mut out = Vec::new();
+    egui::ScrollArea::horizontal().show(ui, |ui| {
+        ui.horizontal(|ui| {
+            for (i, p) in view.portraits.iter().enumerate() {
+                let selected = view.selected == Some(i);
+                ui.vertical(|ui| {
+                    let size = egui::vec2(72.0, 72.0);
+                    let resp = match p.texture {
+                        Some(t) => ui.add(
+                            egui::Button::image(egui::Image::from_texture((t, size)))
+                                .selected(selected),
+                        ),
+                        None => ui.add_sized(size, egui::Button::new("?").selected(selected)),
+                    };
+                    if resp.on_hover_text(&p.name).clicked() && !selected {
+                        out.push(Action::SelectAvatar(i));
+                    }
+                    let label = if i < 9 {
+                        format!("{} {}", i + 1, p.name)
+                    } else {
+                        p.name.clone()
+                    };
+                    ui.add(egui::Label::new(RichText::new(label).small()).truncate());
+                });
+            }
+            ui.vertical(|ui| {
+                if ui
+                    .add_sized([72.0, 34.0], egui::Button::new("+ Add"))
+                    .on_hover_text("Add a portrait from a file (or drop one on the window)")
+                    .clicked()
+                {
+                    out.push(Action::OpenAddPortrait(None));
+                }
+                let removable = view
+                    .selected
+                    .and_then(|i| view.portraits.get(i).map(|p| (i, p)))
+                    .filter(|(_, p)| !p.bundled);
+                let r = ui.add_enabled(
+                    removable.is_some(),
+                    egui::Button::new("Remove").min_size(egui::vec2(72.0, 34.0)),
+                );
+                if r.on_disabled_hover_text("Bundled portraits cannot be removed")
+                    .clicked()
+                    && let Some((i, _)) = removable
+                {
+                    out.push(Action::RemovePortrait(i));
+                }
+            });
+        });
+    });
+    out
+}
+
+/// The help overlay: every hotkey.
+pub fn help(ctx: &egui::Context, open: &mut bool) {
+    egui::Window::new("Hotkeys")
+        .open(open)
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, egui::vec2(0.0, 0.0))
+        .show(ctx, |ui| {
+            egui::Grid::new("hotkeys")
+                .num_columns(2)
+                .striped(true)
+                .show(ui, |ui| {
+                    for (k, what) in HOTKEYS {
+                        ui.label(RichText::new(*k).monospace().strong());
+                        ui.label(*what);
+                        ui.end_row();
+                    }
+                });
+            ui.label("Keys work wherever the pointer is, except while typing in a text field.");
+        });
+}

@@ -1,0 +1,984 @@
+//! The window: winit events, egui through egui-wgpu's painter (which also recreates a lost
+//! surface and reconfigures an outdated one), the video panes, and the live pipeline behind
+//! them. The UI thread never waits on the engine: frames arrive through latest-wins channels and
+//! the panes are redrawn at the display's rate from the last ones uploaded.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use winit::application::ApplicationHandler;
+use winit::event::WindowEvent;
+use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop};
+use winit::window::{Fullscreen, Window, WindowId};
+
+use super::add_dialog::AddDialog;
+use super::gallery::Gallery;
+use super::settings::{Settings, SourceSetting};
+use super::ui::{self, Action, Flag, Status, Thumb, View};
+use super::video::{PaneCallback, PaneId, PaneParams, VideoRenderer};
+use crate::engine::Animator;
+use crate::frame::Frame;
+use crate::output::FrameSink;
+use crate::output::switch::{ChannelSink, SwitchHandle, SwitchableSink};
+use crate::pipeline::channel::{LatestReceiver, latest};
+use crate::pipeline::runner::{Control, Pipeline, PipelineOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WindowError {
+    #[error(
+        "cannot open a window ({0}): marionette needs a desktop session (X11 or Wayland; DISPLAY or \
+         WAYLAND_DISPLAY set). Without one, `marionette run` works headless"
+    )]
+    EventLoop(#[from] winit::error::EventLoopError),
+    #[error("creating the window: {0}")]
+    Os(#[from] winit::error::OsError),
+    #[error(
+        "no graphics adapter for the window ({0}). Install Mesa's drivers (Debian/Ubuntu: \
+         mesa-vulkan-drivers libgl1-mesa-dri) or your GPU's driver; WGPU_BACKEND=gl or vulkan \
+         picks one"
+    )]
+    Gpu(#[from] egui_wgpu::WgpuError),
+    #[error(
+        "no portraits: neither the bundled avatars (assets/avatars) nor any in {0} were found. Add \
+         an image there or run from the repository"
+    )]
+    NoPortraits(String),
+}
+
+/// What the window starts with (the command line's choices; None: the saved settings).
+pub struct WindowOptions {
+    pub engine: Box<dyn Animator + Send>,
+    /// One line about the engine ("fomm (vox-256) from ..., CPU").
+    pub engine_status: String,
+    pub absolute_supported: bool,
+    pub source: Option<SourceSetting>,
+    pub vcam: Option<String>,
+    pub settings_path: PathBuf,
+    pub bundled_dir: Option<PathBuf>,
+    pub user_dir: Option<PathBuf>,
+    /// Frame rate of idle motion and of the virtual camera.
+    pub fps: f64,
+}
+
+struct Gfx {
+    window: Arc<Window>,
+    state: egui_winit::State,
+    painter: egui_wgpu::winit::Painter,
+}
+
+struct App {
+    ctx: egui::Context,
+    gfx: Option<Gfx>,
+    fatal: Option<WindowError>,
+    settings: Settings,
+    settings_path: PathBuf,
+    saved: Settings,
+    dirty_since: Option<Instant>,
+    gallery: Gallery,
+    thumbs: Vec<Thumb>,
+    thumb_textures: Vec<egui::TextureHandle>,
+    selected: usize,
+    source: SourceSetting,
+    sources: Vec<(String, SourceSetting)>,
+    vcam_device: String,
+    vcam_devices: Vec<String>,
+    devices_checked: Instant,
+    pipeline: Option<Pipeline>,
+    control: Sender<Control>,
+    preview_rx: LatestReceiver<Frame>,
+    output_rx: LatestReceiver<Frame>,
+    vcam: SwitchHandle,
+    camera_size: Option<(u32, u32)>,
+    pending_camera: Option<Frame>,
+    pending_output: Option<Frame>,
+    overlay_dirty: bool,
+    add_dialog: AddDialog,
+    show_help: bool,
+    fullscreen: bool,
+    status: Status,
+    fps: f64,
+    frame_interval: Duration,
+    next_redraw: Instant,
+    layout: Option<[egui::Rect; 2]>,
+    first_output_logged: bool,
+    quit: bool,
+}
+
+/// Cameras (capture devices that are not virtual cameras) and the virtual-camera outputs.
+fn scan_devices() -> (Vec<(String, SourceSetting)>, Vec<String>) {
+    let devices = crate::output::v4l2::list_devices();
+    let mut sources: Vec<(String, SourceSetting)> = devices
+        .iter()
+        .filter(|d| d.capture && !d.is_loopback())
+        .map(|d| {
+            let path = d.path.display().to_string();
+            (format!("{} ({path})", d.card), SourceSetting::Camera(path))
+        })
+        .collect();
+    sources.push(("Test pattern".into(), SourceSetting::TestPattern));
+    sources.push(("Idle motion (no camera)".into(), SourceSetting::Idle));
+    let vcams = devices
+        .iter()
+        .filter(|d| d.is_loopback() && d.output)
+        .map(|d| d.path.display().to_string())
+        .collect();
+    (sources, vcams)
+}
+
+fn source_name(s: &SourceSetting) -> String {
+    match s {
+        SourceSetting::Camera(p) => format!("camera {p}"),
+        SourceSetting::TestPattern => "test pattern".into(),
+        SourceSetting::Idle => "idle motion".into(),
+    }
+}
+
+/// Opens the window and runs until it is closed. The pipeline is shut down and the settings
+/// saved before this returns.
+pub fn run(options: WindowOptions) -> Result<(), WindowError> {
+    let event_loop = EventLoop::new()?;
+    let mut app = App::new(options)?;
+    let result = event_loop.run_app(&mut app);
+    app.shutdown();
+    if let Some(e) = app.fatal.take() {
+        return Err(e);
+    }
+    Ok(result?)
+}
+
+impl App {
+    fn new(o: WindowOptions) -> Result<Self, WindowError> {
+        let mut settings = match Settings::load(&o.settings_path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}; starting from the default settings");
+                Settings::default()
+            }
+        };
+        let (gallery, errors) = Gallery::load(o.bundled_dir.as_deref(), o.user_dir.as_deref());
+        for e in errors {
+            eprintln!("portrait skipped: {e}");
+        }
+        if gallery.is_empty() {
+            return Err(WindowError::NoPortraits(
+                o.user_dir
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "the user's avatar folder".into()),
+            ));
+        }
+        let selected = settings
+            .avatar
+            .as_deref()
+            .and_then(|k| gallery.index_of(k))
+            .unwrap_or(0);
+        settings.avatar = gallery.get(selected).map(|p| p.key.clone());
+        let (sources, vcam_devices) = scan_devices();
+        // The source: the command line's, else the saved one if it is still there, else the
+        // first webcam, else idle motion.
+        let mut notice = None;
+        let source = match (&o.source, &settings.source) {
+            (Some(s), _) => s.clone(),
+            (None, Some(s)) if sources.iter().any(|(_, v)| v == s) => s.clone(),
+            (None, saved) => {
+                let first = sources
+                    .iter()
+                    .find(|(_, v)| matches!(v, SourceSetting::Camera(_)))
+                    .map(|(_, v)| v.clone());
+                match first {
+                    Some(c) => c,
+                    None => {
+                        let why = match saved {
+                            Some(SourceSetting::Camera(p)) => format!("camera {p} is not there"),
+                            _ => "no webcam found".into(),
+                        };
+                        notice = Some(format!(
+                            "{why}: the portrait moves by itself (idle motion). Pick the test \
+                             pattern to see it follow a moving face"
+                        ));
+                        SourceSetting::Idle
+                    }
+                }
+            }
+        };
+        if let Some(n) = &notice {
+            eprintln!("{n}");
+        }
+        eprintln!("source: {}", source_name(&source));
+        let vcam_device = o
+            .vcam
+            .clone()
+            .unwrap_or_else(|| settings.vcam.device.clone());
+
+        let (preview_tx, preview_rx) = latest::<Frame>();
+        let (output_tx, output_rx) = latest::<Frame>();
+        let (switch, vcam) = SwitchableSink::new("vcam");
+        let sinks: Vec<Box<dyn FrameSink>> = vec![
+            Box::new(ChannelSink::new("window", output_tx)),
+            Box::new(switch),
+        ];
+        let portrait = gallery.get(selected).cloned();
+        let crop = settings.crop.to_crop();
+        let options = PipelineOptions {
+            portraits: portrait.iter().map(|p| (*p.image).clone()).collect(),
+            ids: portrait.iter().map(|p| p.id).collect(),
+            avatar: 0,
+            crop,
+            passthrough: settings.passthrough,
+            fps: o.fps,
+            reopen: true,
+            mirror_output: settings.mirror_output,
+            preview: Some(preview_tx),
+        };
+        let pipeline = Pipeline::start(None, o.engine, sinks, options);
+        let control = pipeline.control();
+        let _ = control.send(Control::Transfer {
+            relative: settings.relative || !o.absolute_supported,
+            adapt_scale: settings.adapt_scale,
+        });
+        let face = portrait
+            .as_ref()
+            .map(|p| (*p.image).clone())
+            .unwrap_or_default();
+        if !matches!(source, SourceSetting::Idle) {
+            pipeline.set_source(super::source_factory(&source, face));
+        }
+        let status = Status {
+            engine: o.engine_status,
+            absolute_supported: o.absolute_supported,
+            source: source_name(&source),
+            notice,
+            ..Status::default()
+        };
+        let mut app = Self {
+            ctx: egui::Context::default(),
+            gfx: None,
+            fatal: None,
+            saved: settings.clone(),
+            settings,
+            settings_path: o.settings_path,
+            dirty_since: None,
+            gallery,
+            thumbs: Vec::new(),
+            thumb_textures: Vec::new(),
+            selected,
+            source,
+            sources,
+            vcam_device,
+            vcam_devices,
+            devices_checked: Instant::now(),
+            pipeline: Some(pipeline),
+            control,
+            preview_rx,
+            output_rx,
+            vcam,
+            camera_size: None,
+            pending_camera: None,
+            pending_output: None,
+            overlay_dirty: true,
+            add_dialog: AddDialog::default(),
+            show_help: false,
+            fullscreen: false,
+            status,
+            fps: o.fps,
+            frame_interval: Duration::from_secs_f64(1.0 / 60.0),
+            next_redraw: Instant::now(),
+            layout: None,
+            first_output_logged: false,
+            quit: false,
+        };
+        app.open_vcam();
+        app.refresh_thumbs();
+        Ok(app)
+    }
+
+    fn refresh_thumbs(&mut self) {
+        self.thumb_textures = self
+            .gallery
+            .portraits
+            .iter()
+            .map(|p| {
+                let t = &p.thumbnail;
+                let img = egui::ColorImage::from_rgb(
+                    [t.width() as usize, t.height() as usize],
+                    t.as_raw(),
+                );
+                self.ctx.load_texture(
+                    format!("thumb:{}", p.key),
+                    img,
+                    egui::TextureOptions::LINEAR,
+                )
+            })
+            .collect();
+        self.thumbs = self
+            .gallery
+            .portraits
+            .iter()
+            .zip(&self.thumb_textures)
+            .map(|(p, t)| Thumb {
+                name: p.name.clone(),
+                bundled: p.bundled,
+                texture: Some(t.id()),
+            })
+            .collect();
+    }
+
+    /// Points the virtual-camera output at the chosen device (or closes it).
+    fn open_vcam(&mut self) {
+        let device = match self.vcam_device.as_str() {
+            "none" | "off" => None,
+            "auto" => {
+                let devices = crate::output::v4l2::list_devices();
+                match crate::output::v4l2::find_virtual_camera(&devices) {
+                    Some(d) => Some(d.path.clone()),
+                    None => {
+                        self.vcam.set(None, "");
+                        self.vcam.report(
+                            "no virtual camera found (v4l2loopback is not loaded): run \
+                             packaging/setup-virtual-camera.sh",
+                        );
+                        return;
+                    }
+                }
+            }
+            path => Some(PathBuf::from(path)),
+        };
+        let Some(path) = device else {
+            self.vcam.set(None, "");
+            return;
+        };
+        let size = parse_size(&self.settings.vcam.size);
+        let format: Result<crate::output::convert::PixelFormat, String> =
+            self.settings.vcam.format.parse();
+        let opened = match (size, format) {
+            (Some(size), Ok(format)) => {
+                crate::output::v4l2::V4l2Sink::open(&path, size, format, self.fps.round() as u32)
+                    .map_err(|e| e.to_string())
+            }
+            (None, _) => Err(format!("bad size {}", self.settings.vcam.size)),
+            (_, Err(e)) => Err(e),
+        };
+        match opened {
+            Ok(sink) => {
+                let label = format!(
+                    "{} {} {}",
+                    path.display(),
+                    self.settings.vcam.format.to_uppercase(),
+                    self.settings.vcam.size
+                );
+                eprintln!("virtual camera: {label}");
+                self.vcam.set(Some(Box::new(sink)), label);
+            }
+            Err(e) => {
+                self.vcam.set(None, "");
+                self.vcam.report(e);
+            }
+        }
+    }
+
+    fn select(&mut self, index: usize) {
+        let Some(p) = self.gallery.get(index) else {
+            return;
+        };
+        self.selected = index;
+        self.settings.avatar = Some(p.key.clone());
+        let _ = self.control.send(Control::SetPortrait {
+            id: p.id,
+            image: p.image.clone(),
+        });
+        self.overlay_dirty = true;
+        tracing::info!("portrait: {}", p.name);
+    }
+
+    fn send_crop(&self) {
+        let _ = self
+            .control
+            .send(Control::SetCrop(self.settings.crop.to_crop()));
+    }
+
+    fn apply(&mut self, action: Action, event_loop: &ActiveEventLoop) {
+        tracing::info!("action: {action:?}");
+        let s = &mut self.settings;
+        match action {
+            Action::Recalibrate => {
+                let _ = self.control.send(Control::Recalibrate);
+            }
+            Action::SelectAvatar(i) => self.select(i),
+            Action::PrevAvatar | Action::NextAvatar => {
+                let n = self.gallery.len();
+                if n > 0 {
+                    let step = if action == Action::NextAvatar {
+                        1
+                    } else {
+                        n - 1
+                    };
+                    self.select((self.selected + step) % n);
+                }
+            }
+            Action::Zoom(f) => {
+                let mut c = s.crop.to_crop();
+                c.zoom *= f;
+                s.crop = super::settings::CropSetting::from_crop(&c.clamped());
+                self.send_crop();
+            }
+            Action::SetZoom(z) => {
+                let mut c = s.crop.to_crop();
+                c.zoom = z;
+                s.crop = super::settings::CropSetting::from_crop(&c.clamped());
+                self.send_crop();
+            }
+            Action::Pan(dx, dy) => {
+                // Arrows move the crop as the pane shows it: mirrored, left is the image's right.
+                let dx = if s.mirror_preview { -dx } else { dx };
+                let mut c = s.crop.to_crop();
+                c.pan_x += dx;
+                c.pan_y += dy;
+                s.crop = super::settings::CropSetting::from_crop(&c.clamped());
+                self.send_crop();
+            }
+            Action::ResetCrop => {
+                s.crop = super::settings::CropSetting::default();
+                self.send_crop();
+            }
+            Action::Toggle(flag) => match flag {
+                Flag::Overlay => s.overlay = !s.overlay,
+                Flag::MirrorPreview => s.mirror_preview = !s.mirror_preview,
+                Flag::MirrorOutput => {
+                    s.mirror_output = !s.mirror_output;
+                    let _ = self.control.send(Control::MirrorOutput(s.mirror_output));
+                }
+                Flag::Passthrough => {
+                    s.passthrough = !s.passthrough;
+                    let _ = self.control.send(Control::Passthrough(s.passthrough));
+                }
+                Flag::Relative | Flag::AdaptScale => {
+                    if flag == Flag::Relative {
+                        if s.relative && !self.status.absolute_supported {
+                            return;
+                        }
+                        s.relative = !s.relative;
+                    } else {
+                        s.adapt_scale = !s.adapt_scale;
+                    }
+                    let _ = self.control.send(Control::Transfer {
+                        relative: s.relative,
+                        adapt_scale: s.adapt_scale,
+                    });
+                }
+                Flag::Keypoints => s.keypoints = !s.keypoints,
+                Flag::Stats => s.stats = !s.stats,
+                Flag::Help => self.show_help = !self.show_help,
+                Flag::Fullscreen => {
+                    self.fullscreen = !self.fullscreen;
+                    if let Some(g) = &self.gfx {
+                        g.window.set_fullscreen(
+                            self.fullscreen.then_some(Fullscreen::Borderless(None)),
+                        );
+                    }
+                }
+            },
+            Action::OverlayOpacity(d) => {
+                s.overlay_opacity = (s.overlay_opacity + d).clamp(0.0, 1.0);
+                s.overlay = true;
+            }
+            Action::SetOverlayOpacity(v) => s.overlay_opacity = v.clamp(0.0, 1.0),
+            Action::SetSource(src) => {
+                s.source = Some(src.clone());
+                let face = self
+                    .gallery
+                    .get(self.selected)
+                    .map(|p| (*p.image).clone())
+                    .unwrap_or_default();
+                if let Some(p) = &self.pipeline {
+                    p.set_source(super::source_factory(&src, face));
+                }
+                self.status.source = source_name(&src);
+                self.status.notice = None;
+                self.source = src;
+            }
+            Action::SetVcamDevice(d) => {
+                s.vcam.device = d.clone();
+                self.vcam_device = d;
+                self.open_vcam();
+            }
+            Action::SetVcamFormat(f) => {
+                s.vcam.format = f;
+                self.open_vcam();
+            }
+            Action::SetVcamSize(z) => {
+                s.vcam.size = z;
+                self.open_vcam();
+            }
+            Action::OpenAddPortrait(file) => self.add_dialog.open(&self.ctx, file),
+            Action::AddPortrait { path, crop, name } => {
+                let added = crate::media::frames::load_rgb(&path)
+                    .map_err(super::gallery::GalleryError::from)
+                    .and_then(|img| self.gallery.add(&img, crop, &name));
+                match added {
+                    Ok(i) => {
+                        self.refresh_thumbs();
+                        self.select(i);
+                        self.status.notice = None;
+                    }
+                    Err(e) => self.status.notice = Some(format!("adding a portrait: {e}")),
+                }
+            }
+            Action::RemovePortrait(i) => match self.gallery.remove(i) {
+                Ok(p) => {
+                    tracing::info!("removed portrait {}", p.name);
+                    self.refresh_thumbs();
+                    if self.selected >= i && self.selected > 0 {
+                        self.select(self.selected - 1);
+                    } else {
+                        self.select(self.selected.min(self.gallery.len().saturating_sub(1)));
+                    }
+                }
+                Err(e) => self.status.notice = Some(e.to_string()),
+            },
+            Action::Quit => {
+                self.quit = true;
+                event_loop.exit();
+            }
+        }
+        if self.settings != self.saved && self.dirty_since.is_none() {
+            self.dirty_since = Some(Instant::now());
+        }
+    }
+
+    fn save_settings(&mut self) {
+        if self.settings == self.saved {
+            return;
+        }
+        match self.settings.save(&self.settings_path) {
+            Ok(()) => self.saved = self.settings.clone(),
+            Err(e) => self.status.notice = Some(e.to_string()),
+        }
+        self.dirty_since = None;
+    }
+
+    fn update_status(&mut self) {
+        if let Some(p) = &self.pipeline {
+            let snap = p.stats.lock().ok().map(|s| s.snapshot());
+            if let Some(n) = snap.as_ref().and_then(|s| s.notice.clone()) {
+                self.status.notice = Some(n);
+            }
+            self.status.stats = snap;
+            self.status.source_error = p.source_error();
+            if !p.is_running() {
+                self.status.notice =
+                    Some("the engine stopped: see the terminal for why; restart marionette".into());
+            }
+        }
+        let v = self.vcam.status();
+        self.status.vcam_writing = v.is_writing();
+        self.status.vcam = match (&v.device, &v.error) {
+            (Some(d), _) if v.is_writing() => format!("writing {d}"),
+            (Some(d), _) => format!("opened {d}, waiting for frames"),
+            (None, Some(e)) => format!("not writing: {e}"),
+            (None, None) => "off".into(),
+        };
+        if self.devices_checked.elapsed() > Duration::from_secs(3) {
+            let (sources, vcams) = scan_devices();
+            self.sources = sources;
+            self.vcam_devices = vcams;
+            self.devices_checked = Instant::now();
+        }
+    }
+
+    /// The panes: the camera crop (with the overlay) and the output, side by side, square.
+    fn panes(&mut self, ui: &mut egui::Ui) {
+        let avail = ui.available_rect_before_wrap();
+        let label_h = 22.0;
+        let gap = 12.0;
+        let side = ((avail.width() - gap) / 2.0)
+            .min(avail.height() - label_h)
+            .max(16.0);
+        let left = avail.center().x - side - gap / 2.0;
+        let top = avail.min.y + label_h;
+        let cam = egui::Rect::from_min_size(egui::pos2(left, top), egui::vec2(side, side));
+        let out =
+            egui::Rect::from_min_size(egui::pos2(left + side + gap, top), egui::vec2(side, side));
+        let s = &self.settings;
+        let live = self.pipeline.as_ref().is_some_and(|p| p.is_live());
+        let crop = s.crop.to_crop();
+        let uv = match self.camera_size {
+            Some((w, h)) => {
+                let (x, y, side) = crop.square(crate::frame::Size::new(w, h));
+                [
+                    (x / w as f64) as f32,
+                    (y / h as f64) as f32,
+                    ((x + side) / w as f64) as f32,
+                    ((y + side) / h as f64) as f32,
+                ]
+            }
+            None => [0.0, 0.0, 1.0, 1.0],
+        };
+        let painter = ui.painter();
+        let text = ui.visuals().text_color();
+        painter.text(
+            egui::pos2(cam.min.x, avail.min.y + 2.0),
+            egui::Align2::LEFT_TOP,
+            if live {
+                "Camera (what the model sees)"
+            } else {
+                "Camera: none (idle motion)"
+            },
+            egui::FontId::proportional(15.0),
+            text,
+        );
+        painter.text(
+            egui::pos2(out.min.x, avail.min.y + 2.0),
+            egui::Align2::LEFT_TOP,
+            "Output (the virtual camera)",
+            egui::FontId::proportional(15.0),
+            text,
+        );
+        painter.add(egui_wgpu::Callback::new_paint_callback(
+            cam,
+            PaneCallback {
+                pane: PaneId::Camera,
+                params: PaneParams {
+                    crop: uv,
+                    mirror: s.mirror_preview,
+                    overlay_opacity: if s.overlay { s.overlay_opacity } else { 0.0 },
+                    visible: live,
+                },
+            },
+        ));
+        painter.add(egui_wgpu::Callback::new_paint_callback(
+            out,
+            PaneCallback {
+                pane: PaneId::Output,
+                params: PaneParams {
+                    crop: [0.0, 0.0, 1.0, 1.0],
+                    mirror: false,
+                    overlay_opacity: 0.0,
+                    visible: true,
+                },
+            },
+        ));
+        if s.keypoints
+            && let Some(kp) = self.pipeline.as_ref().and_then(|p| p.keypoints())
+        {
+            let at = |r: egui::Rect, p: [f32; 2], mirror: bool| {
+                let x = (p[0] + 1.0) / 2.0;
+                let x = if mirror { 1.0 - x } else { x };
+                r.min + egui::vec2(x, (p[1] + 1.0) / 2.0) * r.width()
+            };
+            for p in &kp.driving {
+                painter.circle_filled(at(cam, *p, s.mirror_preview), 3.5, egui::Color32::GREEN);
+            }
+            for p in &kp.portrait {
+                painter.circle_filled(at(out, *p, s.mirror_output), 3.5, egui::Color32::GOLD);
+            }
+        }
+        if !live {
+            painter.text(
+                cam.center(),
+                egui::Align2::CENTER_CENTER,
+                "no camera\npick one under Source",
+                egui::FontId::proportional(16.0),
+                egui::Color32::GRAY,
+            );
+        }
+        ui.allocate_rect(avail, egui::Sense::hover());
+        let ppp = ui.ctx().pixels_per_point();
+        if self.layout != Some([cam, out]) {
+            self.layout = Some([cam, out]);
+            let px = |r: egui::Rect| {
+                format!(
+                    "{} {} {} {}",
+                    (r.min.x * ppp).round(),
+                    (r.min.y * ppp).round(),
+                    (r.width() * ppp).round(),
+                    (r.height() * ppp).round()
+                )
+            };
+            tracing::info!("layout: camera {}; output {}", px(cam), px(out));
+        }
+    }
+
+    fn draw(&mut self, root: &mut egui::Ui) -> Vec<Action> {
+        let mut actions = ui::hotkeys(root.ctx());
+        let calibrated = self
+            .status
+            .stats
+            .as_ref()
+            .is_some_and(|s| s.calibrations > 0);
+        egui::Panel::top("top").show(root, |ui| {
+            ui.horizontal(|ui| {
+                ui.heading("marionette");
+                ui.separator();
+                ui.label(format!("source: {}", self.status.source));
+                ui.separator();
+                if self.settings.passthrough {
+                    ui.colored_label(ui.visuals().warn_fg_color, "passthrough");
+                } else if calibrated {
+                    ui.label("calibrated (C to recalibrate)");
+                } else {
+                    ui.colored_label(
+                        ui.visuals().warn_fg_color,
+                        "not calibrated: look at the camera, press C",
+                    );
+                }
+                if let Some(s) = &self.status.stats {
+                    ui.separator();
+                    ui.label(format!("{:.1} fps", s.fps));
+                }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    if ui.button("? Help").clicked() {
+                        actions.push(Action::Toggle(Flag::Help));
+                    }
+                });
+            });
+            if let Some(n) = &self.status.notice {
+                ui.colored_label(ui.visuals().warn_fg_color, n);
+            }
+        });
+        let view = View {
+            settings: &self.settings,
+            portraits: &self.thumbs,
+            selected: Some(self.selected),
+            sources: &self.sources,
+            source: &self.source,
+            vcam_devices: &self.vcam_devices,
+            status: &self.status,
+        };
+        egui::Panel::bottom("gallery").show(root, |ui| {
+            actions.extend(ui::gallery(ui, &view));
+        });
+        egui::Panel::left("controls")
+            .resizable(false)
+            .exact_size(270.0)
+            .show(root, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    actions.extend(ui::controls(ui, &view));
+                });
+            });
+        egui::CentralPanel::default().show(root, |ui| self.panes(ui));
+        let mut help = self.show_help;
+        ui::help(root.ctx(), &mut help);
+        if help != self.show_help {
+            actions.push(Action::Toggle(Flag::Help));
+        }
+        if let Some(a) = self.add_dialog.show(root.ctx()) {
+            actions.push(a);
+        }
+        actions
+    }
+
+    fn redraw(&mut self, event_loop: &ActiveEventLoop) {
+        self.update_status();
+        let Some(gfx) = self.gfx.as_mut() else {
+            return;
+        };
+        // New frames to the GPU.
+        if let Some(rs) = gfx.painter.render_state() {
+            let mut renderer = rs.renderer.write();
+            if let Some(video) = renderer.callback_resources.get_mut::<VideoRenderer>() {
+                if let Some(f) = self.pending_camera.take() {
+                    self.camera_size = Some((f.size.width, f.size.height));
+                    video.upload_frame(
+                        &rs.device,
+                        &rs.queue,
+                        PaneId::Camera,
+                        (f.size.width, f.size.height),
+                        &f.rgb,
+                    );
+                }
+                if let Some(f) = self.pending_output.take() {
+                    if !self.first_output_logged {
+                        self.first_output_logged = true;
+                        tracing::info!("first output frame shown");
+                    }
+                    video.upload_frame(
+                        &rs.device,
+                        &rs.queue,
+                        PaneId::Output,
+                        (f.size.width, f.size.height),
+                        &f.rgb,
+                    );
+                }
+                if self.overlay_dirty
+                    && let Some(p) = self.gallery.get(self.selected)
+                {
+                    video.upload_overlay(
+                        &rs.device,
+                        &rs.queue,
+                        (p.image.width(), p.image.height()),
+                        p.image.as_raw(),
+                    );
+                    self.overlay_dirty = false;
+                }
+            }
+        }
+        let Some(gfx) = self.gfx.as_mut() else {
+            return;
+        };
+        let raw = gfx.state.take_egui_input(&gfx.window);
+        let ctx = self.ctx.clone();
+        let mut actions = Vec::new();
+        let output = ctx.run_ui(raw, |ui| actions = self.draw(ui));
+        let Some(gfx) = self.gfx.as_mut() else {
+            return;
+        };
+        gfx.state
+            .handle_platform_output(&gfx.window, output.platform_output);
+        let clipped = ctx.tessellate(output.shapes, output.pixels_per_point);
+        let mut textures = output.textures_delta;
+        gfx.painter.paint_and_update_textures(
+            egui::ViewportId::ROOT,
+            output.pixels_per_point,
+            [0.1, 0.1, 0.1, 1.0],
+            &clipped,
+            &mut textures,
+            Vec::new(),
+            &gfx.window,
+        );
+        for a in actions {
+            self.apply(a, event_loop);
+        }
+        if self
+            .dirty_since
+            .is_some_and(|t| t.elapsed() > Duration::from_millis(500))
+        {
+            self.save_settings();
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.save_settings();
+        if let Some(p) = self.pipeline.take() {
+            let _ = self.control.send(Control::Quit);
+            for e in p.join() {
+                match e.result {
+                    Ok(()) => tracing::info!("{} stopped", e.thread),
+                    Err(err) => eprintln!("{} stopped: {err}", e.thread),
+                }
+            }
+        }
+        // The surface before the window.
+        self.gfx = None;
+    }
+
+    fn create_window(&mut self, event_loop: &ActiveEventLoop) -> Result<(), WindowError> {
+        let attrs = Window::default_attributes()
+            .with_title("marionette")
+            .with_inner_size(winit::dpi::LogicalSize::new(1280.0, 760.0))
+            .with_min_inner_size(winit::dpi::LogicalSize::new(720.0, 480.0));
+        let window = Arc::new(event_loop.create_window(attrs)?);
+        let mut config = egui_wgpu::WgpuConfiguration::default();
+        config.wgpu_setup =
+            egui_wgpu::WgpuSetup::from_display_handle(event_loop.owned_display_handle());
+        let mut painter = pollster::block_on(egui_wgpu::winit::Painter::new(
+            self.ctx.clone(),
+            config,
+            false,
+            egui_wgpu::RendererOptions {
+                msaa_samples: 1,
+                ..Default::default()
+            },
+        ));
+        pollster::block_on(painter.set_window(egui::ViewportId::ROOT, Some(window.clone())))?;
+        if let Some(rs) = painter.render_state() {
+            let info = rs.adapter.get_info();
+            eprintln!("window: {} ({:?})", info.name, info.backend);
+            let video = VideoRenderer::new(&rs.device, rs.target_format);
+            rs.renderer.write().callback_resources.insert(video);
+        }
+        let state = egui_winit::State::new(
+            self.ctx.clone(),
+            egui::ViewportId::ROOT,
+            event_loop,
+            Some(window.scale_factor() as f32),
+            window.theme(),
+            painter.max_texture_side(),
+        );
+        if let Some(mhz) = window
+            .current_monitor()
+            .and_then(|m| m.refresh_rate_millihertz())
+            .filter(|&m| m >= 20_000)
+        {
+            self.frame_interval = Duration::from_secs_f64(1000.0 / f64::from(mhz));
+        }
+        self.overlay_dirty = true;
+        self.gfx = Some(Gfx {
+            window,
+            state,
+            painter,
+        });
+        Ok(())
+    }
+}
+
+fn parse_size(s: &str) -> Option<crate::frame::Size> {
+    let (w, h) = s.split_once('x')?;
+    Some(crate::frame::Size::new(w.parse().ok()?, h.parse().ok()?))
+}
+
+impl ApplicationHandler for App {
+    fn resumed(&mut self, event_loop: &ActiveEventLoop) {
+        if self.gfx.is_some() {
+            return;
+        }
+        if let Err(e) = self.create_window(event_loop) {
+            self.fatal = Some(e);
+            event_loop.exit();
+        }
+    }
+
+    fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
+        let Some(gfx) = self.gfx.as_mut() else {
+            return;
+        };
+        let response = gfx.state.on_window_event(&gfx.window, &event);
+        match event {
+            WindowEvent::CloseRequested => {
+                self.quit = true;
+                event_loop.exit();
+            }
+            WindowEvent::Resized(size) => {
+                if let (Some(w), Some(h)) = (
+                    std::num::NonZeroU32::new(size.width),
+                    std::num::NonZeroU32::new(size.height),
+                ) {
+                    gfx.painter.on_window_resized(egui::ViewportId::ROOT, w, h);
+                }
+                gfx.window.request_redraw();
+            }
+            WindowEvent::DroppedFile(path) => {
+                self.add_dialog.open(&self.ctx, Some(path));
+                gfx.window.request_redraw();
+            }
+            WindowEvent::RedrawRequested => self.redraw(event_loop),
+            _ => {
+                if response.repaint {
+                    gfx.window.request_redraw();
+                }
+            }
+        }
+    }
+
+    fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
+        if self.quit {
+            event_loop.exit();
+            return;
+        }
+        if let Ok(f) = self.preview_rx.try_recv() {
+            self.pending_camera = Some(f);
+        }
+        if let Ok(f) = self.output_rx.try_recv() {
+            self.pending_output = Some(f);
+        }
+        let now = Instant::now();
+        if now >= self.next_redraw {
+            if let Some(g) = &self.gfx {
+                g.window.request_redraw();
+            }
+            self.next_redraw = now + self.frame_interval;
+        }
+        event_loop.set_control_flow(ControlFlow::WaitUntil(self.next_redraw));
+    }
+}

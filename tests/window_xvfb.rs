@@ -1,0 +1,295 @@
+//! The real window under Xvfb, drawn by Mesa's software renderer (lavapipe or llvmpipe): start
+//! `marionette window` on the test pattern with the tiny FOMM checkpoint, screenshot the X
+//! screen, check that the camera and output panes are drawn and not blank, then drive it with
+//! real X key presses (xdotool) and check that they reached the engine: `c` recalibrates, `2`
+//! picks the second portrait, `o` turns the overlay on, `Esc` quits cleanly and the settings are
+//! saved. Screenshots are kept in target/window-test for looking at.
+//!
+//! Needs Xvfb, xdotool and ImageMagick's `import` (`bash packaging/setup.sh --tests` installs
+//! them, with Mesa's Vulkan driver).
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fixture;
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Self {
+        // A display number nobody uses.
+        let n = (90..200)
+            .find(|n| {
+                !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                    && !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            })
+            .expect("no free X display number");
+        let display = format!(":{n}");
+        let child = Command::new("Xvfb")
+            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting Xvfb");
+        let t = Instant::now();
+        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+            assert!(t.elapsed() < Duration::from_secs(20), "Xvfb did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, display }
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn x(display: &str, args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .env("DISPLAY", display)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn wait_log(path: &Path, what: &str, count: usize, limit: Duration, child: &mut Child) {
+    let t = Instant::now();
+    while log(path).matches(what).count() < count {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "marionette exited ({status}) before {what:?}:\n{}",
+                log(path)
+            );
+        }
+        assert!(
+            t.elapsed() < limit,
+            "no {count} x {what:?} after {limit:?}:\n{}",
+            log(path)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The last `layout:` line: camera and output panes as (x, y, w, h) in pixels.
+fn layout(log: &str) -> [[u32; 4]; 2] {
+    let line = log
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once("layout: ").map(|(_, r)| r.to_string()))
+        .expect("no layout line");
+    let rect = |s: &str| -> [u32; 4] {
+        let v: Vec<u32> = s
+            .split_whitespace()
+            .filter_map(|t| t.parse::<f32>().ok())
+            .map(|f| f as u32)
+            .collect();
+        [v[0], v[1], v[2], v[3]]
+    };
+    let (cam, out) = line.split_once(';').expect("two panes");
+    [
+        rect(cam.trim_start_matches("camera")),
+        rect(out.trim().trim_start_matches("output")),
+    ]
+}
+
+fn screenshot(display: &str, path: &Path) -> image::RgbImage {
+    x(
+        display,
+        &["import", "-window", "root", path.to_str().unwrap()],
+    );
+    image::open(path).expect("reading the screenshot").to_rgb8()
+}
+
+/// Mean and standard deviation of the luminance inside `r` (inset by 2 px).
+fn region_stats(img: &image::RgbImage, r: [u32; 4]) -> (f64, f64) {
+    let mut v = Vec::new();
+    for y in r[1] + 2..(r[1] + r[3]).saturating_sub(2).min(img.height()) {
+        for x in r[0] + 2..(r[0] + r[2]).saturating_sub(2).min(img.width()) {
+            let p = img.get_pixel(x, y).0;
+            v.push(0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64);
+        }
+    }
+    assert!(v.len() > 1000, "pane {r:?} is too small or off screen");
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let var = v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / v.len() as f64;
+    (mean, var.sqrt())
+}
+
+fn mean_abs_diff(a: &image::RgbImage, b: &image::RgbImage, r: [u32; 4]) -> f64 {
+    let mut sum = 0.0;
+    let mut n = 0.0;
+    for y in r[1]..r[1] + r[3] {
+        for x in r[0]..r[0] + r[2] {
+            let (p, q) = (a.get_pixel(x, y).0, b.get_pixel(x, y).0);
+            sum += (0..3)
+                .map(|c| (p[c] as f64 - q[c] as f64).abs())
+                .sum::<f64>()
+                / 3.0;
+            n += 1.0;
+        }
+    }
+    sum / n
+}
+
+#[test]
+fn window_draws_both_panes_and_answers_x_key_presses() {
+    for tool in ["Xvfb", "xdotool", "import"] {
+        assert!(
+            have(tool),
+            "{tool} is missing: run `bash packaging/setup.sh --tests` (installs xvfb, xdotool, \
+             imagemagick and mesa-vulkan-drivers)"
+        );
+    }
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../window-test");
+    std::fs::create_dir_all(&shots).unwrap();
+    let xvfb = Xvfb::start();
+    let d = xvfb.display.clone();
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config");
+    let logfile = shots.join("marionette.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_marionette"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DISPLAY", &d)
+        .env_remove("WAYLAND_DISPLAY")
+        .env("XDG_CONFIG_HOME", &config)
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("XDG_RUNTIME_DIR", home.path())
+        .args([
+            "--log",
+            "marionette=info",
+            "window",
+            "--test-pattern",
+            "--vcam",
+            "none",
+        ])
+        .arg("--checkpoint")
+        .arg(fixture("tiny.safetensors"))
+        .arg("--config")
+        .arg(fixture("tiny.yaml"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&logfile).unwrap())
+        .spawn()
+        .unwrap();
+    let limit = Duration::from_secs(120);
+    wait_log(&logfile, "first output frame shown", 1, limit, &mut child);
+    wait_log(&logfile, "calibrated on frame", 1, limit, &mut child);
+    // A few frames of animation.
+    std::thread::sleep(Duration::from_secs(3));
+    let window = x(&d, &["xdotool", "search", "--name", "^marionette$"]);
+    let window = window
+        .lines()
+        .next()
+        .expect("no window named marionette")
+        .to_string();
+    let text = log(&logfile);
+    let [cam, out] = layout(&text);
+    let first = screenshot(&d, &shots.join("1-started.png"));
+    for (name, r) in [("camera", cam), ("output", out)] {
+        let (mean, sd) = region_stats(&first, r);
+        // The background of an undrawn pane is flat; a drawn one has the test pattern's face or
+        // the animated portrait in it.
+        assert!(
+            sd > 10.0,
+            "{name} pane {r:?} looks blank: mean {mean:.1}, sd {sd:.1}"
+        );
+    }
+
+    // `c` through X: the engine takes a new reference frame.
+    x(&d, &["xdotool", "windowfocus", "--sync", &window]);
+    x(&d, &["xdotool", "key", "c"]);
+    wait_log(&logfile, "action: Recalibrate", 1, limit, &mut child);
+    wait_log(&logfile, "calibrated on frame", 2, limit, &mut child);
+
+    // `2`: the second bundled portrait; the output pane changes to it.
+    x(&d, &["xdotool", "key", "2"]);
+    wait_log(&logfile, "portrait: grace hopper", 1, limit, &mut child);
+    wait_log(&logfile, "calibrated on frame", 3, limit, &mut child);
+    std::thread::sleep(Duration::from_secs(2));
+    let second = screenshot(&d, &shots.join("2-second-portrait.png"));
+    let changed = mean_abs_diff(&first, &second, out);
+    assert!(
+        changed > 8.0,
+        "the output pane did not change with the portrait ({changed:.1})"
+    );
+
+    // `o`: the alignment overlay blends the portrait over the camera pane.
+    x(&d, &["xdotool", "key", "o"]);
+    wait_log(&logfile, "action: Toggle(Overlay)", 1, limit, &mut child);
+    std::thread::sleep(Duration::from_secs(1));
+    let overlay = screenshot(&d, &shots.join("3-overlay.png"));
+    let (_, sd) = region_stats(&overlay, cam);
+    assert!(sd > 10.0);
+
+    // `m`: the camera pane mirrors.
+    x(&d, &["xdotool", "key", "m"]);
+    wait_log(
+        &logfile,
+        "action: Toggle(MirrorPreview)",
+        1,
+        limit,
+        &mut child,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    screenshot(&d, &shots.join("4-mirrored.png"));
+
+    // Esc quits: exit status 0, threads joined, settings saved.
+    x(&d, &["xdotool", "key", "Escape"]);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "still running after Esc"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = log(&logfile);
+    assert!(status.success(), "exit {status}:\n{text}");
+    assert!(
+        !text.contains("stopped:"),
+        "a thread ended with an error:\n{text}"
+    );
+    let mut saved = String::new();
+    std::fs::File::open(config.join("marionette/settings.toml"))
+        .expect("settings were not saved")
+        .read_to_string(&mut saved)
+        .unwrap();
+    assert!(
+        saved.contains("avatar = \"bundled:grace-hopper\""),
+        "{saved}"
+    );
+    assert!(saved.contains("overlay = true"), "{saved}");
+    assert!(saved.contains("mirror_preview = false"), "{saved}");
+    // The command line's source is not saved over the user's choice.
+    assert!(!saved.contains("test-pattern"), "{saved}");
+}

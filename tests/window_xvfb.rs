@@ -230,7 +230,7 @@ fn window_draws_both_panes_and_answers_x_key_presses() {
 
     // `2`: the second bundled portrait; the output pane changes to it.
     x(&d, &["xdotool", "key", "2"]);
-    wait_log(&logfile, "portrait: grace hopper", 1, limit, &mut child);
+    wait_log(&logfile, "portrait: Grace Hopper", 1, limit, &mut child);
     wait_log(&logfile, "calibrated on frame", 3, limit, &mut child);
     std::thread::sleep(Duration::from_secs(2));
     let second = screenshot(&d, &shots.join("2-second-portrait.png"));

@@ -86,6 +86,21 @@ pub struct Portrait {
     pub thumbnail: Arc<RgbImage>,
 }
 
+/// "grace-hopper" -> "Grace Hopper".
+fn title_case(stem: &str) -> String {
+    stem.split(['-', '_', ' '])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_uppercase().chain(c).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn id_of(key: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);
@@ -123,7 +138,7 @@ impl Portrait {
         Ok(Self {
             id: id_of(&key),
             key,
-            name: stem.replace(['-', '_'], " "),
+            name: title_case(&stem),
             path: path.to_path_buf(),
             bundled,
             image: Arc::new(image),

@@ -217,8 +217,8 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
     let mut out = Vec::new();
     ui.heading("Source");
     let current = source_label(view, view.source);
-    egui::ComboBox::from_id_salt("source")
-        .width(220.0)
+    egui::ComboBox::new("source", "input")
+        .width(190.0)
         .selected_text(current)
         .show_ui(ui, |ui| {
             for (label, setting) in view.sources {
@@ -338,8 +338,8 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
     ui.separator();
 
     ui.heading("Virtual camera");
-    egui::ComboBox::from_id_salt("vcam")
-        .width(220.0)
+    egui::ComboBox::new("vcam", "device")
+        .width(180.0)
         .selected_text(s.vcam.device.as_str())
         .show_ui(ui, |ui| {
             let mut choices: Vec<String> = vec!["auto".into(), "none".into()];
@@ -355,7 +355,8 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
             }
         });
     ui.horizontal(|ui| {
-        egui::ComboBox::from_id_salt("vcam-format")
+        egui::ComboBox::new("vcam-format", "format")
+            .width(70.0)
             .selected_text(s.vcam.format.to_uppercase())
             .show_ui(ui, |ui| {
                 for f in ["yuyv", "i420"] {
@@ -368,7 +369,8 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
                     }
                 }
             });
-        egui::ComboBox::from_id_salt("vcam-size")
+        egui::ComboBox::new("vcam-size", "size")
+            .width(85.0)
             .selected_text(s.vcam.size.as_str())
             .show_ui(ui, |ui| {
                 for z in ["640x480", "1280x720"] {
@@ -432,10 +434,12 @@ pub fn stats(ui: &mut egui::Ui, snap: Option<&StatsSnapshot>) {
         for (name, v) in &s.sink_ms_p50 {
             row(name, ms(*v));
         }
-        row(
-            "latency",
-            format!("{} / {} p95", ms(s.latency_ms_p50), ms(s.latency_ms_p95)),
-        );
+        let latency = if s.latency_ms_p50.is_finite() {
+            format!("{:.0} / {:.0} ms", s.latency_ms_p50, s.latency_ms_p95)
+        } else {
+            "-".into()
+        };
+        row("latency p50/p95", latency);
         row("dropped (camera)", format!("{}", s.dropped_capture));
         let sinks: u64 = s.dropped_sink.values().sum();
         row("dropped (outputs)", format!("{sinks}"));

@@ -737,8 +737,12 @@ impl App {
                 ui.colored_label(ui.visuals().warn_fg_color, n);
             }
         });
+        // The combo shows the device in use (the command line's --vcam may differ from the saved
+        // choice).
+        let mut shown = self.settings.clone();
+        shown.vcam.device = self.vcam_device.clone();
         let view = View {
-            settings: &self.settings,
+            settings: &shown,
             portraits: &self.thumbs,
             selected: Some(self.selected),
             sources: &self.sources,

@@ -3,8 +3,12 @@
 #   * FFmpeg (ffmpeg, ffprobe): reading and writing videos.
 #   * pkg-config, clang's libclang (bindgen for the V4L2 bindings), a C compiler, nasm (SIMD JPEG).
 #   * A Rust toolchain >= 1.95 through rustup when cargo is missing or too old.
-# With --tests, also what the tests need: the QEMU test VM of tests/vm (qemu, a Debian kernel with
-# the vivid and v4l2loopback drivers; tests/vm/build.sh, cached in target/vm).
+#   * The window's run-time libraries: X11/Wayland client libraries and keyboard maps (winit),
+#     the Vulkan loader, and Mesa's Vulkan and GL drivers (software rendering where there is no
+#     GPU driver).
+# With --tests, also what the tests need: Xvfb, xdotool and ImageMagick for the real-window test,
+# and the QEMU test VM of tests/vm (qemu, a Debian kernel with the vivid and v4l2loopback
+# drivers; tests/vm/build.sh, cached in target/vm).
 set -euo pipefail
 
 tests=0
@@ -24,6 +28,15 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_6
     need+=(libclang-dev)
 fi
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+window_pkgs=(libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon0 libxkbcommon-x11-0
+    libwayland-client0 libwayland-cursor0 libwayland-egl1 libegl1 libgl1-mesa-dri libvulkan1
+    mesa-vulkan-drivers)
+test_pkgs=(xvfb xdotool imagemagick)
+pkgs=("${window_pkgs[@]}")
+[ "$tests" = 1 ] && pkgs+=("${test_pkgs[@]}")
+for pkg in "${pkgs[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""

@@ -144,7 +144,8 @@ impl AddDialog {
         egui::Window::new("Add a portrait")
             .open(&mut open)
             .collapsible(false)
-            .default_width(640.0)
+            .resizable(false)
+            .anchor(egui::Align2::CENTER_CENTER, egui::vec2(0.0, 0.0))
             .show(ctx, |ui| {
                 ui.horizontal(|ui| {
                     let edit = ui.add(
@@ -163,6 +164,7 @@ impl AddDialog {
                 ui.horizontal_top(|ui| {
                     ui.vertical(|ui| {
                         ui.set_width(220.0);
+                        ui.set_min_height(EDITOR);
                         egui::ScrollArea::vertical()
                             .max_height(EDITOR)
                             .id_salt("files")
@@ -185,9 +187,19 @@ impl AddDialog {
                         if let Some(l) = &self.loaded {
                             crop_editor(ui, l, &mut self.crop);
                         } else {
-                            ui.allocate_ui(egui::vec2(EDITOR, EDITOR), |ui| {
-                                ui.label("Pick an image on the left, or drop one on the window.");
-                            });
+                            let (rect, _) = ui.allocate_exact_size(
+                                egui::vec2(EDITOR, EDITOR),
+                                egui::Sense::hover(),
+                            );
+                            ui.painter()
+                                .rect_filled(rect, 4.0, ui.visuals().extreme_bg_color);
+                            ui.painter().text(
+                                rect.center(),
+                                egui::Align2::CENTER_CENTER,
+                                "Pick an image on the left,\nor drop one on the window.",
+                                egui::FontId::proportional(14.0),
+                                ui.visuals().weak_text_color(),
+                            );
                         }
                     });
                 });
@@ -251,7 +263,7 @@ fn crop_editor(ui: &mut egui::Ui, l: &Loaded, crop: &mut CropBox) {
         let scroll = ui.input(|i| i.smooth_scroll_delta.y);
         if scroll != 0.0 {
             let c = (crop.x + crop.side / 2.0, crop.y + crop.side / 2.0);
-            crop.side *= (1.0 + scroll / 400.0).clamp(0.5, 2.0);
+            crop.side *= (1.0 - scroll / 1000.0).clamp(0.8, 1.25);
             crop.x = c.0 - crop.side / 2.0;
             crop.y = c.1 - crop.side / 2.0;
         }

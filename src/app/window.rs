@@ -713,8 +713,11 @@ impl App {
                 ui.separator();
                 ui.label(format!("source: {}", self.status.source));
                 ui.separator();
+                let live = self.pipeline.as_ref().is_some_and(|p| p.is_live());
                 if self.settings.passthrough {
                     ui.colored_label(ui.visuals().warn_fg_color, "passthrough");
+                } else if !live {
+                    ui.label("the portrait moves by itself");
                 } else if calibrated {
                     ui.label("calibrated (C to recalibrate)");
                 } else {

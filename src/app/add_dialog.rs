@@ -263,7 +263,7 @@ fn crop_editor(ui: &mut egui::Ui, l: &Loaded, crop: &mut CropBox) {
         let scroll = ui.input(|i| i.smooth_scroll_delta.y);
         if scroll != 0.0 {
             let c = (crop.x + crop.side / 2.0, crop.y + crop.side / 2.0);
-            crop.side *= (1.0 - scroll / 1000.0).clamp(0.8, 1.25);
+            crop.side *= (1.0 + scroll / 1000.0).clamp(0.8, 1.25);
             crop.x = c.0 - crop.side / 2.0;
             crop.y = c.1 - crop.side / 2.0;
         }
@@ -307,5 +307,5 @@ fn crop_editor(ui: &mut egui::Ui, l: &Loaded, crop: &mut CropBox) {
         crop.y = c.1 - side / 2.0;
         *crop = crop.clamped(w, h);
     }
-    ui.label("Drag the square onto the face; scroll to resize.");
+    ui.label("Drag the square onto the face; scroll up or down to grow or shrink it.");
 }

@@ -14,9 +14,11 @@ fn settings_round_trip_through_toml() {
     let path = tmp.path().join("nested/settings.toml");
     // Missing file: the defaults.
     assert_eq!(Settings::load(&path).unwrap(), Settings::default());
-    let mut s = Settings::default();
-    s.avatar = Some("bundled:grace-hopper".into());
-    s.source = Some(SourceSetting::Camera("/dev/video2".into()));
+    let mut s = Settings {
+        avatar: Some("bundled:grace-hopper".into()),
+        source: Some(SourceSetting::Camera("/dev/video2".into())),
+        ..Settings::default()
+    };
     s.crop.zoom = 1.5;
     s.crop.pan_x = -0.25;
     s.overlay = true;

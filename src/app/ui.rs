@@ -115,7 +115,7 @@ pub const HOTKEYS: &[(&str, &str)] = &[
     ("I", "statistics"),
     ("F11", "fullscreen"),
     ("? or F1", "this help"),
-    ("Esc", "quit"),
+    ("Esc", "close this help or a dialog; quit"),
 ];
 
 /// The hotkeys pressed this frame, taken out of egui's input so widgets do not also act on

@@ -537,6 +537,9 @@ impl App {
                 }
                 Err(e) => self.status.notice = Some(e.to_string()),
             },
+            // Esc closes an open dialog first; the window quits on an Esc with none open.
+            Action::Quit if self.add_dialog.open => self.add_dialog.open = false,
+            Action::Quit if self.show_help => self.show_help = false,
             Action::Quit => {
                 self.quit = true;
                 event_loop.exit();
@@ -876,9 +879,12 @@ impl App {
             .with_inner_size(winit::dpi::LogicalSize::new(1280.0, 760.0))
             .with_min_inner_size(winit::dpi::LogicalSize::new(720.0, 480.0));
         let window = Arc::new(event_loop.create_window(attrs)?);
-        let mut config = egui_wgpu::WgpuConfiguration::default();
-        config.wgpu_setup =
-            egui_wgpu::WgpuSetup::from_display_handle(event_loop.owned_display_handle());
+        let config = egui_wgpu::WgpuConfiguration {
+            wgpu_setup: egui_wgpu::WgpuSetup::from_display_handle(
+                event_loop.owned_display_handle(),
+            ),
+            ..Default::default()
+        };
         let mut painter = pollster::block_on(egui_wgpu::winit::Painter::new(
             self.ctx.clone(),
             config,

@@ -1,0 +1,271 @@
+//! What the window asks of a running pipeline: switching the driving source (and falling back to
+//! idle motion with the reason when a source fails to open), switching portraits by id, mirrored
+//! output, motion-transfer options, and the preview of camera frames.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Tensor};
+use common::live::{SIDE, counter, small_options, wait_for};
+use marionette::capture::{CaptureError, FrameSource};
+use marionette::engine::{Animator, EngineError};
+use marionette::frame::{Frame, Size};
+use marionette::output::{FrameSink, SinkError};
+use marionette::pipeline::channel::latest;
+use marionette::pipeline::runner::{Control, Pipeline, PipelineOptions, SourceFactory};
+
+/// Idle motion is a flat grey of level 200; driving frames are echoed. Records what it is asked.
+#[derive(Default)]
+struct Log {
+    portraits: Vec<u64>,
+    transfers: Vec<(bool, bool)>,
+}
+
+struct Engine {
+    log: Arc<Mutex<Log>>,
+    calibrated: bool,
+}
+
+impl Animator for Engine {
+    fn name(&self) -> &str {
+        "test"
+    }
+    fn frame_size(&self) -> (usize, usize) {
+        (SIDE as usize, SIDE as usize)
+    }
+    fn set_source(&mut self, _: &Tensor) -> Result<(), EngineError> {
+        Ok(())
+    }
+    fn recalibrate(&mut self) {
+        self.calibrated = false;
+    }
+    fn is_calibrated(&self) -> bool {
+        self.calibrated
+    }
+    fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError> {
+        self.calibrated = true;
+        Ok(driving.clone())
+    }
+    fn animate_idle(&mut self, _: f64) -> Result<Tensor, EngineError> {
+        let s = SIDE as usize;
+        Ok(Tensor::full(200.0f32 / 255.0, (1, 3, s, s), &Device::Cpu)?)
+    }
+    fn select_portrait(&mut self, id: u64, _: &Tensor) -> Result<(), EngineError> {
+        self.log.lock().unwrap().portraits.push(id);
+        Ok(())
+    }
+    fn set_transfer(&mut self, relative: bool, adapt_scale: bool) -> Result<(), EngineError> {
+        self.log
+            .lock()
+            .unwrap()
+            .transfers
+            .push((relative, adapt_scale));
+        if relative {
+            Ok(())
+        } else {
+            Err(EngineError::Unsupported {
+                engine: "test".into(),
+                what: "absolute motion transfer".into(),
+            })
+        }
+    }
+}
+
+fn engine() -> (Box<Engine>, Arc<Mutex<Log>>) {
+    let log = Arc::new(Mutex::new(Log::default()));
+    (
+        Box::new(Engine {
+            log: log.clone(),
+            calibrated: false,
+        }),
+        log,
+    )
+}
+
+/// (seq, first pixel's red, last pixel's red) of the last frame written.
+type Seen = Arc<Mutex<Option<(u64, u8, u8)>>>;
+
+/// Keeps what the last write got.
+struct Last(Seen);
+
+impl FrameSink for Last {
+    fn name(&self) -> String {
+        "last".into()
+    }
+    fn write(&mut self, f: &Frame) -> Result<(), SinkError> {
+        let first = f.rgb.first().copied().unwrap_or(0);
+        let last = f.rgb[f.rgb.len() - 3];
+        *self.0.lock().unwrap() = Some((f.seq, first, last));
+        Ok(())
+    }
+}
+
+fn failing() -> SourceFactory {
+    Box::new(|| -> Result<Box<dyn FrameSource>, CaptureError> {
+        Err(CaptureError::Camera {
+            camera: "/dev/video7".into(),
+            message: "no such device".into(),
+        })
+    })
+}
+
+/// Frames whose left half is black and right half white.
+struct Halves(u64);
+
+impl FrameSource for Halves {
+    fn name(&self) -> String {
+        "halves".into()
+    }
+    fn next_frame(&mut self) -> Result<Frame, CaptureError> {
+        std::thread::sleep(Duration::from_millis(10));
+        self.0 += 1;
+        let rgb: Vec<u8> = (0..SIDE * SIDE)
+            .flat_map(|i| {
+                let v = if i % SIDE < SIDE / 2 { 0 } else { 255 };
+                [v, v, v]
+            })
+            .collect();
+        Ok(Frame::new(self.0, Instant::now(), Size::new(SIDE, SIDE), rgb).expect("size"))
+    }
+}
+
+fn last_level(last: &Seen) -> Option<u8> {
+    last.lock().unwrap().map(|l| l.1)
+}
+
+#[test]
+fn sources_switch_while_running_and_a_failing_one_falls_back_to_idle_motion() {
+    let (engine, _) = engine();
+    let last = Arc::new(Mutex::new(None));
+    let (preview_tx, preview_rx) = latest::<Frame>();
+    let pipeline = Pipeline::start(
+        None,
+        engine,
+        vec![Box::new(Last(last.clone()))],
+        PipelineOptions {
+            preview: Some(preview_tx),
+            ..small_options()
+        },
+    );
+    // No source: idle motion.
+    wait_for(|| last_level(&last) == Some(200), Duration::from_secs(5));
+    assert_eq!(last_level(&last), Some(200));
+    assert!(!pipeline.is_live());
+
+    // A source: its frames (grey levels < 200 for the first frames) reach the output and the
+    // preview.
+    let made = Arc::new(AtomicU64::new(0));
+    pipeline.set_source(Some(counter(made.clone(), Duration::from_millis(10))));
+    wait_for(
+        || pipeline.is_live() && last_level(&last).is_some_and(|l| l < 100),
+        Duration::from_secs(5),
+    );
+    assert!(pipeline.is_live());
+    assert!(
+        last_level(&last).is_some_and(|l| l < 100),
+        "{:?}",
+        last.lock()
+    );
+    let preview = preview_rx.recv_timeout(Duration::from_secs(2)).unwrap();
+    assert_eq!(preview.size, Size::new(SIDE, SIDE));
+
+    // A source that fails to open: back to idle motion, with the reason, still running.
+    pipeline.set_source(Some(failing()));
+    wait_for(|| pipeline.source_error().is_some(), Duration::from_secs(5));
+    let err = pipeline.source_error().unwrap();
+    assert!(err.contains("/dev/video7"), "{err}");
+    assert!(!pipeline.is_live());
+    let made_then = made.load(Ordering::SeqCst);
+    wait_for(|| last_level(&last) == Some(200), Duration::from_secs(5));
+    assert_eq!(last_level(&last), Some(200));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        made.load(Ordering::SeqCst),
+        made_then,
+        "the old source was closed"
+    );
+    assert!(pipeline.is_running());
+
+    // And a working source again clears the error.
+    pipeline.set_source(Some(Box::new(
+        || -> Result<Box<dyn FrameSource>, CaptureError> { Ok(Box::new(Halves(0))) },
+    )));
+    wait_for(|| pipeline.is_live(), Duration::from_secs(5));
+    assert!(pipeline.source_error().is_none());
+    let exits = pipeline.join();
+    assert!(exits.iter().all(|e| e.result.is_ok()), "{exits:?}");
+}
+
+#[test]
+fn mirror_output_flips_what_the_sinks_get() {
+    let (engine, _) = engine();
+    let last = Arc::new(Mutex::new(None));
+    let pipeline = Pipeline::start(
+        Some(Box::new(
+            || -> Result<Box<dyn FrameSource>, CaptureError> { Ok(Box::new(Halves(0))) },
+        )),
+        engine,
+        vec![Box::new(Last(last.clone()))],
+        small_options(),
+    );
+    let get = || *last.lock().unwrap();
+    wait_for(|| get().is_some_and(|l| l.0 > 0), Duration::from_secs(5));
+    let (_, first, end) = get().unwrap();
+    assert_eq!((first, end), (0, 255), "left black, right white");
+    pipeline
+        .control()
+        .send(Control::MirrorOutput(true))
+        .unwrap();
+    wait_for(|| get().is_some_and(|l| l.1 == 255), Duration::from_secs(5));
+    let (_, first, end) = get().unwrap();
+    assert_eq!((first, end), (255, 0), "mirrored");
+    pipeline.join();
+}
+
+#[test]
+fn portraits_switch_by_id_and_transfer_options_reach_the_engine() {
+    let (engine, log) = engine();
+    let pipeline = Pipeline::start(
+        None,
+        engine,
+        vec![Box::new(marionette::output::NullSink::default())],
+        PipelineOptions {
+            ids: vec![7],
+            ..small_options()
+        },
+    );
+    let c = pipeline.control();
+    let image = Arc::new(image::RgbImage::from_pixel(100, 60, image::Rgb([9, 9, 9])));
+    c.send(Control::SetPortrait {
+        id: 42,
+        image: image.clone(),
+    })
+    .unwrap();
+    c.send(Control::SetPortrait { id: 7, image }).unwrap();
+    c.send(Control::Transfer {
+        relative: true,
+        adapt_scale: false,
+    })
+    .unwrap();
+    c.send(Control::Transfer {
+        relative: false,
+        adapt_scale: true,
+    })
+    .unwrap();
+    let notice = || pipeline.stats.lock().unwrap().snapshot().notice;
+    wait_for(|| notice().is_some(), Duration::from_secs(5));
+    let l = log.lock().unwrap();
+    // The start portrait under its given id, then by id (any size: it is cropped and resized).
+    assert_eq!(l.portraits, vec![7, 42, 7]);
+    assert_eq!(l.transfers, vec![(true, false), (false, true)]);
+    drop(l);
+    let n = notice().unwrap();
+    assert!(n.contains("absolute"), "{n}");
+    // A refused option is reported, not fatal.
+    assert!(pipeline.is_running());
+    let exits = pipeline.join();
+    assert!(exits.iter().all(|e| e.result.is_ok()), "{exits:?}");
+}

@@ -260,6 +260,47 @@ fn window_draws_both_panes_and_answers_x_key_presses() {
     std::thread::sleep(Duration::from_secs(1));
     screenshot(&d, &shots.join("4-mirrored.png"));
 
+    // Resized: the panes are laid out again and drawn at the new size.
+    x(
+        &d,
+        &["xdotool", "windowsize", "--sync", &window, "900", "640"],
+    );
+    let t = Instant::now();
+    let resized = loop {
+        let l = layout(&log(&logfile));
+        if l != [cam, out] {
+            break l;
+        }
+        assert!(t.elapsed() < limit, "no new layout after resizing");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        resized[0][2] < cam[2],
+        "smaller panes: {resized:?} vs {cam:?}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let small = screenshot(&d, &shots.join("5-resized.png"));
+    for r in resized {
+        assert!(
+            r[0] + r[2] <= 900 && r[1] + r[3] <= 640,
+            "{r:?} outside the window"
+        );
+        let (mean, sd) = region_stats(&small, r);
+        assert!(
+            sd > 10.0,
+            "pane {r:?} blank after resizing: mean {mean:.1}, sd {sd:.1}"
+        );
+    }
+    // Unmapped and mapped again (what minimising does): drawing goes on.
+    x(&d, &["xdotool", "windowunmap", "--sync", &window]);
+    std::thread::sleep(Duration::from_millis(500));
+    x(&d, &["xdotool", "windowmap", "--sync", &window]);
+    std::thread::sleep(Duration::from_secs(1));
+    let back = screenshot(&d, &shots.join("6-mapped-again.png"));
+    let (_, sd) = region_stats(&back, resized[1]);
+    assert!(sd > 10.0, "output pane blank after unmap/map");
+    x(&d, &["xdotool", "windowfocus", "--sync", &window]);
+
     // Esc quits: exit status 0, threads joined, settings saved.
     x(&d, &["xdotool", "key", "Escape"]);
     let t = Instant::now();

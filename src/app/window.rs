@@ -948,7 +948,7 @@ impl ApplicationHandler for App {
         };
         let response = gfx.state.on_window_event(&gfx.window, &event);
         match event {
-            WindowEvent::CloseRequested => {
+            WindowEvent::CloseRequested | WindowEvent::Destroyed => {
                 self.quit = true;
                 event_loop.exit();
             }

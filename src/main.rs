@@ -954,6 +954,7 @@ fn run_window(cmd: Command) -> Result<()> {
         Some(p) => p,
         None => Settings::default_path()?,
     };
+    let event_loop = marionette::app::window::event_loop()?;
     let (engine, summary) = load_engine_described(&model)?;
     let (engine, absolute_supported): (Box<dyn Animator + Send>, bool) = match engine {
         AnimateEngine::Fomm(f) => (
@@ -966,17 +967,20 @@ fn run_window(cmd: Command) -> Result<()> {
     if h != w {
         bail!("the window needs a square frame size, the engine has {w}x{h}");
     }
-    run(WindowOptions {
-        engine,
-        engine_status: summary,
-        absolute_supported,
-        source,
-        vcam,
-        settings_path,
-        bundled_dir: marionette::app::gallery::bundled_dir(),
-        user_dir: marionette::app::gallery::user_dir(),
-        fps: 30.0,
-    })
+    run(
+        event_loop,
+        WindowOptions {
+            engine,
+            engine_status: summary,
+            absolute_supported,
+            source,
+            vcam,
+            settings_path,
+            bundled_dir: marionette::app::gallery::bundled_dir(),
+            user_dir: marionette::app::gallery::user_dir(),
+            fps: 30.0,
+        },
+    )
     .context("the window")
 }
 

@@ -32,26 +32,34 @@ struct Xvfb {
 
 impl Xvfb {
     fn start() -> Self {
-        // A display number nobody uses.
-        let n = (90..200)
-            .find(|n| {
-                !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                    && !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            })
-            .expect("no free X display number");
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
+        // Xvfb picks a free display number itself and writes it to the given descriptor: tests
+        // running at once never share a screen.
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting Xvfb");
-        let t = Instant::now();
-        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            assert!(t.elapsed() < Duration::from_secs(20), "Xvfb did not start");
-            std::thread::sleep(Duration::from_millis(50));
+        let mut out = child.stdout.take().expect("Xvfb's stdout");
+        let mut number = String::new();
+        let mut byte = [0u8; 1];
+        while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+            number.push(byte[0] as char);
         }
-        Self { child, display }
+        let n: u32 = number.trim().parse().expect("Xvfb did not say its display");
+        assert!(Path::new(&format!("/tmp/.X11-unix/X{n}")).exists());
+        Self {
+            child,
+            display: format!(":{n}"),
+        }
     }
 }
 
@@ -333,4 +341,97 @@ fn window_draws_both_panes_and_answers_x_key_presses() {
     assert!(saved.contains("mirror_preview = false"), "{saved}");
     // The command line's source is not saved over the user's choice.
     assert!(!saved.contains("test-pattern"), "{saved}");
+}
+
+#[test]
+fn without_a_display_the_window_says_what_to_do() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_marionette"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("WAYLAND_SOCKET")
+        .env_remove("RUST_BACKTRACE")
+        .env("XDG_CONFIG_HOME", home.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot open a window"), "{err}");
+    assert!(err.contains("marionette run"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_damaged_settings_file_is_reported_and_the_window_still_opens() {
+    for tool in ["Xvfb", "xdotool"] {
+        assert!(
+            have(tool),
+            "{tool} is missing: run `bash packaging/setup.sh --tests`"
+        );
+    }
+    let xvfb = Xvfb::start();
+    let home = tempfile::tempdir().unwrap();
+    let settings = home.path().join("settings.toml");
+    std::fs::write(&settings, "overlay = [broken").unwrap();
+    let logfile = home.path().join("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_marionette"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DISPLAY", &xvfb.display)
+        .env_remove("WAYLAND_DISPLAY")
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("XDG_RUNTIME_DIR", home.path())
+        .env("MARIONETTE_MODEL_DIR", home.path())
+        .args([
+            "--log",
+            "marionette=info",
+            "window",
+            "--idle",
+            "--vcam",
+            "none",
+        ])
+        .arg("--settings")
+        .arg(&settings)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&logfile).unwrap())
+        .spawn()
+        .unwrap();
+    wait_log(
+        &logfile,
+        "first output frame shown",
+        1,
+        Duration::from_secs(120),
+        &mut child,
+    );
+    let text = log(&logfile);
+    assert!(
+        text.contains("starting from the default settings"),
+        "{text}"
+    );
+    assert!(
+        text.contains("engine: classic"),
+        "no weights: the classic engine\n{text}"
+    );
+    let window = x(
+        &xvfb.display,
+        &["xdotool", "search", "--name", "^marionette$"],
+    );
+    let window = window.lines().next().expect("no window").to_string();
+    x(
+        &xvfb.display,
+        &["xdotool", "windowfocus", "--sync", &window],
+    );
+    x(&xvfb.display, &["xdotool", "key", "Escape"]);
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "still running after Esc"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The damaged file is kept aside, not lost.
+    let aside = std::fs::read_to_string(home.path().join("settings.toml.broken")).unwrap();
+    assert_eq!(aside, "overlay = [broken");
+    assert!(text.contains("settings.toml.broken"), "{text}");
 }

@@ -28,14 +28,14 @@ use crate::pipeline::runner::{Control, Pipeline, PipelineOptions};
 #[derive(Debug, thiserror::Error)]
 pub enum WindowError {
     #[error(
-        "cannot open a window ({0}): marionette needs a desktop session (X11 or Wayland; DISPLAY or \
+        "cannot open a window: marionette needs a desktop session (X11 or Wayland; DISPLAY or \
          WAYLAND_DISPLAY set). Without one, `marionette run` works headless"
     )]
     EventLoop(#[from] winit::error::EventLoopError),
-    #[error("creating the window: {0}")]
+    #[error("creating the window")]
     Os(#[from] winit::error::OsError),
     #[error(
-        "no graphics adapter for the window ({0}). Install Mesa's drivers (Debian/Ubuntu: \
+        "no graphics adapter for the window. Install Mesa's drivers (Debian/Ubuntu: \
          mesa-vulkan-drivers libgl1-mesa-dri) or your GPU's driver; WGPU_BACKEND=gl or vulkan \
          picks one"
     )]
@@ -135,10 +135,15 @@ fn source_name(s: &SourceSetting) -> String {
     }
 }
 
+/// Connects to the desktop session; done before anything slow (loading a model), so that a
+/// missing display is reported at once.
+pub fn event_loop() -> Result<EventLoop<()>, WindowError> {
+    Ok(EventLoop::new()?)
+}
+
 /// Opens the window and runs until it is closed. The pipeline is shut down and the settings
 /// saved before this returns.
-pub fn run(options: WindowOptions) -> Result<(), WindowError> {
-    let event_loop = EventLoop::new()?;
+pub fn run(event_loop: EventLoop<()>, options: WindowOptions) -> Result<(), WindowError> {
     let mut app = App::new(options)?;
     let result = event_loop.run_app(&mut app);
     app.shutdown();
@@ -153,7 +158,15 @@ impl App {
         let mut settings = match Settings::load(&o.settings_path) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("{e}; starting from the default settings");
+                // Kept aside, so saving the new settings loses nothing.
+                let aside = o.settings_path.with_extension("toml.broken");
+                match std::fs::rename(&o.settings_path, &aside) {
+                    Ok(()) => eprintln!(
+                        "{e}; kept as {}, starting from the default settings",
+                        aside.display()
+                    ),
+                    Err(_) => eprintln!("{e}; starting from the default settings"),
+                }
                 Settings::default()
             }
         };

@@ -48,6 +48,7 @@ fn status() -> Status {
             calibrations: 2,
             notice: None,
         }),
+        window: None,
         notice: None,
     }
 }

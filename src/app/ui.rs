@@ -80,6 +80,8 @@ pub struct Status {
     pub vcam: String,
     pub vcam_writing: bool,
     pub stats: Option<StatsSnapshot>,
+    /// The window's own drawing: frames per second and milliseconds of work per frame.
+    pub window: Option<(f64, f64)>,
     pub notice: Option<String>,
 }
 
@@ -403,6 +405,9 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
     );
     if s.stats {
         stats(ui, view.status.stats.as_ref());
+        if let Some((fps, ms)) = view.status.window {
+            ui.label(format!("window: {fps:.0} fps, {ms:.1} ms per frame"));
+        }
     }
     out
 }

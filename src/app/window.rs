@@ -100,9 +100,16 @@ struct App {
     status: Status,
     fps: f64,
     frame_interval: Duration,
+    /// Earliest next redraw (the display's rate caps redraws).
     next_redraw: Instant,
+    /// When egui asked to be redrawn (animations, hover effects, stats ticking).
+    repaint_at: Instant,
     layout: Option<[egui::Rect; 2]>,
     first_output_logged: bool,
+    /// Redraws and the time spent in them since `frames_since`.
+    frames: u32,
+    frame_work: Duration,
+    frames_since: Instant,
     quit: bool,
 }
 
@@ -298,8 +305,12 @@ impl App {
             fps: o.fps,
             frame_interval: Duration::from_secs_f64(1.0 / 60.0),
             next_redraw: Instant::now(),
+            repaint_at: Instant::now(),
             layout: None,
             first_output_logged: false,
+            frames: 0,
+            frame_work: Duration::ZERO,
+            frames_since: Instant::now(),
             quit: false,
         };
         app.open_vcam();
@@ -793,6 +804,23 @@ impl App {
     }
 
     fn redraw(&mut self, event_loop: &ActiveEventLoop) {
+        let started = Instant::now();
+        self.draw_frame(event_loop);
+        self.frames += 1;
+        self.frame_work += started.elapsed();
+        let span = self.frames_since.elapsed();
+        if span >= Duration::from_secs(5) {
+            let fps = f64::from(self.frames) / span.as_secs_f64();
+            let ms = self.frame_work.as_secs_f64() * 1e3 / f64::from(self.frames.max(1));
+            self.status.window = Some((fps, ms));
+            tracing::info!("window: {fps:.1} fps, {ms:.2} ms of work per frame");
+            self.frames = 0;
+            self.frame_work = Duration::ZERO;
+            self.frames_since = Instant::now();
+        }
+    }
+
+    fn draw_frame(&mut self, event_loop: &ActiveEventLoop) {
         self.update_status();
         let Some(gfx) = self.gfx.as_mut() else {
             return;
@@ -844,6 +872,14 @@ impl App {
         let ctx = self.ctx.clone();
         let mut actions = Vec::new();
         let output = ctx.run_ui(raw, |ui| actions = self.draw(ui));
+        // The panes change with every frame that arrives; the rest only when egui says so (and at
+        // least twice a second, for the stats).
+        let delay = output
+            .viewport_output
+            .get(&egui::ViewportId::ROOT)
+            .map_or(Duration::ZERO, |v| v.repaint_delay)
+            .min(Duration::from_millis(500));
+        self.repaint_at = Instant::now() + delay;
         let Some(gfx) = self.gfx.as_mut() else {
             return;
         };
@@ -998,13 +1034,22 @@ impl ApplicationHandler for App {
         if let Ok(f) = self.output_rx.try_recv() {
             self.pending_output = Some(f);
         }
+        // Redrawn when a frame arrived or egui wants it, at most at the display's rate: the
+        // panes follow the camera and the engine as fast as the display can show them, and an
+        // unchanged window costs nothing (it matters with software rendering).
         let now = Instant::now();
-        if now >= self.next_redraw {
+        let due = self.pending_camera.is_some()
+            || self.pending_output.is_some()
+            || now >= self.repaint_at;
+        if due && now >= self.next_redraw {
             if let Some(g) = &self.gfx {
                 g.window.request_redraw();
             }
             self.next_redraw = now + self.frame_interval;
         }
-        event_loop.set_control_flow(ControlFlow::WaitUntil(self.next_redraw));
+        // Frames arrive through channels, not events: look again after one display interval.
+        event_loop.set_control_flow(ControlFlow::WaitUntil(
+            self.next_redraw.max(now + self.frame_interval / 2),
+        ));
     }
 }

@@ -269,3 +269,75 @@ fn portraits_switch_by_id_and_transfer_options_reach_the_engine() {
     let exits = pipeline.join();
     assert!(exits.iter().all(|e| e.result.is_ok()), "{exits:?}");
 }
+
+/// Counts writes; fails from write `fail_from` on.
+struct FakeDevice {
+    writes: Arc<AtomicU64>,
+    fail_from: u64,
+}
+
+impl FrameSink for FakeDevice {
+    fn name(&self) -> String {
+        "device".into()
+    }
+    fn write(&mut self, _: &Frame) -> Result<(), SinkError> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.fail_from {
+            return Err(SinkError::Device {
+                path: "/dev/video10".into(),
+                message: "No such device (module unloaded)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn the_virtual_camera_output_is_switched_while_running_and_a_failing_device_is_closed() {
+    use marionette::output::switch::SwitchableSink;
+    let (engine, _) = engine();
+    let (switch, handle) = SwitchableSink::new("vcam");
+    let pipeline = Pipeline::start(None, engine, vec![Box::new(switch)], small_options());
+    // Nothing open: frames are dropped quietly.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(handle.status().device.is_none());
+    assert!(!handle.status().is_writing());
+
+    let first = Arc::new(AtomicU64::new(0));
+    handle.set(
+        Some(Box::new(FakeDevice {
+            writes: first.clone(),
+            fail_from: u64::MAX,
+        })),
+        "/dev/video10 YUYV 640x480",
+    );
+    wait_for(|| handle.status().frames >= 5, Duration::from_secs(5));
+    let s = handle.status();
+    assert_eq!(s.device.as_deref(), Some("/dev/video10 YUYV 640x480"));
+    assert!(s.is_writing());
+
+    // Another device: the first one gets nothing more.
+    let second = Arc::new(AtomicU64::new(0));
+    handle.set(
+        Some(Box::new(FakeDevice {
+            writes: second.clone(),
+            fail_from: 4,
+        })),
+        "/dev/video11 I420 1280x720",
+    );
+    // It fails at its fourth write: closed and reported, the run goes on.
+    wait_for(|| handle.status().error.is_some(), Duration::from_secs(5));
+    let s = handle.status();
+    assert!(s.device.is_none());
+    assert!(
+        s.error.as_deref().unwrap().contains("module unloaded"),
+        "{s:?}"
+    );
+    let before = first.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(first.load(Ordering::SeqCst), before);
+    assert_eq!(second.load(Ordering::SeqCst), 4);
+    assert!(pipeline.is_running());
+    let exits = pipeline.join();
+    assert!(exits.iter().all(|e| e.result.is_ok()), "{exits:?}");
+}

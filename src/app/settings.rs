@@ -115,7 +115,10 @@ pub struct Settings {
     pub passthrough: bool,
     /// Relative motion (the default); false: absolute.
     pub relative: bool,
-    pub adapt_scale: bool,
+    /// Scale the motion to the portrait's face size. None: the engine's default (on for FOMM,
+    /// as the original demo recommends; off for the classic engine, where it was measured to
+    /// follow noise without a face detector).
+    pub adapt_scale: Option<bool>,
     pub keypoints: bool,
     pub stats: bool,
     pub vcam: VcamSetting,
@@ -133,7 +136,7 @@ impl Default for Settings {
             mirror_output: false,
             passthrough: false,
             relative: true,
-            adapt_scale: true,
+            adapt_scale: None,
             keypoints: false,
             stats: false,
             vcam: VcamSetting::default(),

@@ -266,7 +266,7 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
     });
     flag(
         ui,
-        s.adapt_scale,
+        s.adapt_scale.unwrap_or(true),
         "Adapt scale",
         "Scale your motion to the portrait's face size",
         Flag::AdaptScale,

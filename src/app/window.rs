@@ -256,7 +256,7 @@ impl App {
         let control = pipeline.control();
         let _ = control.send(Control::Transfer {
             relative: settings.relative || !o.absolute_supported,
-            adapt_scale: settings.adapt_scale,
+            adapt_scale: settings.adapt_scale.unwrap_or(o.absolute_supported),
         });
         let face = portrait
             .as_ref()
@@ -402,6 +402,13 @@ impl App {
         }
     }
 
+    /// Adapt scale as set, else the engine's default (on for FOMM, off for the classic engine).
+    fn adapt_scale(&self) -> bool {
+        self.settings
+            .adapt_scale
+            .unwrap_or(self.status.absolute_supported)
+    }
+
     fn select(&mut self, index: usize) {
         let Some(p) = self.gallery.get(index) else {
             return;
@@ -478,17 +485,19 @@ impl App {
                     let _ = self.control.send(Control::Passthrough(s.passthrough));
                 }
                 Flag::Relative | Flag::AdaptScale => {
+                    let fomm = self.status.absolute_supported;
+                    let adapt = s.adapt_scale.unwrap_or(fomm);
                     if flag == Flag::Relative {
-                        if s.relative && !self.status.absolute_supported {
+                        if s.relative && !fomm {
                             return;
                         }
                         s.relative = !s.relative;
                     } else {
-                        s.adapt_scale = !s.adapt_scale;
+                        s.adapt_scale = Some(!adapt);
                     }
                     let _ = self.control.send(Control::Transfer {
                         relative: s.relative,
-                        adapt_scale: s.adapt_scale,
+                        adapt_scale: s.adapt_scale.unwrap_or(fomm),
                     });
                 }
                 Flag::Keypoints => s.keypoints = !s.keypoints,
@@ -771,6 +780,7 @@ impl App {
         // choice).
         let mut shown = self.settings.clone();
         shown.vcam.device = self.vcam_device.clone();
+        shown.adapt_scale = Some(self.adapt_scale());
         let view = View {
             settings: &shown,
             portraits: &self.thumbs,

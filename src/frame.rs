@@ -21,6 +21,28 @@ impl Size {
     }
 }
 
+/// A size that is not `WIDTHxHEIGHT` with a positive, even width and a positive height (the
+/// even width is what YUYV and I420 frames need).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("size {0:?} must look like 640x480: a positive, even width and a positive height")]
+pub struct SizeParseError(pub String);
+
+impl std::str::FromStr for Size {
+    type Err = SizeParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || SizeParseError(s.to_string());
+        let (w, h) = s.split_once('x').ok_or_else(bad)?;
+        let size = Size::new(
+            w.trim().parse().map_err(|_| bad())?,
+            h.trim().parse().map_err(|_| bad())?,
+        );
+        if size.width == 0 || size.height == 0 || size.width % 2 == 1 {
+            return Err(bad());
+        }
+        Ok(size)
+    }
+}
+
 impl std::fmt::Display for Size {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}x{}", self.width, self.height)
@@ -97,5 +119,19 @@ impl Frame {
     /// A copy as an `image` buffer.
     pub fn to_image(&self) -> Option<image::RgbImage> {
         image::RgbImage::from_raw(self.size.width, self.size.height, self.rgb.as_ref().clone())
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_and_bad_ones_are_refused() {
+        assert_eq!("640x480".parse::<Size>(), Ok(Size::new(640, 480)));
+        assert_eq!("1280x720".parse::<Size>(), Ok(Size::new(1280, 720)));
+        for bad in ["", "640", "641x480", "0x480", "640x0", "axb", "640x480x3"] {
+            assert!(bad.parse::<Size>().is_err(), "{bad}");
+        }
     }
 }

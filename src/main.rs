@@ -697,36 +697,19 @@ fn run_devices() -> Result<()> {
     Ok(())
 }
 
-/// The bundled default portrait: ./assets/avatars, or beside the executable (installed or
-/// target/release inside the repository).
+/// The bundled default portrait (see [`marionette::app::gallery::bundled_dir`]).
 fn bundled_avatar() -> Option<PathBuf> {
-    let name = "assets/avatars/eileen-collins.png";
-    let mut candidates = vec![PathBuf::from(name)];
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent()
-    {
-        candidates.push(dir.join(name));
-        candidates.push(dir.join("../..").join(name));
-        candidates.push(dir.join("../share/marionette").join(name));
-    }
-    candidates.into_iter().find(|p| p.is_file())
+    marionette::app::gallery::bundled_dir()
+        .map(|d| d.join("eileen-collins.png"))
+        .filter(|p| p.is_file())
 }
 
 fn parse_size(s: &str) -> Result<marionette::frame::Size> {
-    let (w, h) = s
-        .split_once('x')
-        .with_context(|| format!("size {s:?} must look like 640x480"))?;
-    let size =
-        marionette::frame::Size::new(w.parse().context("width")?, h.parse().context("height")?);
-    if size.width == 0 || size.height == 0 || size.width % 2 == 1 {
-        bail!("size {s} must have a positive, even width and a positive height");
-    }
-    Ok(size)
+    Ok(s.parse()?)
 }
 
 fn run_live(cmd: Command) -> Result<()> {
-    use marionette::capture::pattern::TestPattern;
-    use marionette::capture::webcam::{CameraSelector, Webcam, WebcamRequest};
+    use marionette::app::settings::SourceSetting;
     use marionette::capture::{CaptureError, FolderSource, FrameSource, VideoFileSource};
     use marionette::engine::Animator;
     use marionette::engine::fomm::FommAnimator;
@@ -786,12 +769,7 @@ fn run_live(cmd: Command) -> Result<()> {
     let source: Option<SourceFactory> = if idle {
         None
     } else if let Some(cam) = camera {
-        let selector: CameraSelector = cam.parse().unwrap_or(CameraSelector::Index(0));
-        Some(Box::new(
-            move || -> Result<Box<dyn FrameSource>, CaptureError> {
-                Ok(Box::new(Webcam::open(selector, WebcamRequest::default())?))
-            },
-        ))
+        marionette::app::source_factory(&SourceSetting::Camera(cam), square.clone())
     } else if let Some(path) = driving_file {
         Some(Box::new(
             move || -> Result<Box<dyn FrameSource>, CaptureError> {
@@ -803,16 +781,7 @@ fn run_live(cmd: Command) -> Result<()> {
             },
         ))
     } else {
-        let face = square.clone();
-        Some(Box::new(
-            move || -> Result<Box<dyn FrameSource>, CaptureError> {
-                Ok(Box::new(TestPattern::new(
-                    face,
-                    marionette::frame::Size::new(640, 480),
-                    30.0,
-                )))
-            },
-        ))
+        marionette::app::source_factory(&SourceSetting::TestPattern, square.clone())
     };
     let mut sinks: Vec<Box<dyn FrameSink>> = Vec::new();
     let vcam: Option<PathBuf> = match vcam.as_str() {
@@ -858,14 +827,9 @@ fn run_live(cmd: Command) -> Result<()> {
     if h != w {
         bail!("the live loop needs a square frame size, the engine has {w}x{h}");
     }
-    let portrait = image::imageops::resize(
-        &square,
-        w as u32,
-        h as u32,
-        image::imageops::FilterType::Triangle,
-    );
+    // The pipeline resizes the portrait to the engine's frame size.
     let options = PipelineOptions {
-        portraits: vec![portrait],
+        portraits: vec![square],
         avatar: 0,
         crop: Crop {
             mirror,

@@ -373,17 +373,14 @@ impl App {
             self.vcam.set(None, "");
             return;
         };
-        let size = parse_size(&self.settings.vcam.size);
+        let size: Result<crate::frame::Size, String> =
+            self.settings.vcam.size.parse().map_err(|e| format!("{e}"));
         let format: Result<crate::output::convert::PixelFormat, String> =
             self.settings.vcam.format.parse();
-        let opened = match (size, format) {
-            (Some(size), Ok(format)) => {
-                crate::output::v4l2::V4l2Sink::open(&path, size, format, self.fps.round() as u32)
-                    .map_err(|e| e.to_string())
-            }
-            (None, _) => Err(format!("bad size {}", self.settings.vcam.size)),
-            (_, Err(e)) => Err(e),
-        };
+        let opened = size.and_then(|size| {
+            crate::output::v4l2::V4l2Sink::open(&path, size, format?, self.fps.round() as u32)
+                .map_err(|e| e.to_string())
+        });
         match opened {
             Ok(sink) => {
                 let label = format!(
@@ -983,11 +980,6 @@ impl App {
         });
         Ok(())
     }
-}
-
-fn parse_size(s: &str) -> Option<crate::frame::Size> {
-    let (w, h) = s.split_once('x')?;
-    Some(crate::frame::Size::new(w.parse().ok()?, h.parse().ok()?))
 }
 
 impl ApplicationHandler for App {

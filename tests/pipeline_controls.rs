@@ -57,6 +57,12 @@ impl Animator for Engine {
         self.log.lock().unwrap().portraits.push(id);
         Ok(())
     }
+    fn keypoint_view(&self) -> Option<marionette::engine::KeypointView> {
+        Some(marionette::engine::KeypointView {
+            driving: vec![[0.5, -0.5]],
+            portrait: vec![[0.25, 0.0]],
+        })
+    }
     fn set_transfer(&mut self, relative: bool, adapt_scale: bool) -> Result<(), EngineError> {
         self.log
             .lock()
@@ -200,7 +206,7 @@ fn sources_switch_while_running_and_a_failing_one_falls_back_to_idle_motion() {
 }
 
 #[test]
-fn mirror_output_flips_what_the_sinks_get() {
+fn mirror_output_flips_what_the_sinks_get_and_keypoints_come_when_asked() {
     let (engine, _) = engine();
     let last = Arc::new(Mutex::new(None));
     let pipeline = Pipeline::start(
@@ -222,6 +228,20 @@ fn mirror_output_flips_what_the_sinks_get() {
     wait_for(|| get().is_some_and(|l| l.1 == 255), Duration::from_secs(5));
     let (_, first, end) = get().unwrap();
     assert_eq!((first, end), (255, 0), "mirrored");
+    // Keypoints are read back only once asked for.
+    assert_eq!(pipeline.keypoints(), None);
+    pipeline
+        .control()
+        .send(Control::ReportKeypoints(true))
+        .unwrap();
+    wait_for(|| pipeline.keypoints().is_some(), Duration::from_secs(5));
+    assert_eq!(pipeline.keypoints().unwrap().driving, vec![[0.5, -0.5]]);
+    pipeline
+        .control()
+        .send(Control::ReportKeypoints(false))
+        .unwrap();
+    wait_for(|| pipeline.keypoints().is_none(), Duration::from_secs(5));
+    assert_eq!(pipeline.keypoints(), None);
     pipeline.join();
 }
 

@@ -258,6 +258,7 @@ impl App {
             relative: settings.relative || !o.absolute_supported,
             adapt_scale: settings.adapt_scale.unwrap_or(o.absolute_supported),
         });
+        let _ = control.send(Control::ReportKeypoints(settings.keypoints));
         let face = portrait
             .as_ref()
             .map(|p| (*p.image).clone())
@@ -497,7 +498,10 @@ impl App {
                         adapt_scale: s.adapt_scale.unwrap_or(fomm),
                     });
                 }
-                Flag::Keypoints => s.keypoints = !s.keypoints,
+                Flag::Keypoints => {
+                    s.keypoints = !s.keypoints;
+                    let _ = self.control.send(Control::ReportKeypoints(s.keypoints));
+                }
                 Flag::Stats => s.stats = !s.stats,
                 Flag::Help => self.show_help = !self.show_help,
                 Flag::Fullscreen => {

@@ -37,6 +37,9 @@ pub enum Control {
         relative: bool,
         adapt_scale: bool,
     },
+    /// Keep the last frame's keypoints for [`Pipeline::keypoints`] (off by default: reading them
+    /// back costs a copy per frame, from the GPU with CUDA).
+    ReportKeypoints(bool),
     /// Show the camera crop instead of the animated portrait.
     Passthrough(bool),
     SetCrop(Crop),
@@ -374,6 +377,7 @@ impl Pipeline {
                         .copied()
                         .unwrap_or(0);
                     let mut mirror_output = options.mirror_output;
+                    let mut report_keypoints = false;
                     let publish = |frame: Frame,
                                    live: bool,
                                    mirror: bool,
@@ -449,6 +453,12 @@ impl Pipeline {
                                 Control::Passthrough(p) => passthrough = p,
                                 Control::SetCrop(c) => crop = c.clamped(),
                                 Control::MirrorOutput(m) => mirror_output = m,
+                                Control::ReportKeypoints(on) => {
+                                    report_keypoints = on;
+                                    if let Ok(mut k) = keypoints.lock() {
+                                        *k = None;
+                                    }
+                                }
                                 Control::Transfer {
                                     relative,
                                     adapt_scale,
@@ -497,7 +507,7 @@ impl Pipeline {
                                             s.calibrations += 1;
                                         }
                                     }
-                                    if let Ok(mut k) = keypoints.lock() {
+                                    if report_keypoints && let Ok(mut k) = keypoints.lock() {
                                         *k = engine.keypoint_view();
                                     }
                                     let (size, rgb) = from_tensor(&result)?;
@@ -535,7 +545,7 @@ impl Pipeline {
                                     if let Ok(mut s) = stats.lock() {
                                         s.record_inference(t.elapsed(), 0);
                                     }
-                                    if let Ok(mut k) = keypoints.lock() {
+                                    if report_keypoints && let Ok(mut k) = keypoints.lock() {
                                         *k = None;
                                     }
                                     publish(
@@ -605,7 +615,8 @@ impl Pipeline {
         self.source_error.lock().ok().and_then(|e| e.clone())
     }
 
-    /// The keypoints of the last animated frame (for the overlay).
+    /// The keypoints of the last animated frame (for the overlay), once asked for with
+    /// [`Control::ReportKeypoints`].
     pub fn keypoints(&self) -> Option<KeypointView> {
         self.keypoints.lock().ok().and_then(|k| k.clone())
     }

@@ -23,6 +23,7 @@ use crate::frame::Frame;
 use crate::output::FrameSink;
 use crate::output::switch::{ChannelSink, SwitchHandle, SwitchableSink};
 use crate::pipeline::channel::{LatestReceiver, latest};
+use crate::pipeline::framing::Crop;
 use crate::pipeline::runner::{Control, Pipeline, PipelineOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +86,8 @@ struct App {
     vcam_device: String,
     vcam_devices: Vec<String>,
     devices_checked: Instant,
+    /// When the status was last refreshed.
+    status_at: Instant,
     pipeline: Option<Pipeline>,
     control: Sender<Control>,
     preview_rx: LatestReceiver<Frame>,
@@ -118,7 +121,7 @@ fn scan_devices() -> (Vec<(String, SourceSetting)>, Vec<String>) {
     let devices = crate::output::v4l2::list_devices();
     let mut sources: Vec<(String, SourceSetting)> = devices
         .iter()
-        .filter(|d| d.capture && !d.is_loopback())
+        .filter(|d| d.is_webcam())
         .map(|d| {
             let path = d.path.display().to_string();
             (format!("{} ({path})", d.card), SourceSetting::Camera(path))
@@ -128,7 +131,7 @@ fn scan_devices() -> (Vec<(String, SourceSetting)>, Vec<String>) {
     sources.push(("Idle motion (no camera)".into(), SourceSetting::Idle));
     let vcams = devices
         .iter()
-        .filter(|d| d.is_loopback() && d.output)
+        .filter(|d| d.is_virtual_camera())
         .map(|d| d.path.display().to_string())
         .collect();
     (sources, vcams)
@@ -290,6 +293,9 @@ impl App {
             vcam_device,
             vcam_devices,
             devices_checked: Instant::now(),
+            status_at: Instant::now()
+                .checked_sub(Duration::from_secs(1))
+                .unwrap_or_else(Instant::now),
             pipeline: Some(pipeline),
             control,
             preview_rx,
@@ -421,10 +427,13 @@ impl App {
         tracing::info!("portrait: {}", p.name);
     }
 
-    fn send_crop(&self) {
-        let _ = self
-            .control
-            .send(Control::SetCrop(self.settings.crop.to_crop()));
+    /// Changes the crop (clamped into range), stores it and sends it to the pipeline.
+    fn change_crop(&mut self, change: impl FnOnce(&mut Crop)) {
+        let mut c = self.settings.crop.to_crop();
+        change(&mut c);
+        let c = c.clamped();
+        self.settings.crop = super::settings::CropSetting::from_crop(&c);
+        let _ = self.control.send(Control::SetCrop(c));
     }
 
     fn apply(&mut self, action: Action, event_loop: &ActiveEventLoop) {
@@ -446,31 +455,17 @@ impl App {
                     self.select((self.selected + step) % n);
                 }
             }
-            Action::Zoom(f) => {
-                let mut c = s.crop.to_crop();
-                c.zoom *= f;
-                s.crop = super::settings::CropSetting::from_crop(&c.clamped());
-                self.send_crop();
-            }
-            Action::SetZoom(z) => {
-                let mut c = s.crop.to_crop();
-                c.zoom = z;
-                s.crop = super::settings::CropSetting::from_crop(&c.clamped());
-                self.send_crop();
-            }
+            Action::Zoom(f) => self.change_crop(|c| c.zoom *= f),
+            Action::SetZoom(z) => self.change_crop(|c| c.zoom = z),
             Action::Pan(dx, dy) => {
                 // Arrows move the crop as the pane shows it: mirrored, left is the image's right.
                 let dx = if s.mirror_preview { -dx } else { dx };
-                let mut c = s.crop.to_crop();
-                c.pan_x += dx;
-                c.pan_y += dy;
-                s.crop = super::settings::CropSetting::from_crop(&c.clamped());
-                self.send_crop();
+                self.change_crop(|c| {
+                    c.pan_x += dx;
+                    c.pan_y += dy;
+                });
             }
-            Action::ResetCrop => {
-                s.crop = super::settings::CropSetting::default();
-                self.send_crop();
-            }
+            Action::ResetCrop => self.change_crop(|c| *c = Crop::default()),
             Action::Toggle(flag) => match flag {
                 Flag::Overlay => s.overlay = !s.overlay,
                 Flag::MirrorPreview => s.mirror_preview = !s.mirror_preview,
@@ -595,7 +590,12 @@ impl App {
         self.dirty_since = None;
     }
 
+    /// Refreshes the status lines and stats, five times a second (not at every redraw).
     fn update_status(&mut self) {
+        if self.status_at.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.status_at = Instant::now();
         if let Some(p) = &self.pipeline {
             let snap = p.stats.lock().ok().map(|s| s.snapshot());
             if let Some(n) = snap.as_ref().and_then(|s| s.notice.clone()) {

@@ -190,15 +190,22 @@ impl DeviceInfo {
     pub fn is_loopback(&self) -> bool {
         self.driver.contains("loopback")
     }
+
+    /// A virtual camera marionette can write to.
+    pub fn is_virtual_camera(&self) -> bool {
+        self.is_loopback() && self.output
+    }
+
+    /// A camera to read from (a capture node that is not a virtual camera).
+    pub fn is_webcam(&self) -> bool {
+        self.capture && !self.is_loopback()
+    }
 }
 
 /// The virtual camera to write to when none is named: a v4l2loopback node that accepts output,
 /// the one labelled "marionette" (packaging/setup-virtual-camera.sh) first.
 pub fn find_virtual_camera(devices: &[DeviceInfo]) -> Option<&DeviceInfo> {
-    let loopbacks: Vec<&DeviceInfo> = devices
-        .iter()
-        .filter(|d| d.is_loopback() && d.output)
-        .collect();
+    let loopbacks: Vec<&DeviceInfo> = devices.iter().filter(|d| d.is_virtual_camera()).collect();
     loopbacks
         .iter()
         .find(|d| d.card.eq_ignore_ascii_case("marionette"))
@@ -208,5 +215,5 @@ pub fn find_virtual_camera(devices: &[DeviceInfo]) -> Option<&DeviceInfo> {
 
 /// The webcam to read when none is named: the first capture node that is not a virtual camera.
 pub fn find_webcam(devices: &[DeviceInfo]) -> Option<&DeviceInfo> {
-    devices.iter().find(|d| d.capture && !d.is_loopback())
+    devices.iter().find(|d| d.is_webcam())
 }

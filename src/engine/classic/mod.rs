@@ -148,6 +148,29 @@ struct RefPoint {
     lost: u32,
 }
 
+/// A point's tracking request: from where it was last seen, else where `blend` (the last motion)
+/// puts it, with that motion's local linear part as the starting warp.
+fn track_request<'a>(blend: Option<&Blend>, p: &'a RefPoint) -> TrackRequest<'a> {
+    let o = [p.origin[0] as f64, p.origin[1] as f64];
+    let (predicted, jacobian) = match blend {
+        Some(b) => {
+            let q = b.apply(o);
+            let a = b.linear_part(o);
+            (
+                [q[0] as f32, q[1] as f32],
+                a.map(|row| row.map(|v| v as f32)),
+            )
+        }
+        None => (p.origin, [[1.0, 0.0], [0.0, 1.0]]),
+    };
+    TrackRequest {
+        template: &p.template,
+        origin: p.origin,
+        guess: p.last.unwrap_or(predicted),
+        jacobian,
+    }
+}
+
 /// The local affine maps D1 -> D_t around the anchors, and the robustness weight each tracked point
 /// ended with (in the order of [`ClassicEngine::correspondences`]).
 struct Fits {
@@ -505,33 +528,11 @@ impl ClassicEngine {
     /// Tracks D1's points into `frame` and fits the local affine maps (one per anchor); `None` when too
     /// few points were tracked.
     fn step(&self, reference: &mut Reference, frame: &Pyramid) -> Option<Fits> {
-        let predict = |blend: Option<&Blend>, origin: [f32; 2]| -> ([f32; 2], [[f32; 2]; 2]) {
-            let o = [origin[0] as f64, origin[1] as f64];
-            match blend {
-                Some(b) => {
-                    let p = b.apply(o);
-                    let a = b.linear_part(o);
-                    (
-                        [p[0] as f32, p[1] as f32],
-                        a.map(|row| row.map(|v| v as f32)),
-                    )
-                }
-                None => (origin, [[1.0, 0.0], [0.0, 1.0]]),
-            }
-        };
         // 1. Every point, from its last position (or the last motion's prediction).
         let requests: Vec<TrackRequest<'_>> = reference
             .points
             .iter()
-            .map(|p| {
-                let (pred, jacobian) = predict(reference.forward.as_ref(), p.origin);
-                TrackRequest {
-                    template: &p.template,
-                    origin: p.origin,
-                    guess: p.last.unwrap_or(pred),
-                    jacobian,
-                }
-            })
+            .map(|p| track_request(reference.forward.as_ref(), p))
             .collect();
         let results = tracker::track(&reference.pyramid, frame, &requests, &self.track);
         drop(requests);
@@ -592,15 +593,7 @@ impl ClassicEngine {
             let requests: Vec<TrackRequest<'_>> = retry
                 .iter()
                 .filter_map(|&i| reference.points.get(i))
-                .map(|p| {
-                    let (pred, jacobian) = predict(Some(&blend), p.origin);
-                    TrackRequest {
-                        template: &p.template,
-                        origin: p.origin,
-                        guess: p.last.unwrap_or(pred),
-                        jacobian,
-                    }
-                })
+                .map(|p| track_request(Some(&blend), p))
                 .collect();
             let results = tracker::track(&reference.pyramid, frame, &requests, &self.track);
             drop(requests);

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Installs what marionette needs to build and run on Debian/Ubuntu. Idempotent: safe to re-run.
-#   * FFmpeg (ffmpeg, ffprobe): reading and writing videos.
-#   * pkg-config, clang's libclang (bindgen for the V4L2 bindings), a C compiler, nasm (SIMD JPEG).
+#
+# Everything is asked for by Debian package name, never guessed from files that happen to be on
+# the machine (a `libclang-cpp14` install once made an earlier version of this script skip
+# `libclang-dev`, and bindgen then failed with "Unable to find libclang"):
+#   * ffmpeg (ffmpeg, ffprobe): reading and writing videos.
+#   * build-essential (cc), pkg-config, libclang-dev (bindgen for the V4L2 bindings loads
+#     libclang.so from it), nasm (SIMD JPEG), curl and ca-certificates (rustup).
 #   * A Rust toolchain >= 1.95 through rustup when cargo is missing or too old.
 #   * The window's run-time libraries: X11/Wayland client libraries and keyboard maps (winit),
 #     the Vulkan loader, and Mesa's Vulkan and GL drivers (software rendering where there is no
 #     GPU driver).
 # With --tests, also what the tests need: Xvfb, xdotool and ImageMagick for the real-window test,
-# and the QEMU test VM of tests/vm (qemu, a Debian kernel with the vivid and v4l2loopback
-# drivers; tests/vm/build.sh, cached in target/vm).
+# mmdebstrap for the fresh-machine check (packaging/check-fresh.sh), and the QEMU test VM of
+# tests/vm (qemu, a Debian kernel with the vivid and v4l2loopback drivers; tests/vm/build.sh,
+# cached in target/vm).
 set -euo pipefail
 
 tests=0
@@ -19,23 +25,19 @@ for arg in "$@"; do
     esac
 done
 
-need=()
-for cmd_pkg in ffmpeg:ffmpeg ffprobe:ffmpeg pkg-config:pkg-config cc:gcc nasm:nasm; do
-    cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg#*:}
-    command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
-done
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
-    need+=(libclang-dev)
-fi
-command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+build_pkgs=(ffmpeg build-essential pkg-config libclang-dev nasm curl ca-certificates)
 window_pkgs=(libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon0 libxkbcommon-x11-0
     libwayland-client0 libwayland-cursor0 libwayland-egl1 libegl1 libgl1-mesa-dri libvulkan1
     mesa-vulkan-drivers)
-test_pkgs=(xvfb xdotool imagemagick)
-pkgs=("${window_pkgs[@]}")
+test_pkgs=(xvfb xdotool imagemagick mmdebstrap)
+pkgs=("${build_pkgs[@]}" "${window_pkgs[@]}")
 [ "$tests" = 1 ] && pkgs+=("${test_pkgs[@]}")
+
+# Which of the named packages dpkg does not list as installed (asking apt for an installed
+# package is harmless, but needs root and a package-list refresh; this keeps re-runs instant).
+need=()
 for pkg in "${pkgs[@]}"; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -43,7 +45,16 @@ if [ ${#need[@]} -gt 0 ]; then
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     echo "setup: installing ${need[*]}"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# bindgen (v4l2-sys-mit) loads libclang.so or libclang-<N>.so; check that exact file, so a broken
+# install is named here and not as a panic deep in the build.
+if ! compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null && ! compgen -G '/usr/lib/llvm-*/lib/libclang-*.so' >/dev/null \
+    && ! compgen -G '/usr/lib/*-linux-gnu/libclang-*.so' >/dev/null; then
+    echo "setup: libclang-dev is installed but no libclang.so was found under /usr/lib/llvm-*/lib;" >&2
+    echo "setup: reinstall it (sudo apt-get install --reinstall libclang-dev) or set LIBCLANG_PATH" >&2
+    exit 1
 fi
 
 rust_ok() {

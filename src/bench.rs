@@ -10,12 +10,15 @@ use crate::model::config::FommConfig;
 use crate::model::fomm::{Fomm, ModelError};
 use crate::model::grid_sample::grid_sample;
 use crate::model::motion_transfer::{MotionTransfer, TransferOptions};
+use crate::model::precision::PrecisionPlan;
 
 /// Median milliseconds of each stage.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub config: String,
     pub device: String,
+    /// The convolutions' precision (the lowest of the plan).
+    pub precision: String,
     pub threads: usize,
     pub iterations: usize,
     /// Once per portrait: keypoints of the source + generator encoder.
@@ -78,8 +81,14 @@ fn test_grid(n: usize, h: usize, w: usize, device: &Device) -> candle_core::Resu
     id.broadcast_add(&noise)
 }
 
-pub fn run(config: &FommConfig, device: &Device, iters: usize) -> Result<BenchReport, ModelError> {
-    let model = Fomm::random(config, device)?;
+pub fn run(
+    config: &FommConfig,
+    device: &Device,
+    iters: usize,
+    precision: PrecisionPlan,
+) -> Result<BenchReport, ModelError> {
+    let mut model = Fomm::random(config, device)?;
+    model.set_precision(precision)?;
     let (h, w) = config.frame_size;
     let c = config.model.common_params.num_channels;
     let source = Tensor::rand(0f32, 1.0, (1, c, h, w), device)?;
@@ -127,6 +136,7 @@ pub fn run(config: &FommConfig, device: &Device, iters: usize) -> Result<BenchRe
     Ok(BenchReport {
         config: config.name.clone(),
         device: format!("{device:?}"),
+        precision: precision.headline().to_string(),
         threads: candle_core::utils::get_num_threads(),
         iterations: iters,
         prepare_source_ms,

@@ -243,6 +243,9 @@ enum Command {
         json: bool,
         #[arg(long)]
         cpu: bool,
+        /// Precision of the convolutions: auto, f32 or bf16.
+        #[arg(long, default_value = "auto")]
+        precision: String,
     },
 }
 
@@ -465,16 +468,18 @@ fn run_convert(input: &Path, output: &Path, config: Option<&str>) -> Result<()> 
     Ok(())
 }
 
-fn run_bench(config: &str, iters: usize, json: bool, cpu: bool) -> Result<()> {
+fn run_bench(config: &str, iters: usize, json: bool, cpu: bool, precision: &str) -> Result<()> {
     let config = presets::resolve_config(config)?;
     let device = pick_device(cpu)?;
-    let r = marionette::bench::run(&config, &device, iters)?;
+    let choice: marionette::model::precision::PrecisionChoice = precision.parse()?;
+    let plan = marionette::model::precision::PrecisionPlan::for_precision(choice.resolve()?);
+    let r = marionette::bench::run(&config, &device, iters, plan)?;
     if json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "config {} on {} ({} threads), median of {} runs:",
-            r.config, r.device, r.threads, r.iterations
+            "config {} on {} at {} ({} threads), median of {} runs:",
+            r.config, r.device, r.precision, r.threads, r.iterations
         );
         println!(
             "  prepare source (once per portrait) {:>9.2} ms",
@@ -995,8 +1000,9 @@ fn main() -> Result<()> {
             iters,
             json,
             cpu,
+            precision,
             ..
-        } => run_bench(&config, iters, json, cpu),
+        } => run_bench(&config, iters, json, cpu, &precision),
         Command::MakeSequences {
             photo,
             output,

@@ -9,7 +9,10 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::conv::Conv3x3;
+use std::sync::Arc;
+
+use super::conv::{Conv3x3, ConvBf16};
+use super::precision::Precision;
 
 /// `nn.BatchNorm2d` / `SynchronizedBatchNorm2d` default eps.
 const BN_EPS: f64 = 1e-5;
@@ -22,6 +25,8 @@ pub struct Conv2d {
     bias: Tensor,
     padding: usize,
     fast: Option<Conv3x3>,
+    /// The bf16 product for other kernel sizes (heads), when the precision is bf16.
+    bf16: Option<Arc<ConvBf16>>,
 }
 
 impl Conv2d {
@@ -48,7 +53,31 @@ impl Conv2d {
             bias,
             padding,
             fast,
+            bf16: None,
         })
+    }
+
+    /// Sets the precision of this convolution's products. Heads with fewer than
+    /// [`BF16_MIN_HEAD_CHANNELS`] outputs stay at f32: the bf16 kernel computes 8 output
+    /// channels at a time, so for them it would do mostly wasted work.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        if let Some(fast) = &mut self.fast {
+            return fast.set_precision(precision);
+        }
+        let cpu_f32 = self.weight.device().is_cpu() && self.weight.dtype() == DType::F32;
+        self.bf16 = match precision {
+            Precision::Bf16 if cpu_f32 && self.out_channels() >= BF16_MIN_HEAD_CHANNELS => {
+                let (c_out, c_in, k, _) = self.weight.dims4()?;
+                Some(Arc::new(ConvBf16::new(
+                    &self.weight.flatten_all()?.to_vec1::<f32>()?,
+                    (c_out, c_in, k),
+                    &self.bias.to_vec1::<f32>()?,
+                    self.padding,
+                )?))
+            }
+            _ => None,
+        };
+        Ok(())
     }
 
     pub fn out_channels(&self) -> usize {
@@ -65,10 +94,23 @@ impl Conv2d {
     }
 }
 
+/// Heads with at least this many output channels use the bf16 product at bf16 precision.
+pub const BF16_MIN_HEAD_CHANNELS: usize = 8;
+
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if let Some(fast) = &self.fast {
             return fast.forward(x);
+        }
+        if let Some(k) = &self.bf16
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+        {
+            let (n, _, h, w) = x.dims4()?;
+            let data = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+            if let Some((y, ho, wo)) = k.forward(&data, (n, h, w))? {
+                return Tensor::from_vec(y, (n, k.out_channels(), ho, wo), x.device());
+            }
         }
         // Few output channels (the 7x7 heads): a direct kernel beats im2col by far.
         if self.bias.dims1()? <= 16
@@ -157,6 +199,14 @@ impl ResBlock2d {
     }
 }
 
+impl ResBlock2d {
+    /// Sets the precision of both convolutions.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.conv1.set_precision(precision)?;
+        self.conv2.set_precision(precision)
+    }
+}
+
 impl Module for ResBlock2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let out = self.norm1.forward(x)?.relu()?;
@@ -184,6 +234,13 @@ impl UpBlock2d {
         Ok(Self {
             conv: conv_bn(&vb, c_in, c_out, kernel, padding)?,
         })
+    }
+}
+
+impl UpBlock2d {
+    /// Sets the precision of the convolution.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.conv.set_precision(precision)
     }
 }
 
@@ -216,6 +273,13 @@ impl DownBlock2d {
     }
 }
 
+impl DownBlock2d {
+    /// Sets the precision of the convolution.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.conv.set_precision(precision)
+    }
+}
+
 impl Module for DownBlock2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.conv.forward(x)?.relu()?.avg_pool2d(2)
@@ -239,6 +303,13 @@ impl SameBlock2d {
         Ok(Self {
             conv: conv_bn(&vb, c_in, c_out, kernel, padding)?,
         })
+    }
+}
+
+impl SameBlock2d {
+    /// Sets the precision of the convolution.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.conv.set_precision(precision)
     }
 }
 

@@ -14,6 +14,7 @@ use super::grid_sample::grid_sample;
 use super::hourglass::Hourglass;
 use super::keypoint_detector::Keypoints;
 use super::motion_transfer::inverse_2x2;
+use super::precision::Precision;
 use super::util::{kp2gaussian, make_coordinate_grid};
 
 /// Per-portrait inputs of the dense motion network.
@@ -91,6 +92,16 @@ impl DenseMotionNetwork {
             num_kp,
             kp_variance: p.kp_variance,
         })
+    }
+
+    /// Sets the precision of the hourglass and the heads.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.hourglass.set_precision(precision)?;
+        self.mask.set_precision(precision)?;
+        match &mut self.occlusion {
+            Some(o) => o.set_precision(precision),
+            None => Ok(()),
+        }
     }
 
     /// The per-portrait part: downscaled source and source keypoint Gaussians.

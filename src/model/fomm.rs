@@ -9,6 +9,7 @@ use super::checkpoint::{Checkpoint, CheckpointError};
 use super::config::{ConfigError, FommConfig};
 use super::generator::{EncodedSource, GeneratorOutput, OcclusionAwareGenerator};
 use super::keypoint_detector::{Keypoints, KpDetector, KpDetectorOutput};
+use super::precision::PrecisionPlan;
 use super::weights::{KeyProblem, WeightSource};
 
 /// Errors building or running the model.
@@ -66,6 +67,7 @@ pub struct Fomm {
     pub generator: OcclusionAwareGenerator,
     pub options: RunOptions,
     device: Device,
+    precision: PrecisionPlan,
 }
 
 impl Fomm {
@@ -132,11 +134,28 @@ impl Fomm {
             generator,
             options: RunOptions::default(),
             device: device.clone(),
+            precision: PrecisionPlan::default(),
         })
     }
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Sets the precision of each network's convolutions (f32 after loading). Reduced-precision
+    /// weights are prepared here, once.
+    pub fn set_precision(&mut self, plan: PrecisionPlan) -> Result<(), ModelError> {
+        self.kp_detector.set_precision(plan.kp_detector)?;
+        self.generator
+            .set_dense_motion_precision(plan.dense_motion)?;
+        self.generator.set_precision(plan.generator)?;
+        self.precision = plan;
+        Ok(())
+    }
+
+    /// The precision plan in use.
+    pub fn precision(&self) -> PrecisionPlan {
+        self.precision
     }
 
     /// Checks a (1, C, H, W) image tensor against the config and moves it to the model's device.

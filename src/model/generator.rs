@@ -14,6 +14,7 @@ use super::dense_motion::{DenseMotionNetwork, DenseMotionOutput, DenseMotionSour
 use super::grid_sample::grid_sample;
 use super::interpolate::interpolate_bilinear;
 use super::keypoint_detector::Keypoints;
+use super::precision::Precision;
 
 /// What the generator keeps about a portrait between frames.
 #[derive(Debug, Clone)]
@@ -105,6 +106,30 @@ impl OcclusionAwareGenerator {
             bottleneck,
             final_conv,
         })
+    }
+
+    /// Sets the precision of the dense motion network's convolutions.
+    pub fn set_dense_motion_precision(&mut self, precision: Precision) -> Result<()> {
+        match &mut self.dense_motion_network {
+            Some(net) => net.set_precision(precision),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the precision of the generator's own convolutions (encoder, bottleneck, decoder,
+    /// `final`).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.first.set_precision(precision)?;
+        for b in &mut self.down_blocks {
+            b.set_precision(precision)?;
+        }
+        for b in &mut self.bottleneck {
+            b.set_precision(precision)?;
+        }
+        for b in &mut self.up_blocks {
+            b.set_precision(precision)?;
+        }
+        self.final_conv.set_precision(precision)
     }
 
     /// The per-portrait half: encoder features and the dense-motion network's source inputs.

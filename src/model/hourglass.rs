@@ -5,6 +5,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::blocks::{DownBlock2d, UpBlock2d, width};
+use super::precision::Precision;
 
 /// `Encoder`: `num_blocks` DownBlock2d (3x3, pad 1); returns the input and every block's output.
 #[derive(Debug, Clone)]
@@ -32,6 +33,13 @@ impl Encoder {
             down_blocks.push(DownBlock2d::new(vb.pp(i), c_in, c_out, 3, 1)?);
         }
         Ok(Self { down_blocks })
+    }
+
+    /// Sets the precision of every block.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.down_blocks
+            .iter_mut()
+            .try_for_each(|b| b.set_precision(precision))
     }
 
     /// `[x, down_0(x), down_1(down_0(x)), ...]`
@@ -81,6 +89,13 @@ impl Decoder {
 
     pub fn out_filters(&self) -> usize {
         self.out_filters
+    }
+
+    /// Sets the precision of every block.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.up_blocks
+            .iter_mut()
+            .try_for_each(|b| b.set_precision(precision))
     }
 
     /// Consumes the encoder's outputs (deepest last).
@@ -134,6 +149,12 @@ impl Hourglass {
 
     pub fn out_filters(&self) -> usize {
         self.decoder.out_filters()
+    }
+
+    /// Sets the precision of every convolution.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.encoder.set_precision(precision)?;
+        self.decoder.set_precision(precision)
     }
 }
 

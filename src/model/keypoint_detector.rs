@@ -9,6 +9,7 @@ use super::anti_alias::AntiAliasInterpolation2d;
 use super::blocks::Conv2d;
 use super::config::{CommonParams, KpDetectorParams};
 use super::hourglass::Hourglass;
+use super::precision::Precision;
 use super::util::make_coordinate_grid;
 
 /// Keypoints of one image: positions and optional local affine Jacobians.
@@ -90,6 +91,16 @@ impl KpDetector {
             num_jacobian_maps,
             temperature: p.temperature,
         })
+    }
+
+    /// Sets the precision of the hourglass and the heads.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.predictor.set_precision(precision)?;
+        self.kp.set_precision(precision)?;
+        match &mut self.jacobian {
+            Some(j) => j.set_precision(precision),
+            None => Ok(()),
+        }
     }
 
     /// Keypoints of `x` (B, C, H, W) in [0, 1].

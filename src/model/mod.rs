@@ -15,6 +15,8 @@ pub mod interpolate;
 pub mod keypoint_detector;
 pub mod motion_transfer;
 pub mod pickle;
+pub mod precision;
 pub mod presets;
+pub mod quality;
 pub mod util;
 pub mod weights;

@@ -1,0 +1,231 @@
+//! Arithmetic precision of the model's convolutions, and which ones this processor runs fast.
+//!
+//! * [`Precision::F32`]: the faithful path, bit for bit what the parity tests check against the
+//!   original PyTorch code. Every machine has it.
+//! * [`Precision::Bf16`]: the convolutions' operands (weights and input activations) rounded to
+//!   bfloat16, products summed in f32, activations between layers kept in f32. Fast where the
+//!   processor has AVX512_BF16 (the `VDPBF16PS` dot product).
+//!
+//! [`PrecisionChoice::Auto`] picks the fastest precision this processor runs natively. Setting
+//! `MARIONETTE_CPU=baseline` makes the process act as if the processor had none of the optional
+//! instructions (tests use it to check the f32 fallback).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A precision the convolutions run at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// f32 throughout (the original's arithmetic).
+    F32,
+    /// bf16 operands, f32 sums and activations.
+    Bf16,
+}
+
+impl Precision {
+    /// Lower-case name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// Whether this processor has the instructions that make this precision fast.
+    pub fn is_native(self) -> bool {
+        match self {
+            Precision::F32 => true,
+            Precision::Bf16 => cpu_has_avx512_bf16(),
+        }
+    }
+
+    /// The precisions this processor runs natively, fastest last.
+    pub fn native() -> Vec<Precision> {
+        [Precision::F32, Precision::Bf16]
+            .into_iter()
+            .filter(|p| p.is_native())
+            .collect()
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The precision of each of FOMM's three networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PrecisionPlan {
+    /// The keypoint detector (run on every driving frame).
+    pub kp_detector: Precision,
+    /// The dense motion network.
+    pub dense_motion: Precision,
+    /// The generator (encoder, bottleneck, decoder).
+    pub generator: Precision,
+}
+
+impl PrecisionPlan {
+    /// Every network at `p`.
+    pub fn uniform(p: Precision) -> Self {
+        Self {
+            kp_detector: p,
+            dense_motion: p,
+            generator: p,
+        }
+    }
+
+    /// The plan a user-facing precision stands for.
+    pub fn for_precision(p: Precision) -> Self {
+        Self::uniform(p)
+    }
+
+    /// The lowest precision in the plan (what a status line names).
+    pub fn headline(&self) -> Precision {
+        if [self.kp_detector, self.dense_motion, self.generator].contains(&Precision::Bf16) {
+            Precision::Bf16
+        } else {
+            Precision::F32
+        }
+    }
+}
+
+impl Default for PrecisionPlan {
+    fn default() -> Self {
+        Self::uniform(Precision::F32)
+    }
+}
+
+/// What the user asked for: a precision, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PrecisionChoice {
+    /// The fastest precision this processor runs natively.
+    #[default]
+    Auto,
+    /// Exactly this precision.
+    Exact(Precision),
+}
+
+/// A precision that this processor cannot run fast.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "--precision {precision} needs {needs}, which this processor lacks ({cpu}); \
+     use --precision auto or f32"
+)]
+pub struct UnsupportedPrecision {
+    /// What was asked for.
+    pub precision: Precision,
+    /// The instruction set it needs.
+    pub needs: &'static str,
+    /// What this processor has, in words.
+    pub cpu: String,
+}
+
+impl PrecisionChoice {
+    /// The precision this choice means on this processor.
+    pub fn resolve(self) -> Result<Precision, UnsupportedPrecision> {
+        match self {
+            PrecisionChoice::Auto => Ok(Precision::native()
+                .last()
+                .copied()
+                .unwrap_or(Precision::F32)),
+            PrecisionChoice::Exact(p) if p.is_native() => Ok(p),
+            PrecisionChoice::Exact(p) => Err(UnsupportedPrecision {
+                precision: p,
+                needs: "AVX512_BF16 (AMD Zen 4 or later, Intel Sapphire Rapids or later)",
+                cpu: cpu_summary(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for PrecisionChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrecisionChoice::Auto => f.write_str("auto"),
+            PrecisionChoice::Exact(p) => p.fmt(f),
+        }
+    }
+}
+
+/// A `--precision` value that is none of the known ones.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown precision '{0}': expected auto, f32 or bf16")]
+pub struct ParsePrecisionError(String);
+
+impl FromStr for PrecisionChoice {
+    type Err = ParsePrecisionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(PrecisionChoice::Auto),
+            "f32" | "fp32" | "float32" => Ok(PrecisionChoice::Exact(Precision::F32)),
+            "bf16" | "bfloat16" => Ok(PrecisionChoice::Exact(Precision::Bf16)),
+            _ => Err(ParsePrecisionError(s.to_string())),
+        }
+    }
+}
+
+/// Whether `MARIONETTE_CPU=baseline` asks to ignore the optional instructions.
+fn baseline_forced() -> bool {
+    std::env::var("MARIONETTE_CPU").is_ok_and(|v| v.eq_ignore_ascii_case("baseline"))
+}
+
+/// Whether the processor has AVX512F and AVX512_BF16 (and they are not switched off). Read
+/// once per process (the kernels ask on every call).
+pub fn cpu_has_avx512_bf16() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            !baseline_forced()
+                && std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bf16")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// The optional instructions this processor has that matter here, in words.
+pub fn cpu_summary() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut have = Vec::new();
+        for (name, present) in [
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            (
+                "avx512_bf16",
+                std::arch::is_x86_feature_detected!("avx512bf16"),
+            ),
+            (
+                "avx512_vnni",
+                std::arch::is_x86_feature_detected!("avx512vnni"),
+            ),
+        ] {
+            if present {
+                have.push(name);
+            }
+        }
+        let forced = if baseline_forced() {
+            " (ignored: MARIONETTE_CPU=baseline)"
+        } else {
+            ""
+        };
+        if have.is_empty() {
+            format!("x86_64 without AVX2{forced}")
+        } else {
+            format!("x86_64 with {}{forced}", have.join(", "))
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        format!(
+            "{} (no bf16 kernel for this architecture yet)",
+            std::env::consts::ARCH
+        )
+    }
+}

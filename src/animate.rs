@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 
-use crate::engine::EngineError;
-use crate::engine::fomm::FommAnimator;
+use crate::engine::{Animator, EngineError};
 use crate::media::MediaError;
 use crate::media::frames::{FrameFolderWriter, list_image_files, load_rgb};
 use crate::media::resize::{center_square_crop, tensor_to_rgb8, to_model_tensor};
 use crate::media::video::{VideoReader, VideoWriter, is_video_path};
-use crate::model::fomm::{Fomm, ModelError};
+use crate::model::fomm::ModelError;
 use crate::model::keypoint_detector::Keypoints;
 use crate::model::motion_transfer::{TransferOptions, convex_hull_area};
 
@@ -30,14 +29,10 @@ pub enum AnimateError {
     BestFrameOutOfRange { requested: usize, count: usize },
     #[error("driving path {0} is neither a video file nor a folder of images")]
     BadDriving(String),
-    #[error("the classic engine {0}; use the fomm engine (a checkpoint) for it")]
-    ClassicUnsupported(&'static str),
-}
-
-/// The engine an offline animation runs.
-pub enum AnimateEngine {
-    Fomm(Box<Fomm>),
-    Classic(Box<crate::engine::classic::ClassicEngine>),
+    #[error(
+        "the {0} engine has no keypoint detector to find the best frame with (--find-best-frame); use the fomm engine (a checkpoint) or --best-frame N"
+    )]
+    NoDetector(&'static str),
 }
 
 impl From<ModelError> for AnimateError {
@@ -159,12 +154,7 @@ pub fn best_frame(source: &Keypoints, driving: &[Keypoints]) -> Result<usize, An
     let s = normalized_points(source)?;
     let mut best = (f64::INFINITY, 0);
     for (i, kp) in driving.iter().enumerate() {
-        let d = normalized_points(kp)?;
-        let norm: f64 = s
-            .iter()
-            .zip(&d)
-            .map(|(a, b)| (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2))
-            .sum();
+        let norm = distance(&s, &normalized_points(kp)?);
         if norm < best.0 {
             best = (norm, i);
         }
@@ -172,21 +162,116 @@ pub fn best_frame(source: &Keypoints, driving: &[Keypoints]) -> Result<usize, An
     Ok(best.1)
 }
 
+/// The original demo's distance between normalised keypoint sets: the sum of squared offsets.
+fn distance(a: &[[f64; 2]], b: &[[f64; 2]]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2))
+        .sum()
+}
+
 enum Output {
     Video(VideoWriter),
     Folder(FrameFolderWriter),
 }
 
-/// Animates `req.source` with `req.driving` into `req.output`. `progress(done, total)` is called
-/// after each written frame (`total` is `None` when the count is not known in advance).
+/// Animates `req.source` with `req.driving` into `req.output` with any engine. `progress(done,
+/// total)` is called after each written frame (`total` is `None` when the count is not known in
+/// advance).
+///
+/// The reference frame D_1 is the first driving frame, frame N (`Reference::Frame`), or the frame
+/// whose keypoints best match the portrait's (`Reference::Best`, engines with a detector): the
+/// engine is calibrated on it before the first frame is rendered.
 pub fn animate(
-    engine: AnimateEngine,
+    engine: &mut dyn Animator,
     req: &AnimateRequest,
     progress: &mut dyn FnMut(usize, Option<usize>),
 ) -> Result<AnimateSummary, AnimateError> {
-    match engine {
-        AnimateEngine::Fomm(model) => animate_fomm(*model, req, progress),
-        AnimateEngine::Classic(engine) => animate_classic(*engine, req, progress),
+    engine.set_transfer(req.transfer.relative, req.transfer.adapt_scale)?;
+    let size = engine.frame_size();
+    let source = prepare(load_rgb(&req.source)?, req.crop_square, size)?;
+    engine.select_portrait(0, &source)?;
+    engine.recalibrate();
+    let reference_frame = calibrate(engine, req, size)?;
+
+    let (mut frames, count, video_fps) = DrivingFrames::open(&req.driving)?;
+    let fps = video_fps.unwrap_or(req.folder_fps);
+    let mut output = open_output(req, size, fps, video_fps.is_some(), count)?;
+    let mut written = 0usize;
+    while let Some(frame) = frames.next_frame() {
+        let out = engine.animate(&prepare(frame?, req.crop_square, size)?)?;
+        write_frame(&mut output, &out)?;
+        written += 1;
+        progress(written, count);
+    }
+    if written == 0 {
+        return Err(AnimateError::NoFrames(req.driving.display().to_string()));
+    }
+    let output_is_video = matches!(output, Output::Video(_));
+    if let Output::Video(w) = output {
+        w.finish()?;
+    }
+    Ok(AnimateSummary {
+        frames: written,
+        reference_frame,
+        output_is_video,
+        fps,
+    })
+}
+
+/// Sets the engine's reference frame as `req.reference` asks; returns its index. For the first
+/// frame nothing is needed: an engine calibrates on the first frame it animates.
+fn calibrate(
+    engine: &mut dyn Animator,
+    req: &AnimateRequest,
+    size: (usize, usize),
+) -> Result<usize, AnimateError> {
+    if req.reference == Reference::First {
+        return Ok(0);
+    }
+    let (mut frames, _, _) = DrivingFrames::open(&req.driving)?;
+    let mut count = 0usize;
+    // (index, distance to the portrait's keypoints, frame) of the best frame so far.
+    let mut chosen: Option<(usize, f64, Tensor)> = None;
+    let portrait = match req.reference {
+        Reference::Best => Some(normalized_points(
+            engine
+                .portrait_keypoints()
+                .ok_or(AnimateError::NoDetector(engine.name()))?,
+        )?),
+        _ => None,
+    };
+    while let Some(frame) = frames.next_frame() {
+        let i = count;
+        count += 1;
+        match (req.reference, &portrait) {
+            (Reference::Frame(n), _) if i == n => {
+                chosen = Some((i, 0.0, prepare(frame?, req.crop_square, size)?));
+                break;
+            }
+            (Reference::Best, Some(portrait)) => {
+                let tensor = prepare(frame?, req.crop_square, size)?;
+                let kp = engine
+                    .detect(&tensor)?
+                    .ok_or(AnimateError::NoDetector(engine.name()))?;
+                let d = distance(portrait, &normalized_points(&kp)?);
+                if chosen.as_ref().is_none_or(|c| d < c.1) {
+                    chosen = Some((i, d, tensor));
+                }
+            }
+            _ => {}
+        }
+    }
+    match (chosen, req.reference) {
+        (Some((i, _, frame)), _) => {
+            engine.calibrate_on(&frame)?;
+            Ok(i)
+        }
+        (None, Reference::Frame(n)) => Err(AnimateError::BestFrameOutOfRange {
+            requested: n,
+            count,
+        }),
+        (None, _) => Err(AnimateError::NoFrames(req.driving.display().to_string())),
     }
 }
 
@@ -225,158 +310,4 @@ fn write_frame(output: &mut Output, frame: &Tensor) -> Result<(), AnimateError> 
         }
     }
     Ok(())
-}
-
-/// The classic engine: relative motion from the reference frame, which is the first frame it sees;
-/// with `Reference::Frame(n)` frame n is shown to it first.
-fn animate_classic(
-    mut engine: crate::engine::classic::ClassicEngine,
-    req: &AnimateRequest,
-    progress: &mut dyn FnMut(usize, Option<usize>),
-) -> Result<AnimateSummary, AnimateError> {
-    if !req.transfer.relative {
-        return Err(AnimateError::ClassicUnsupported(
-            "moves the portrait relative to the reference frame only (no --absolute)",
-        ));
-    }
-    let size = engine.frame_size();
-    let source = prepare(load_rgb(&req.source)?, req.crop_square, size)?;
-    engine.set_source(&source).map_err(EngineError::from)?;
-    let reference_index = match req.reference {
-        Reference::First => 0,
-        Reference::Best => {
-            return Err(AnimateError::ClassicUnsupported(
-                "has no keypoint detector to find the best frame with (--find-best-frame)",
-            ));
-        }
-        Reference::Frame(n) => {
-            let (mut frames, _, _) = DrivingFrames::open(&req.driving)?;
-            let mut count = 0;
-            let mut found = None;
-            while let Some(frame) = frames.next_frame() {
-                let frame = frame?;
-                if count == n {
-                    found = Some(frame);
-                    break;
-                }
-                count += 1;
-            }
-            let frame = found.ok_or(AnimateError::BestFrameOutOfRange {
-                requested: n,
-                count,
-            })?;
-            engine
-                .animate(&prepare(frame, req.crop_square, size)?)
-                .map_err(EngineError::from)?;
-            n
-        }
-    };
-    let (mut frames, count, video_fps) = DrivingFrames::open(&req.driving)?;
-    let fps = video_fps.unwrap_or(req.folder_fps);
-    let mut output = open_output(req, size, fps, video_fps.is_some(), count)?;
-    let mut written = 0usize;
-    while let Some(frame) = frames.next_frame() {
-        let out = engine
-            .animate(&prepare(frame?, req.crop_square, size)?)
-            .map_err(EngineError::from)?;
-        write_frame(&mut output, &out)?;
-        written += 1;
-        progress(written, count);
-    }
-    if written == 0 {
-        return Err(AnimateError::NoFrames(req.driving.display().to_string()));
-    }
-    let output_is_video = matches!(output, Output::Video(_));
-    if let Output::Video(w) = output {
-        w.finish()?;
-    }
-    Ok(AnimateSummary {
-        frames: written,
-        reference_frame: reference_index,
-        output_is_video,
-        fps,
-    })
-}
-
-fn animate_fomm(
-    model: Fomm,
-    req: &AnimateRequest,
-    progress: &mut dyn FnMut(usize, Option<usize>),
-) -> Result<AnimateSummary, AnimateError> {
-    let size = model.config.frame_size;
-    let source = prepare(load_rgb(&req.source)?, req.crop_square, size)?;
-    let mut engine = FommAnimator::new(model, req.transfer);
-    use crate::engine::Animator;
-    engine.set_source(&source)?;
-    let source_kp = engine
-        .source()
-        .map(|s| s.keypoints.clone())
-        .ok_or(EngineError::NoSource)?;
-
-    let (mut frames, count, video_fps) = DrivingFrames::open(&req.driving)?;
-    // A first pass finds the keypoints of every frame when the reference is not the first frame:
-    // the reference must be known before the first frame is rendered.
-    let mut stored: Option<Vec<Keypoints>> = None;
-    let reference_index = match req.reference {
-        Reference::First => 0,
-        Reference::Frame(_) | Reference::Best => {
-            let mut kps = Vec::new();
-            while let Some(frame) = frames.next_frame() {
-                kps.push(engine.keypoints(&prepare(frame?, req.crop_square, size)?)?);
-            }
-            if kps.is_empty() {
-                return Err(AnimateError::NoFrames(req.driving.display().to_string()));
-            }
-            let idx = match req.reference {
-                Reference::Frame(n) if n >= kps.len() => {
-                    return Err(AnimateError::BestFrameOutOfRange {
-                        requested: n,
-                        count: kps.len(),
-                    });
-                }
-                Reference::Frame(n) => n,
-                _ => best_frame(&source_kp, &kps)?,
-            };
-            engine.transfer_mut().set_reference(kps[idx].clone());
-            stored = Some(kps);
-            idx
-        }
-    };
-
-    let output_is_video = is_video_path(&req.output);
-    let fps = video_fps.unwrap_or(req.folder_fps);
-    let total = stored.as_ref().map(|k| k.len()).or(count);
-    let mut output = open_output(req, size, fps, video_fps.is_some(), total)?;
-    let mut written = 0usize;
-    let write = write_frame;
-    match stored {
-        Some(kps) => {
-            for kp in &kps {
-                let out = engine.animate_keypoints(kp)?;
-                write(&mut output, &out)?;
-                written += 1;
-                progress(written, total);
-            }
-        }
-        None => {
-            while let Some(frame) = frames.next_frame() {
-                let out = engine.animate(&prepare(frame?, req.crop_square, size)?)?;
-                write(&mut output, &out)?;
-                written += 1;
-                progress(written, total);
-            }
-        }
-    }
-    if written == 0 {
-        return Err(AnimateError::NoFrames(req.driving.display().to_string()));
-    }
-    if let Output::Video(w) = output {
-        w.finish()?;
-    }
-    Ok(AnimateSummary {
-        frames: written,
-        reference_frame: reference_index,
-        output_is_video,
-        fps,
-    })
 }

@@ -137,7 +137,7 @@ pub fn run(
         config: config.name.clone(),
         device: format!("{device:?}"),
         precision: precision.headline().to_string(),
-        threads: candle_core::utils::get_num_threads(),
+        threads: rayon::current_num_threads(),
         iterations: iters,
         prepare_source_ms,
         kp_detector_ms,

@@ -11,10 +11,14 @@
 
 pub mod animate;
 pub mod app;
+pub mod assets;
 pub mod bench;
 pub mod capture;
+pub mod channel;
+pub mod devices;
 pub mod engine;
 pub mod frame;
+pub mod idle;
 pub mod media;
 pub mod model;
 pub mod output;

@@ -26,7 +26,7 @@ fn animate_needs_a_source_and_calibrates_on_the_first_frame() {
         e.animate(&inputs["driving.0"]).is_err(),
         "no portrait set yet"
     );
-    e.set_source(&inputs["source"]).unwrap();
+    e.select_portrait(0, &inputs["source"]).unwrap();
     assert!(!e.is_calibrated());
     let first = e.animate(&inputs["driving.1"]).unwrap();
     assert!(e.is_calibrated());
@@ -51,7 +51,7 @@ fn animate_needs_a_source_and_calibrates_on_the_first_frame() {
 fn idle_motion_moves_the_portrait_smoothly() {
     let inputs = load_tensors("tiny-inputs.safetensors");
     let mut e = engine();
-    e.set_source(&inputs["source"]).unwrap();
+    e.select_portrait(0, &inputs["source"]).unwrap();
     let rest = e.render_idle(0.0).unwrap();
     let out = load_tensors("tiny-outputs-ac-true.safetensors");
     // At t = 0 the pose is the rest pose: the source-pose rendering.
@@ -131,7 +131,7 @@ fn classic_idle_motion_is_smooth_and_bounded() {
     let portrait = marionette::media::resize::to_model_tensor(&img, n, n).unwrap();
     let mut e = ClassicEngine::new(ClassicParams::default(), (n as usize, n as usize)).unwrap();
     assert!(e.animate_idle(0.0).is_err(), "no portrait set yet");
-    e.set_source(&portrait).unwrap();
+    e.select_portrait(0, &portrait).unwrap();
     let rest = e.animate_idle(0.0).unwrap();
     let (max0, _) = diff(&rest, &portrait);
     assert!(max0 < 1e-5, "t=0 is the portrait itself ({max0})");

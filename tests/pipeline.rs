@@ -15,7 +15,7 @@ use marionette::model::fomm::Fomm;
 use marionette::model::motion_transfer::TransferOptions;
 use marionette::output::{FrameSink, Recorder};
 use marionette::pipeline::framing::Crop;
-use marionette::pipeline::runner::{Pipeline, PipelineOptions};
+use marionette::pipeline::{Pipeline, PipelineOptions};
 
 fn engine() -> Box<FommAnimator> {
     let config = FommConfig::from_yaml_file(&fixture("tiny.yaml")).unwrap();
@@ -31,8 +31,7 @@ fn options() -> PipelineOptions {
         .unwrap()
         .to_rgb8();
     PipelineOptions {
-        portraits: vec![portrait],
-        avatar: 0,
+        portrait: (0, portrait),
         crop: Crop::default(),
         passthrough: false,
         fps: 30.0,
@@ -59,9 +58,10 @@ fn frames_flow_from_source_to_recorder_and_shutdown_is_prompt() {
     let factory = Box::new(move || -> Result<Box<dyn FrameSource>, CaptureError> {
         Ok(Box::new(FolderSource::open(&dir, 30.0)?))
     });
-    let pipeline = Pipeline::start(Some(factory), engine(), vec![recorder], options());
+    let pipeline = Pipeline::start(Some(factory), engine(), vec![recorder], options())
+        .expect("the pipeline starts");
     std::thread::sleep(Duration::from_millis(2500));
-    let stats = pipeline.stats.lock().unwrap().snapshot();
+    let stats = pipeline.stats().expect("stats");
     let t = Instant::now();
     let exits = pipeline.join();
     assert!(
@@ -85,7 +85,8 @@ fn a_failing_source_ends_the_run_with_its_error() {
     let factory = Box::new(|| -> Result<Box<dyn FrameSource>, CaptureError> {
         Err(CaptureError::Empty("no such camera".into()))
     });
-    let pipeline = Pipeline::start(Some(factory), engine(), Vec::new(), options());
+    let pipeline = Pipeline::start(Some(factory), engine(), Vec::new(), options())
+        .expect("the pipeline starts");
     let t = Instant::now();
     while pipeline.is_running() && t.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(20));
@@ -104,7 +105,6 @@ use std::sync::{Arc, Mutex};
 
 use common::live::{Probe, counter, echo, small_options, wait_for};
 use marionette::output::NullSink;
-use marionette::pipeline::runner::Control;
 
 /// A fast source, a slow engine and a slower sink: every frame that reaches the sink is newer than
 /// the one before and carries its own content; frames replaced in the queues are counted, and every
@@ -124,7 +124,8 @@ fn frames_stay_in_order_and_every_stale_frame_is_counted() {
         echo(Duration::from_millis(4)),
         vec![probe],
         small_options(),
-    );
+    )
+    .expect("the pipeline starts");
     wait_for(
         || seen.lock().map(|s| s.len() >= 60).unwrap_or(true),
         Duration::from_secs(20),
@@ -181,15 +182,15 @@ fn stats_count_processed_and_dropped_frames() {
         echo(Duration::from_millis(5)),
         vec![probe],
         small_options(),
-    );
+    )
+    .expect("the pipeline starts");
     wait_for(
         || made.load(Ordering::SeqCst) >= 400,
         Duration::from_secs(20),
     );
-    let stats = pipeline.stats.clone();
+    let s = pipeline.stats().expect("stats");
     let exits = pipeline.join();
     assert!(exits.iter().all(|e| e.result.is_ok()), "{exits:?}");
-    let s = stats.lock().unwrap().snapshot();
     let made = made.load(Ordering::SeqCst);
     // Made = processed + replaced in the capture queue + at most one waiting + one being made.
     let accounted = s.frames_out + s.dropped_capture;
@@ -228,7 +229,8 @@ fn a_failing_sink_ends_the_run_with_its_error() {
         echo(Duration::ZERO),
         vec![probe, Box::new(NullSink::default())],
         small_options(),
-    );
+    )
+    .expect("the pipeline starts");
     let t = Instant::now();
     wait_for(|| !pipeline.is_running(), Duration::from_secs(5));
     assert!(
@@ -247,7 +249,7 @@ fn a_failing_sink_ends_the_run_with_its_error() {
     }
 }
 
-/// `Control::Quit` from outside stops every thread cleanly and quickly.
+/// `Pipeline::stop` from outside stops every thread cleanly and quickly.
 #[test]
 fn quit_command_stops_every_thread_within_a_second() {
     let made = Arc::new(AtomicU64::new(0));
@@ -256,10 +258,11 @@ fn quit_command_stops_every_thread_within_a_second() {
         echo(Duration::ZERO),
         vec![Box::new(NullSink::default())],
         small_options(),
-    );
+    )
+    .expect("the pipeline starts");
     wait_for(|| made.load(Ordering::SeqCst) >= 5, Duration::from_secs(5));
     let t = Instant::now();
-    pipeline.control().send(Control::Quit).unwrap();
+    pipeline.stop();
     wait_for(|| !pipeline.is_running(), Duration::from_secs(5));
     assert!(
         t.elapsed() < Duration::from_secs(1),

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use candle_core::{Device, Tensor};
 use common::live::{SIDE, counter, small_options, wait_for};
 use marionette::capture::{CaptureError, FrameSource};
+use marionette::channel::latest;
 use marionette::engine::{Animator, EngineError};
 use marionette::frame::{Frame, Size};
 use marionette::output::{FrameSink, SinkError};
-use marionette::pipeline::channel::latest;
-use marionette::pipeline::runner::{Control, Pipeline, PipelineOptions, SourceFactory};
+use marionette::pipeline::{Control, Pipeline, PipelineOptions, SourceFactory};
 
 /// Idle motion is a flat grey of level 200; driving frames are echoed. Records what it is asked.
 #[derive(Default)]
@@ -30,14 +30,11 @@ struct Engine {
 }
 
 impl Animator for Engine {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "test"
     }
     fn frame_size(&self) -> (usize, usize) {
         (SIDE as usize, SIDE as usize)
-    }
-    fn set_source(&mut self, _: &Tensor) -> Result<(), EngineError> {
-        Ok(())
     }
     fn recalibrate(&mut self) {
         self.calibrated = false;
@@ -73,8 +70,8 @@ impl Animator for Engine {
             Ok(())
         } else {
             Err(EngineError::Unsupported {
-                engine: "test".into(),
-                what: "absolute motion transfer".into(),
+                engine: "test",
+                what: "absolute motion transfer",
             })
         }
     }
@@ -155,7 +152,8 @@ fn sources_switch_while_running_and_a_failing_one_falls_back_to_idle_motion() {
             preview: Some(preview_tx),
             ..small_options()
         },
-    );
+    )
+    .expect("the pipeline starts");
     // No source: idle motion.
     wait_for(|| last_level(&last) == Some(200), Duration::from_secs(5));
     assert_eq!(last_level(&last), Some(200));
@@ -216,7 +214,8 @@ fn mirror_output_flips_what_the_sinks_get_and_keypoints_come_when_asked() {
         engine,
         vec![Box::new(Last(last.clone()))],
         small_options(),
-    );
+    )
+    .expect("the pipeline starts");
     let get = || *last.lock().unwrap();
     wait_for(|| get().is_some_and(|l| l.0 > 0), Duration::from_secs(5));
     let (_, first, end) = get().unwrap();
@@ -253,10 +252,11 @@ fn portraits_switch_by_id_and_transfer_options_reach_the_engine() {
         engine,
         vec![Box::new(marionette::output::NullSink::default())],
         PipelineOptions {
-            ids: vec![7],
+            portrait: (7, image::RgbImage::new(SIDE, SIDE)),
             ..small_options()
         },
-    );
+    )
+    .expect("the pipeline starts");
     let c = pipeline.control();
     let image = Arc::new(image::RgbImage::from_pixel(100, 60, image::Rgb([9, 9, 9])));
     c.send(Control::SetPortrait {
@@ -275,7 +275,7 @@ fn portraits_switch_by_id_and_transfer_options_reach_the_engine() {
         adapt_scale: true,
     })
     .unwrap();
-    let notice = || pipeline.stats.lock().unwrap().snapshot().notice;
+    let notice = || pipeline.stats().expect("stats").notice;
     wait_for(|| notice().is_some(), Duration::from_secs(5));
     let l = log.lock().unwrap();
     // The start portrait under its given id, then by id (any size: it is cropped and resized).
@@ -317,7 +317,8 @@ fn the_virtual_camera_output_is_switched_while_running_and_a_failing_device_is_c
     use marionette::output::switch::SwitchableSink;
     let (engine, _) = engine();
     let (switch, handle) = SwitchableSink::new("vcam");
-    let pipeline = Pipeline::start(None, engine, vec![Box::new(switch)], small_options());
+    let pipeline = Pipeline::start(None, engine, vec![Box::new(switch)], small_options())
+        .expect("the pipeline starts");
     // Nothing open: frames are dropped quietly.
     std::thread::sleep(Duration::from_millis(100));
     assert!(handle.status().device.is_none());

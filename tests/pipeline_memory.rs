@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::live::{counter, echo, small_options, wait_for};
 use marionette::output::NullSink;
-use marionette::pipeline::runner::Pipeline;
+use marionette::pipeline::Pipeline;
 
 /// Resident memory of this process in bytes (Linux).
 fn rss_bytes() -> u64 {
@@ -32,9 +32,9 @@ fn memory_stays_flat_over_ten_thousand_frames() {
         echo(Duration::ZERO),
         vec![Box::new(NullSink::default())],
         small_options(),
-    );
-    let stats = pipeline.stats.clone();
-    let out = || stats.lock().map(|s| s.frames_out).unwrap_or(0);
+    )
+    .expect("the pipeline starts");
+    let out = || pipeline.stats().map_or(0, |s| s.frames_out);
     wait_for(|| out() >= 1_000, Duration::from_secs(60));
     let early = rss_bytes();
     wait_for(|| out() >= 10_000, Duration::from_secs(300));

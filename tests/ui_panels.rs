@@ -29,6 +29,7 @@ fn sources() -> Vec<(String, SourceSetting)> {
 fn status() -> Status {
     Status {
         engine: "FOMM (vox-256) from vox-cpk.pth.tar, CPU".into(),
+        engine_id: marionette::engine::EngineId::Fomm,
         absolute_supported: true,
         source: "test pattern".into(),
         source_error: None,
@@ -112,6 +113,7 @@ fn control_panel_with_the_classic_engine_and_no_virtual_camera() {
     f.settings.stats = false;
     f.settings.overlay = false;
     f.status.engine = "classic (point tracking, 256 px): no FOMM checkpoint found".into();
+    f.status.engine_id = marionette::engine::EngineId::Classic;
     f.status.absolute_supported = false;
     f.status.vcam = "not writing: no virtual camera found (v4l2loopback is not loaded)".into();
     f.status.vcam_writing = false;

@@ -147,22 +147,6 @@ impl Portrait {
     }
 }
 
-/// The bundled avatars' folder: ./assets/avatars, or beside the executable (installed, or
-/// target/<profile> inside the repository), or share/marionette.
-pub fn bundled_dir() -> Option<PathBuf> {
-    let name = "assets/avatars";
-    let mut candidates = vec![PathBuf::from(name)];
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent()
-    {
-        candidates.push(dir.join(name));
-        candidates.push(dir.join("../..").join(name));
-        candidates.push(dir.join("../../..").join(name));
-        candidates.push(dir.join("../share/marionette").join(name));
-    }
-    candidates.into_iter().find(|p| p.is_dir())
-}
-
 /// `$XDG_DATA_HOME/marionette/avatars` (usually ~/.local/share/marionette/avatars).
 pub fn user_dir() -> Option<PathBuf> {
     dirs::data_dir().map(|d| d.join("marionette").join("avatars"))

@@ -14,33 +14,11 @@ pub mod ui;
 pub mod video;
 pub mod window;
 
-use crate::capture::pattern::TestPattern;
-use crate::capture::webcam::{CameraSelector, Webcam, WebcamRequest};
-use crate::capture::{CaptureError, FrameSource};
-use crate::pipeline::runner::SourceFactory;
+use crate::capture::SourceFactory;
 use settings::SourceSetting;
 
-/// The factory for a driving source (opened on the capture thread); `None` for idle motion.
-/// `face`: the portrait the test pattern moves around.
+/// The factory for a driving source picked in the window (opened on the capture thread); `None`
+/// for idle motion. `face`: the portrait the test pattern moves around.
 pub fn source_factory(setting: &SourceSetting, face: image::RgbImage) -> Option<SourceFactory> {
-    match setting {
-        SourceSetting::Idle => None,
-        SourceSetting::Camera(dev) => {
-            let selector: CameraSelector = dev.parse().unwrap_or(CameraSelector::Index(0));
-            Some(Box::new(
-                move || -> Result<Box<dyn FrameSource>, CaptureError> {
-                    Ok(Box::new(Webcam::open(selector, WebcamRequest::default())?))
-                },
-            ))
-        }
-        SourceSetting::TestPattern => Some(Box::new(
-            move || -> Result<Box<dyn FrameSource>, CaptureError> {
-                Ok(Box::new(TestPattern::new(
-                    face,
-                    crate::frame::Size::new(640, 480),
-                    30.0,
-                )))
-            },
-        )),
-    }
+    setting.spec().factory(face)
 }

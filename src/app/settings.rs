@@ -34,6 +34,22 @@ pub enum SourceSetting {
     Idle,
 }
 
+impl SourceSetting {
+    /// The source this setting describes (a camera string that does not parse, such as an empty
+    /// one, means the first camera).
+    pub fn spec(&self) -> crate::capture::SourceSpec {
+        use crate::capture::SourceSpec;
+        use crate::capture::webcam::CameraSelector;
+        match self {
+            SourceSetting::Camera(dev) => {
+                SourceSpec::Camera(dev.parse().unwrap_or(CameraSelector::Index(0)))
+            }
+            SourceSetting::TestPattern => SourceSpec::TestPattern,
+            SourceSetting::Idle => SourceSpec::Idle,
+        }
+    }
+}
+
 /// The crop of the camera frame, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -71,6 +71,8 @@ pub struct Thumb {
 pub struct Status {
     /// "fomm (vox-256) from models/vox-cpk.pth.tar, CPU".
     pub engine: String,
+    /// Which engine runs (adapt scale defaults to on for FOMM, off for the classic engine).
+    pub engine_id: crate::engine::EngineId,
     /// The engine can do absolute motion transfer (FOMM can, the classic engine cannot).
     pub absolute_supported: bool,
     /// The driving source now ("test pattern", "/dev/video0", "idle motion").

@@ -18,13 +18,13 @@ use super::gallery::Gallery;
 use super::settings::{Settings, SourceSetting};
 use super::ui::{self, Action, Flag, Status, Thumb, View};
 use super::video::{PaneCallback, PaneId, PaneParams, VideoRenderer};
-use crate::engine::Animator;
+use crate::channel::{LatestReceiver, latest};
+use crate::engine::{Animator, EngineId};
 use crate::frame::Frame;
 use crate::output::FrameSink;
 use crate::output::switch::{ChannelSink, SwitchHandle, SwitchableSink};
-use crate::pipeline::channel::{LatestReceiver, latest};
 use crate::pipeline::framing::Crop;
-use crate::pipeline::runner::{Control, Pipeline, PipelineOptions};
+use crate::pipeline::{Control, Pipeline, PipelineOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WindowError {
@@ -46,18 +46,25 @@ pub enum WindowError {
          an image there or run from the repository"
     )]
     NoPortraits(String),
+    #[error("starting the live loop: {0}")]
+    Pipeline(Box<crate::pipeline::PipelineError>),
 }
 
 /// What the window starts with (the command line's choices; None: the saved settings).
 pub struct WindowOptions {
+    /// The engine the pipeline runs.
     pub engine: Box<dyn Animator + Send>,
-    /// One line about the engine ("fomm (vox-256) from ..., CPU").
+    /// One line about the engine ("FOMM (vox-256) from ..., CPU, bf16").
     pub engine_status: String,
-    pub absolute_supported: bool,
+    /// The driving source (else the saved one).
     pub source: Option<SourceSetting>,
+    /// The virtual camera: auto, none or a device path (else the saved one).
     pub vcam: Option<String>,
+    /// The settings file.
     pub settings_path: PathBuf,
+    /// The bundled portraits' folder.
     pub bundled_dir: Option<PathBuf>,
+    /// The user's portraits' folder.
     pub user_dir: Option<PathBuf>,
     /// Frame rate of idle motion and of the virtual camera.
     pub fps: f64,
@@ -73,52 +80,106 @@ struct App {
     ctx: egui::Context,
     gfx: Option<Gfx>,
     fatal: Option<WindowError>,
+    quit: bool,
+    user: UserState,
+    link: Link,
+    devices: Devices,
+    screen: Screen,
+    pacing: Pacing,
+}
+
+/// What the user chose (saved between runs).
+struct UserState {
     settings: Settings,
     settings_path: PathBuf,
+    /// The settings as last saved.
     saved: Settings,
+    /// When the settings first differed from the saved ones (saved half a second later).
     dirty_since: Option<Instant>,
     gallery: Gallery,
-    thumbs: Vec<Thumb>,
-    thumb_textures: Vec<egui::TextureHandle>,
+    /// The portrait shown (gallery index).
     selected: usize,
+    /// The driving source in use.
     source: SourceSetting,
-    sources: Vec<(String, SourceSetting)>,
+    /// The virtual-camera device asked for (the command line's, else the saved one).
     vcam_device: String,
-    vcam_devices: Vec<String>,
-    devices_checked: Instant,
-    /// When the status was last refreshed.
-    status_at: Instant,
+}
+
+/// The live pipeline and what it reports.
+struct Link {
+    /// Taken (stopped and joined) when the window closes.
     pipeline: Option<Pipeline>,
     control: Sender<Control>,
+    /// Every camera frame (the camera pane runs at the camera's rate).
     preview_rx: LatestReceiver<Frame>,
+    /// Every output frame (the output pane).
     output_rx: LatestReceiver<Frame>,
     vcam: SwitchHandle,
+    status: Status,
+    /// When the status was last refreshed.
+    status_at: Instant,
+    /// Frame rate of idle motion and of the virtual camera.
+    fps: f64,
+}
+
+/// The devices found, rescanned every few seconds.
+struct Devices {
+    /// Driving sources to pick from: label and setting.
+    sources: Vec<(String, SourceSetting)>,
+    /// Virtual-camera outputs.
+    vcams: Vec<String>,
+    checked: Instant,
+}
+
+/// What is on screen.
+#[derive(Default)]
+struct Screen {
+    thumbs: Vec<Thumb>,
+    thumb_textures: Vec<egui::TextureHandle>,
     camera_size: Option<(u32, u32)>,
+    /// Frames received and not yet uploaded to the GPU.
     pending_camera: Option<Frame>,
     pending_output: Option<Frame>,
+    /// The alignment overlay (the selected portrait) must be uploaded again.
     overlay_dirty: bool,
     add_dialog: AddDialog,
     show_help: bool,
     fullscreen: bool,
-    status: Status,
-    fps: f64,
+    /// The panes' rectangles, logged when they change.
+    layout: Option<[egui::Rect; 2]>,
+    first_output_logged: bool,
+}
+
+/// When to redraw, and how fast redraws have been.
+struct Pacing {
+    /// The display's refresh interval.
     frame_interval: Duration,
     /// Earliest next redraw (the display's rate caps redraws).
     next_redraw: Instant,
     /// When egui asked to be redrawn (animations, hover effects, stats ticking).
     repaint_at: Instant,
-    layout: Option<[egui::Rect; 2]>,
-    first_output_logged: bool,
     /// Redraws and the time spent in them since `frames_since`.
     frames: u32,
     frame_work: Duration,
     frames_since: Instant,
-    quit: bool,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Self {
+            frame_interval: Duration::from_secs_f64(1.0 / 60.0),
+            next_redraw: Instant::now(),
+            repaint_at: Instant::now(),
+            frames: 0,
+            frame_work: Duration::ZERO,
+            frames_since: Instant::now(),
+        }
+    }
 }
 
 /// Cameras (capture devices that are not virtual cameras) and the virtual-camera outputs.
 fn scan_devices() -> (Vec<(String, SourceSetting)>, Vec<String>) {
-    let devices = crate::output::v4l2::list_devices();
+    let devices = crate::devices::list_devices();
     let mut sources: Vec<(String, SourceSetting)> = devices
         .iter()
         .filter(|d| d.is_webcam())
@@ -163,69 +224,81 @@ pub fn run(event_loop: EventLoop<()>, options: WindowOptions) -> Result<(), Wind
     Ok(result?)
 }
 
+/// The settings file's contents, or the defaults when it is damaged (kept aside, so saving the
+/// new settings loses nothing).
+fn load_settings(path: &std::path::Path) -> Settings {
+    match Settings::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            let aside = path.with_extension("toml.broken");
+            match std::fs::rename(path, &aside) {
+                Ok(()) => eprintln!(
+                    "{e}; kept as {}, starting from the default settings",
+                    aside.display()
+                ),
+                Err(_) => eprintln!("{e}; starting from the default settings"),
+            }
+            Settings::default()
+        }
+    }
+}
+
+/// The source: the command line's, else the saved one if it is still there, else the first
+/// webcam, else idle motion (with a notice saying why).
+fn choose_source(
+    given: Option<&SourceSetting>,
+    saved: Option<&SourceSetting>,
+    sources: &[(String, SourceSetting)],
+) -> (SourceSetting, Option<String>) {
+    match (given, saved) {
+        (Some(s), _) => (s.clone(), None),
+        (None, Some(s)) if sources.iter().any(|(_, v)| v == s) => (s.clone(), None),
+        (None, saved) => {
+            let first = sources
+                .iter()
+                .find(|(_, v)| matches!(v, SourceSetting::Camera(_)))
+                .map(|(_, v)| v.clone());
+            match first {
+                Some(c) => (c, None),
+                None => {
+                    let why = match saved {
+                        Some(SourceSetting::Camera(p)) => format!("camera {p} is not there"),
+                        _ => "no webcam found".into(),
+                    };
+                    let notice = format!(
+                        "{why}: the portrait moves by itself (idle motion). Pick the test \
+                         pattern to see it follow a moving face"
+                    );
+                    (SourceSetting::Idle, Some(notice))
+                }
+            }
+        }
+    }
+}
+
 impl App {
     fn new(o: WindowOptions) -> Result<Self, WindowError> {
-        let mut settings = match Settings::load(&o.settings_path) {
-            Ok(s) => s,
-            Err(e) => {
-                // Kept aside, so saving the new settings loses nothing.
-                let aside = o.settings_path.with_extension("toml.broken");
-                match std::fs::rename(&o.settings_path, &aside) {
-                    Ok(()) => eprintln!(
-                        "{e}; kept as {}, starting from the default settings",
-                        aside.display()
-                    ),
-                    Err(_) => eprintln!("{e}; starting from the default settings"),
-                }
-                Settings::default()
-            }
-        };
+        let mut settings = load_settings(&o.settings_path);
         let (gallery, errors) = Gallery::load(o.bundled_dir.as_deref(), o.user_dir.as_deref());
         for e in errors {
             eprintln!("portrait skipped: {e}");
-        }
-        if gallery.is_empty() {
-            return Err(WindowError::NoPortraits(
-                o.user_dir
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "the user's avatar folder".into()),
-            ));
         }
         let selected = settings
             .avatar
             .as_deref()
             .and_then(|k| gallery.index_of(k))
             .unwrap_or(0);
-        settings.avatar = gallery.get(selected).map(|p| p.key.clone());
-        let (sources, vcam_devices) = scan_devices();
-        // The source: the command line's, else the saved one if it is still there, else the
-        // first webcam, else idle motion.
-        let mut notice = None;
-        let source = match (&o.source, &settings.source) {
-            (Some(s), _) => s.clone(),
-            (None, Some(s)) if sources.iter().any(|(_, v)| v == s) => s.clone(),
-            (None, saved) => {
-                let first = sources
-                    .iter()
-                    .find(|(_, v)| matches!(v, SourceSetting::Camera(_)))
-                    .map(|(_, v)| v.clone());
-                match first {
-                    Some(c) => c,
-                    None => {
-                        let why = match saved {
-                            Some(SourceSetting::Camera(p)) => format!("camera {p} is not there"),
-                            _ => "no webcam found".into(),
-                        };
-                        notice = Some(format!(
-                            "{why}: the portrait moves by itself (idle motion). Pick the test \
-                             pattern to see it follow a moving face"
-                        ));
-                        SourceSetting::Idle
-                    }
-                }
-            }
-        };
+        let portrait = gallery.get(selected).cloned().ok_or_else(|| {
+            WindowError::NoPortraits(
+                o.user_dir
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "the user's avatar folder".into()),
+            )
+        })?;
+        settings.avatar = Some(portrait.key.clone());
+        let (sources, vcams) = scan_devices();
+        let (source, notice) = choose_source(o.source.as_ref(), settings.source.as_ref(), &sources);
         if let Some(n) = &notice {
             eprintln!("{n}");
         }
@@ -234,7 +307,7 @@ impl App {
             .vcam
             .clone()
             .unwrap_or_else(|| settings.vcam.device.clone());
-
+        let (engine_id, absolute_supported) = (o.engine.id(), o.engine.supports_absolute());
         let (preview_tx, preview_rx) = latest::<Frame>();
         let (output_tx, output_rx) = latest::<Frame>();
         let (switch, vcam) = SwitchableSink::new("vcam");
@@ -242,36 +315,31 @@ impl App {
             Box::new(ChannelSink::new("window", output_tx)),
             Box::new(switch),
         ];
-        let portrait = gallery.get(selected).cloned();
-        let crop = settings.crop.to_crop();
         let options = PipelineOptions {
-            portraits: portrait.iter().map(|p| (*p.image).clone()).collect(),
-            ids: portrait.iter().map(|p| p.id).collect(),
-            avatar: 0,
-            crop,
+            portrait: (portrait.id, (*portrait.image).clone()),
+            crop: settings.crop.to_crop(),
             passthrough: settings.passthrough,
             fps: o.fps,
             reopen: true,
             mirror_output: settings.mirror_output,
             preview: Some(preview_tx),
         };
-        let pipeline = Pipeline::start(None, o.engine, sinks, options);
+        let pipeline = Pipeline::start(None, o.engine, sinks, options)
+            .map_err(|e| WindowError::Pipeline(Box::new(e)))?;
         let control = pipeline.control();
+        let fomm = engine_id == EngineId::Fomm;
         let _ = control.send(Control::Transfer {
-            relative: settings.relative || !o.absolute_supported,
-            adapt_scale: settings.adapt_scale.unwrap_or(o.absolute_supported),
+            relative: settings.relative || !absolute_supported,
+            adapt_scale: settings.adapt_scale.unwrap_or(fomm),
         });
         let _ = control.send(Control::ReportKeypoints(settings.keypoints));
-        let face = portrait
-            .as_ref()
-            .map(|p| (*p.image).clone())
-            .unwrap_or_default();
         if !matches!(source, SourceSetting::Idle) {
-            pipeline.set_source(super::source_factory(&source, face));
+            pipeline.set_source(super::source_factory(&source, (*portrait.image).clone()));
         }
         let status = Status {
             engine: o.engine_status,
-            absolute_supported: o.absolute_supported,
+            engine_id,
+            absolute_supported,
             source: source_name(&source),
             notice,
             ..Status::default()
@@ -280,45 +348,39 @@ impl App {
             ctx: egui::Context::default(),
             gfx: None,
             fatal: None,
-            saved: settings.clone(),
-            settings,
-            settings_path: o.settings_path,
-            dirty_since: None,
-            gallery,
-            thumbs: Vec::new(),
-            thumb_textures: Vec::new(),
-            selected,
-            source,
-            sources,
-            vcam_device,
-            vcam_devices,
-            devices_checked: Instant::now(),
-            status_at: Instant::now()
-                .checked_sub(Duration::from_secs(1))
-                .unwrap_or_else(Instant::now),
-            pipeline: Some(pipeline),
-            control,
-            preview_rx,
-            output_rx,
-            vcam,
-            camera_size: None,
-            pending_camera: None,
-            pending_output: None,
-            overlay_dirty: true,
-            add_dialog: AddDialog::default(),
-            show_help: false,
-            fullscreen: false,
-            status,
-            fps: o.fps,
-            frame_interval: Duration::from_secs_f64(1.0 / 60.0),
-            next_redraw: Instant::now(),
-            repaint_at: Instant::now(),
-            layout: None,
-            first_output_logged: false,
-            frames: 0,
-            frame_work: Duration::ZERO,
-            frames_since: Instant::now(),
             quit: false,
+            user: UserState {
+                saved: settings.clone(),
+                settings,
+                settings_path: o.settings_path,
+                dirty_since: None,
+                gallery,
+                selected,
+                source,
+                vcam_device,
+            },
+            link: Link {
+                pipeline: Some(pipeline),
+                control,
+                preview_rx,
+                output_rx,
+                vcam,
+                status,
+                status_at: Instant::now()
+                    .checked_sub(Duration::from_secs(1))
+                    .unwrap_or_else(Instant::now),
+                fps: o.fps,
+            },
+            devices: Devices {
+                sources,
+                vcams,
+                checked: Instant::now(),
+            },
+            screen: Screen {
+                overlay_dirty: true,
+                ..Screen::default()
+            },
+            pacing: Pacing::default(),
         };
         app.open_vcam();
         app.refresh_thumbs();
@@ -326,7 +388,8 @@ impl App {
     }
 
     fn refresh_thumbs(&mut self) {
-        self.thumb_textures = self
+        self.screen.thumb_textures = self
+            .user
             .gallery
             .portraits
             .iter()
@@ -343,11 +406,12 @@ impl App {
                 )
             })
             .collect();
-        self.thumbs = self
+        self.screen.thumbs = self
+            .user
             .gallery
             .portraits
             .iter()
-            .zip(&self.thumb_textures)
+            .zip(&self.screen.thumb_textures)
             .map(|(p, t)| Thumb {
                 name: p.name.clone(),
                 bundled: p.bundled,
@@ -358,34 +422,34 @@ impl App {
 
     /// Points the virtual-camera output at the chosen device (or closes it).
     fn open_vcam(&mut self) {
-        let device = match self.vcam_device.as_str() {
-            "none" | "off" => None,
-            "auto" => {
-                let devices = crate::output::v4l2::list_devices();
-                match crate::output::v4l2::find_virtual_camera(&devices) {
-                    Some(d) => Some(d.path.clone()),
-                    None => {
-                        self.vcam.set(None, "");
-                        self.vcam.report(
-                            "no virtual camera found (v4l2loopback is not loaded): run \
-                             packaging/setup-virtual-camera.sh",
-                        );
-                        return;
-                    }
-                }
+        let choice: crate::devices::VcamChoice = self
+            .user
+            .vcam_device
+            .parse()
+            .unwrap_or(crate::devices::VcamChoice::Auto);
+        let path = match choice.resolve(&crate::devices::list_devices()) {
+            Ok(Some(path)) => path,
+            Ok(None) => {
+                self.link.vcam.set(None, "");
+                return;
             }
-            path => Some(PathBuf::from(path)),
+            Err(why) => {
+                self.link.vcam.set(None, "");
+                self.link.vcam.report(why);
+                return;
+            }
         };
-        let Some(path) = device else {
-            self.vcam.set(None, "");
-            return;
-        };
-        let size: Result<crate::frame::Size, String> =
-            self.settings.vcam.size.parse().map_err(|e| format!("{e}"));
+        let size: Result<crate::frame::Size, String> = self
+            .user
+            .settings
+            .vcam
+            .size
+            .parse()
+            .map_err(|e| format!("{e}"));
         let format: Result<crate::output::convert::PixelFormat, String> =
-            self.settings.vcam.format.parse();
+            self.user.settings.vcam.format.parse();
         let opened = size.and_then(|size| {
-            crate::output::v4l2::V4l2Sink::open(&path, size, format?, self.fps.round() as u32)
+            crate::output::v4l2::V4l2Sink::open(&path, size, format?, self.link.fps.round() as u32)
                 .map_err(|e| e.to_string())
         });
         match opened {
@@ -393,66 +457,67 @@ impl App {
                 let label = format!(
                     "{} {} {}",
                     path.display(),
-                    self.settings.vcam.format.to_uppercase(),
-                    self.settings.vcam.size
+                    self.user.settings.vcam.format.to_uppercase(),
+                    self.user.settings.vcam.size
                 );
                 eprintln!("virtual camera: {label}");
-                self.vcam.set(Some(Box::new(sink)), label);
+                self.link.vcam.set(Some(Box::new(sink)), label);
             }
             Err(e) => {
-                self.vcam.set(None, "");
-                self.vcam.report(e);
+                self.link.vcam.set(None, "");
+                self.link.vcam.report(e);
             }
         }
     }
 
     /// Adapt scale as set, else the engine's default (on for FOMM, off for the classic engine).
     fn adapt_scale(&self) -> bool {
-        self.settings
+        self.user
+            .settings
             .adapt_scale
-            .unwrap_or(self.status.absolute_supported)
+            .unwrap_or(self.link.status.engine_id == EngineId::Fomm)
     }
 
     fn select(&mut self, index: usize) {
-        let Some(p) = self.gallery.get(index) else {
+        let Some(p) = self.user.gallery.get(index) else {
             return;
         };
-        self.selected = index;
-        self.settings.avatar = Some(p.key.clone());
-        let _ = self.control.send(Control::SetPortrait {
+        self.user.selected = index;
+        self.user.settings.avatar = Some(p.key.clone());
+        let _ = self.link.control.send(Control::SetPortrait {
             id: p.id,
             image: p.image.clone(),
         });
-        self.overlay_dirty = true;
+        self.screen.overlay_dirty = true;
         tracing::info!("portrait: {}", p.name);
     }
 
     /// Changes the crop (clamped into range), stores it and sends it to the pipeline.
     fn change_crop(&mut self, change: impl FnOnce(&mut Crop)) {
-        let mut c = self.settings.crop.to_crop();
+        let mut c = self.user.settings.crop.to_crop();
         change(&mut c);
         let c = c.clamped();
-        self.settings.crop = super::settings::CropSetting::from_crop(&c);
-        let _ = self.control.send(Control::SetCrop(c));
+        self.user.settings.crop = super::settings::CropSetting::from_crop(&c);
+        let _ = self.link.control.send(Control::SetCrop(c));
     }
 
     fn apply(&mut self, action: Action, event_loop: &ActiveEventLoop) {
         tracing::info!("action: {action:?}");
-        let s = &mut self.settings;
+        let s = &mut self.user.settings;
         match action {
             Action::Recalibrate => {
-                let _ = self.control.send(Control::Recalibrate);
+                let _ = self.link.control.send(Control::Recalibrate);
             }
             Action::SelectAvatar(i) => self.select(i),
             Action::PrevAvatar | Action::NextAvatar => {
-                let n = self.gallery.len();
+                let n = self.user.gallery.len();
                 if n > 0 {
                     let step = if action == Action::NextAvatar {
                         1
                     } else {
                         n - 1
                     };
-                    self.select((self.selected + step) % n);
+                    self.select((self.user.selected + step) % n);
                 }
             }
             Action::Zoom(f) => self.change_crop(|c| c.zoom *= f),
@@ -471,39 +536,47 @@ impl App {
                 Flag::MirrorPreview => s.mirror_preview = !s.mirror_preview,
                 Flag::MirrorOutput => {
                     s.mirror_output = !s.mirror_output;
-                    let _ = self.control.send(Control::MirrorOutput(s.mirror_output));
+                    let _ = self
+                        .link
+                        .control
+                        .send(Control::MirrorOutput(s.mirror_output));
                 }
                 Flag::Passthrough => {
                     s.passthrough = !s.passthrough;
-                    let _ = self.control.send(Control::Passthrough(s.passthrough));
+                    let _ = self.link.control.send(Control::Passthrough(s.passthrough));
                 }
                 Flag::Relative | Flag::AdaptScale => {
-                    let fomm = self.status.absolute_supported;
+                    let fomm = self.link.status.engine_id == EngineId::Fomm;
                     let adapt = s.adapt_scale.unwrap_or(fomm);
                     if flag == Flag::Relative {
-                        if s.relative && !fomm {
+                        if s.relative && !self.link.status.absolute_supported {
                             return;
                         }
                         s.relative = !s.relative;
                     } else {
                         s.adapt_scale = Some(!adapt);
                     }
-                    let _ = self.control.send(Control::Transfer {
+                    let _ = self.link.control.send(Control::Transfer {
                         relative: s.relative,
                         adapt_scale: s.adapt_scale.unwrap_or(fomm),
                     });
                 }
                 Flag::Keypoints => {
                     s.keypoints = !s.keypoints;
-                    let _ = self.control.send(Control::ReportKeypoints(s.keypoints));
+                    let _ = self
+                        .link
+                        .control
+                        .send(Control::ReportKeypoints(s.keypoints));
                 }
                 Flag::Stats => s.stats = !s.stats,
-                Flag::Help => self.show_help = !self.show_help,
+                Flag::Help => self.screen.show_help = !self.screen.show_help,
                 Flag::Fullscreen => {
-                    self.fullscreen = !self.fullscreen;
+                    self.screen.fullscreen = !self.screen.fullscreen;
                     if let Some(g) = &self.gfx {
                         g.window.set_fullscreen(
-                            self.fullscreen.then_some(Fullscreen::Borderless(None)),
+                            self.screen
+                                .fullscreen
+                                .then_some(Fullscreen::Borderless(None)),
                         );
                     }
                 }
@@ -516,20 +589,21 @@ impl App {
             Action::SetSource(src) => {
                 s.source = Some(src.clone());
                 let face = self
+                    .user
                     .gallery
-                    .get(self.selected)
+                    .get(self.user.selected)
                     .map(|p| (*p.image).clone())
                     .unwrap_or_default();
-                if let Some(p) = &self.pipeline {
+                if let Some(p) = &self.link.pipeline {
                     p.set_source(super::source_factory(&src, face));
                 }
-                self.status.source = source_name(&src);
-                self.status.notice = None;
-                self.source = src;
+                self.link.status.source = source_name(&src);
+                self.link.status.notice = None;
+                self.user.source = src;
             }
             Action::SetVcamDevice(d) => {
                 s.vcam.device = d.clone();
-                self.vcam_device = d;
+                self.user.vcam_device = d;
                 self.open_vcam();
             }
             Action::SetVcamFormat(f) => {
@@ -540,87 +614,91 @@ impl App {
                 s.vcam.size = z;
                 self.open_vcam();
             }
-            Action::OpenAddPortrait(file) => self.add_dialog.open(&self.ctx, file),
+            Action::OpenAddPortrait(file) => self.screen.add_dialog.open(&self.ctx, file),
             Action::AddPortrait { path, crop, name } => {
                 let added = crate::media::frames::load_rgb(&path)
                     .map_err(super::gallery::GalleryError::from)
-                    .and_then(|img| self.gallery.add(&img, crop, &name));
+                    .and_then(|img| self.user.gallery.add(&img, crop, &name));
                 match added {
                     Ok(i) => {
                         self.refresh_thumbs();
                         self.select(i);
-                        self.status.notice = None;
+                        self.link.status.notice = None;
                     }
-                    Err(e) => self.status.notice = Some(format!("adding a portrait: {e}")),
+                    Err(e) => self.link.status.notice = Some(format!("adding a portrait: {e}")),
                 }
             }
-            Action::RemovePortrait(i) => match self.gallery.remove(i) {
+            Action::RemovePortrait(i) => match self.user.gallery.remove(i) {
                 Ok(p) => {
                     tracing::info!("removed portrait {}", p.name);
                     self.refresh_thumbs();
-                    if self.selected >= i && self.selected > 0 {
-                        self.select(self.selected - 1);
+                    if self.user.selected >= i && self.user.selected > 0 {
+                        self.select(self.user.selected - 1);
                     } else {
-                        self.select(self.selected.min(self.gallery.len().saturating_sub(1)));
+                        self.select(
+                            self.user
+                                .selected
+                                .min(self.user.gallery.len().saturating_sub(1)),
+                        );
                     }
                 }
-                Err(e) => self.status.notice = Some(e.to_string()),
+                Err(e) => self.link.status.notice = Some(e.to_string()),
             },
             // Esc closes an open dialog first; the window quits on an Esc with none open.
-            Action::Quit if self.add_dialog.open => self.add_dialog.open = false,
-            Action::Quit if self.show_help => self.show_help = false,
+            Action::Quit if self.screen.add_dialog.open => self.screen.add_dialog.open = false,
+            Action::Quit if self.screen.show_help => self.screen.show_help = false,
             Action::Quit => {
                 self.quit = true;
                 event_loop.exit();
             }
         }
-        if self.settings != self.saved && self.dirty_since.is_none() {
-            self.dirty_since = Some(Instant::now());
+        if self.user.settings != self.user.saved && self.user.dirty_since.is_none() {
+            self.user.dirty_since = Some(Instant::now());
         }
     }
 
     fn save_settings(&mut self) {
-        if self.settings == self.saved {
+        if self.user.settings == self.user.saved {
             return;
         }
-        match self.settings.save(&self.settings_path) {
-            Ok(()) => self.saved = self.settings.clone(),
-            Err(e) => self.status.notice = Some(e.to_string()),
+        match self.user.settings.save(&self.user.settings_path) {
+            Ok(()) => self.user.saved = self.user.settings.clone(),
+            Err(e) => self.link.status.notice = Some(e.to_string()),
         }
-        self.dirty_since = None;
+        self.user.dirty_since = None;
     }
 
     /// Refreshes the status lines and stats, five times a second (not at every redraw).
     fn update_status(&mut self) {
-        if self.status_at.elapsed() < Duration::from_millis(200) {
+        if self.link.status_at.elapsed() < Duration::from_millis(200) {
             return;
         }
-        self.status_at = Instant::now();
-        if let Some(p) = &self.pipeline {
-            let snap = p.stats.lock().ok().map(|s| s.snapshot());
+        self.link.status_at = Instant::now();
+        if let Some(p) = &self.link.pipeline {
+            let snap = p.stats();
             if let Some(n) = snap.as_ref().and_then(|s| s.notice.clone()) {
-                self.status.notice = Some(n);
+                self.link.status.notice = Some(n);
             }
-            self.status.stats = snap;
-            self.status.source_error = p.source_error();
+            self.link.status.stats = snap;
+            self.link.status.source_error = p.source_error();
             if !p.is_running() {
-                self.status.notice =
+                self.link.status.notice =
                     Some("the engine stopped: see the terminal for why; restart marionette".into());
             }
         }
-        let v = self.vcam.status();
-        self.status.vcam_writing = v.is_writing();
-        self.status.vcam = match (&v.device, &v.error) {
+        let v = self.link.vcam.status();
+        self.link.status.vcam_writing = v.is_writing();
+        self.link.status.vcam = match (&v.device, &v.error) {
             (Some(d), _) if v.is_writing() => format!("writing {d}"),
             (Some(d), _) => format!("opened {d}, waiting for frames"),
             (None, Some(e)) => format!("not writing: {e}"),
             (None, None) => "off".into(),
         };
-        if self.devices_checked.elapsed() > Duration::from_secs(3) {
+        if self.devices.checked.elapsed() > Duration::from_secs(3) {
             let (sources, vcams) = scan_devices();
-            self.sources = sources;
-            self.vcam_devices = vcams;
-            self.devices_checked = Instant::now();
+            self.devices.sources = sources;
+            self.devices.vcams = vcams;
+            self.devices.checked = Instant::now();
         }
     }
 
@@ -637,10 +715,10 @@ impl App {
         let cam = egui::Rect::from_min_size(egui::pos2(left, top), egui::vec2(side, side));
         let out =
             egui::Rect::from_min_size(egui::pos2(left + side + gap, top), egui::vec2(side, side));
-        let s = &self.settings;
-        let live = self.pipeline.as_ref().is_some_and(|p| p.is_live());
+        let s = &self.user.settings;
+        let live = self.link.pipeline.as_ref().is_some_and(|p| p.is_live());
         let crop = s.crop.to_crop();
-        let uv = match self.camera_size {
+        let uv = match self.screen.camera_size {
             Some((w, h)) => {
                 let (x, y, side) = crop.square(crate::frame::Size::new(w, h));
                 [
@@ -697,7 +775,7 @@ impl App {
             },
         ));
         if s.keypoints
-            && let Some(kp) = self.pipeline.as_ref().and_then(|p| p.keypoints())
+            && let Some(kp) = self.link.pipeline.as_ref().and_then(|p| p.keypoints())
         {
             let at = |r: egui::Rect, p: [f32; 2], mirror: bool| {
                 let x = (p[0] + 1.0) / 2.0;
@@ -722,8 +800,8 @@ impl App {
         }
         ui.allocate_rect(avail, egui::Sense::hover());
         let ppp = ui.ctx().pixels_per_point();
-        if self.layout != Some([cam, out]) {
-            self.layout = Some([cam, out]);
+        if self.screen.layout != Some([cam, out]) {
+            self.screen.layout = Some([cam, out]);
             let px = |r: egui::Rect| {
                 format!(
                     "{} {} {} {}",
@@ -740,6 +818,7 @@ impl App {
     fn draw(&mut self, root: &mut egui::Ui) -> Vec<Action> {
         let mut actions = ui::hotkeys(root.ctx());
         let calibrated = self
+            .link
             .status
             .stats
             .as_ref()
@@ -748,10 +827,10 @@ impl App {
             ui.horizontal(|ui| {
                 ui.heading("marionette");
                 ui.separator();
-                ui.label(format!("source: {}", self.status.source));
+                ui.label(format!("source: {}", self.link.status.source));
                 ui.separator();
-                let live = self.pipeline.as_ref().is_some_and(|p| p.is_live());
-                if self.settings.passthrough {
+                let live = self.link.pipeline.as_ref().is_some_and(|p| p.is_live());
+                if self.user.settings.passthrough {
                     ui.colored_label(ui.visuals().warn_fg_color, "passthrough");
                 } else if !live {
                     ui.label("the portrait moves by itself");
@@ -763,7 +842,7 @@ impl App {
                         "not calibrated: look at the camera, press C",
                     );
                 }
-                if let Some(s) = &self.status.stats {
+                if let Some(s) = &self.link.status.stats {
                     ui.separator();
                     ui.label(format!("{:.1} fps", s.fps));
                 }
@@ -773,23 +852,23 @@ impl App {
                     }
                 });
             });
-            if let Some(n) = &self.status.notice {
+            if let Some(n) = &self.link.status.notice {
                 ui.colored_label(ui.visuals().warn_fg_color, n);
             }
         });
         // The combo shows the device in use (the command line's --vcam may differ from the saved
         // choice).
-        let mut shown = self.settings.clone();
-        shown.vcam.device = self.vcam_device.clone();
+        let mut shown = self.user.settings.clone();
+        shown.vcam.device = self.user.vcam_device.clone();
         shown.adapt_scale = Some(self.adapt_scale());
         let view = View {
             settings: &shown,
-            portraits: &self.thumbs,
-            selected: Some(self.selected),
-            sources: &self.sources,
-            source: &self.source,
-            vcam_devices: &self.vcam_devices,
-            status: &self.status,
+            portraits: &self.screen.thumbs,
+            selected: Some(self.user.selected),
+            sources: &self.devices.sources,
+            source: &self.user.source,
+            vcam_devices: &self.devices.vcams,
+            status: &self.link.status,
         };
         egui::Panel::bottom("gallery").show(root, |ui| {
             actions.extend(ui::gallery(ui, &view));
@@ -803,12 +882,12 @@ impl App {
                 });
             });
         egui::CentralPanel::default().show(root, |ui| self.panes(ui));
-        let mut help = self.show_help;
+        let mut help = self.screen.show_help;
         ui::help(root.ctx(), &mut help);
-        if help != self.show_help {
+        if help != self.screen.show_help {
             actions.push(Action::Toggle(Flag::Help));
         }
-        if let Some(a) = self.add_dialog.show(root.ctx()) {
+        if let Some(a) = self.screen.add_dialog.show(root.ctx()) {
             actions.push(a);
         }
         actions
@@ -817,17 +896,18 @@ impl App {
     fn redraw(&mut self, event_loop: &ActiveEventLoop) {
         let started = Instant::now();
         self.draw_frame(event_loop);
-        self.frames += 1;
-        self.frame_work += started.elapsed();
-        let span = self.frames_since.elapsed();
+        self.pacing.frames += 1;
+        self.pacing.frame_work += started.elapsed();
+        let span = self.pacing.frames_since.elapsed();
         if span >= Duration::from_secs(5) {
-            let fps = f64::from(self.frames) / span.as_secs_f64();
-            let ms = self.frame_work.as_secs_f64() * 1e3 / f64::from(self.frames.max(1));
-            self.status.window = Some((fps, ms));
+            let fps = f64::from(self.pacing.frames) / span.as_secs_f64();
+            let ms =
+                self.pacing.frame_work.as_secs_f64() * 1e3 / f64::from(self.pacing.frames.max(1));
+            self.link.status.window = Some((fps, ms));
             tracing::info!("window: {fps:.1} fps, {ms:.2} ms of work per frame");
-            self.frames = 0;
-            self.frame_work = Duration::ZERO;
-            self.frames_since = Instant::now();
+            self.pacing.frames = 0;
+            self.pacing.frame_work = Duration::ZERO;
+            self.pacing.frames_since = Instant::now();
         }
     }
 
@@ -840,8 +920,8 @@ impl App {
         if let Some(rs) = gfx.painter.render_state() {
             let mut renderer = rs.renderer.write();
             if let Some(video) = renderer.callback_resources.get_mut::<VideoRenderer>() {
-                if let Some(f) = self.pending_camera.take() {
-                    self.camera_size = Some((f.size.width, f.size.height));
+                if let Some(f) = self.screen.pending_camera.take() {
+                    self.screen.camera_size = Some((f.size.width, f.size.height));
                     video.upload_frame(
                         &rs.device,
                         &rs.queue,
@@ -850,9 +930,9 @@ impl App {
                         &f.rgb,
                     );
                 }
-                if let Some(f) = self.pending_output.take() {
-                    if !self.first_output_logged {
-                        self.first_output_logged = true;
+                if let Some(f) = self.screen.pending_output.take() {
+                    if !self.screen.first_output_logged {
+                        self.screen.first_output_logged = true;
                         tracing::info!("first output frame shown");
                     }
                     video.upload_frame(
@@ -863,8 +943,8 @@ impl App {
                         &f.rgb,
                     );
                 }
-                if self.overlay_dirty
-                    && let Some(p) = self.gallery.get(self.selected)
+                if self.screen.overlay_dirty
+                    && let Some(p) = self.user.gallery.get(self.user.selected)
                 {
                     video.upload_overlay(
                         &rs.device,
@@ -872,7 +952,7 @@ impl App {
                         (p.image.width(), p.image.height()),
                         p.image.as_raw(),
                     );
-                    self.overlay_dirty = false;
+                    self.screen.overlay_dirty = false;
                 }
             }
         }
@@ -890,7 +970,7 @@ impl App {
             .get(&egui::ViewportId::ROOT)
             .map_or(Duration::ZERO, |v| v.repaint_delay)
             .min(Duration::from_millis(500));
-        self.repaint_at = Instant::now() + delay;
+        self.pacing.repaint_at = Instant::now() + delay;
         let Some(gfx) = self.gfx.as_mut() else {
             return;
         };
@@ -911,6 +991,7 @@ impl App {
             self.apply(a, event_loop);
         }
         if self
+            .user
             .dirty_since
             .is_some_and(|t| t.elapsed() > Duration::from_millis(500))
         {
@@ -920,8 +1001,7 @@ impl App {
 
     fn shutdown(&mut self) {
         self.save_settings();
-        if let Some(p) = self.pipeline.take() {
-            let _ = self.control.send(Control::Quit);
+        if let Some(p) = self.link.pipeline.take() {
             for e in p.join() {
                 match e.result {
                     Ok(()) => tracing::info!("{} stopped", e.thread),
@@ -974,9 +1054,9 @@ impl App {
             .and_then(|m| m.refresh_rate_millihertz())
             .filter(|&m| m >= 20_000)
         {
-            self.frame_interval = Duration::from_secs_f64(1000.0 / f64::from(mhz));
+            self.pacing.frame_interval = Duration::from_secs_f64(1000.0 / f64::from(mhz));
         }
-        self.overlay_dirty = true;
+        self.screen.overlay_dirty = true;
         self.gfx = Some(Gfx {
             window,
             state,
@@ -1017,7 +1097,7 @@ impl ApplicationHandler for App {
                 gfx.window.request_redraw();
             }
             WindowEvent::DroppedFile(path) => {
-                self.add_dialog.open(&self.ctx, Some(path));
+                self.screen.add_dialog.open(&self.ctx, Some(path));
                 gfx.window.request_redraw();
             }
             WindowEvent::RedrawRequested => self.redraw(event_loop),
@@ -1034,28 +1114,30 @@ impl ApplicationHandler for App {
             event_loop.exit();
             return;
         }
-        if let Ok(f) = self.preview_rx.try_recv() {
-            self.pending_camera = Some(f);
+        if let Ok(f) = self.link.preview_rx.try_recv() {
+            self.screen.pending_camera = Some(f);
         }
-        if let Ok(f) = self.output_rx.try_recv() {
-            self.pending_output = Some(f);
+        if let Ok(f) = self.link.output_rx.try_recv() {
+            self.screen.pending_output = Some(f);
         }
         // Redrawn when a frame arrived or egui wants it, at most at the display's rate: the
         // panes follow the camera and the engine as fast as the display can show them, and an
         // unchanged window costs nothing (it matters with software rendering).
         let now = Instant::now();
-        let due = self.pending_camera.is_some()
-            || self.pending_output.is_some()
-            || now >= self.repaint_at;
-        if due && now >= self.next_redraw {
+        let due = self.screen.pending_camera.is_some()
+            || self.screen.pending_output.is_some()
+            || now >= self.pacing.repaint_at;
+        if due && now >= self.pacing.next_redraw {
             if let Some(g) = &self.gfx {
                 g.window.request_redraw();
             }
-            self.next_redraw = now + self.frame_interval;
+            self.pacing.next_redraw = now + self.pacing.frame_interval;
         }
         // Frames arrive through channels, not events: look again after one display interval.
         event_loop.set_control_flow(ControlFlow::WaitUntil(
-            self.next_redraw.max(now + self.frame_interval / 2),
+            self.pacing
+                .next_redraw
+                .max(now + self.pacing.frame_interval / 2),
         ));
     }
 }

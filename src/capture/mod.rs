@@ -30,6 +30,57 @@ impl CaptureError {
     }
 }
 
+/// Creates the frame source on the capture thread (cameras must stay on their thread).
+pub type SourceFactory = Box<dyn FnOnce() -> Result<Box<dyn FrameSource>, CaptureError> + Send>;
+
+/// A driving source by description.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    /// No driving source: idle motion.
+    Idle,
+    /// A webcam.
+    Camera(webcam::CameraSelector),
+    /// The built-in moving test pattern.
+    TestPattern,
+    /// A video file (played at its own rate, looping) or a folder of frames (at `fps`).
+    File {
+        /// The video or folder.
+        path: PathBuf,
+        /// Frame rate of a folder.
+        fps: f64,
+    },
+}
+
+impl SourceSpec {
+    /// The factory that opens this source on the capture thread; `None` for idle motion.
+    /// `face` is the portrait the test pattern moves around.
+    pub fn factory(&self, face: image::RgbImage) -> Option<SourceFactory> {
+        match self.clone() {
+            SourceSpec::Idle => None,
+            SourceSpec::Camera(selector) => Some(Box::new(move || {
+                Ok(Box::new(webcam::Webcam::open(
+                    selector,
+                    webcam::WebcamRequest::default(),
+                )?) as Box<dyn FrameSource>)
+            })),
+            SourceSpec::TestPattern => Some(Box::new(move || {
+                Ok(Box::new(pattern::TestPattern::new(
+                    face,
+                    crate::frame::Size::new(640, 480),
+                    30.0,
+                )) as Box<dyn FrameSource>)
+            })),
+            SourceSpec::File { path, fps } => Some(Box::new(move || {
+                if path.is_dir() {
+                    Ok(Box::new(FolderSource::open(&path, fps)?) as Box<dyn FrameSource>)
+                } else {
+                    Ok(Box::new(VideoFileSource::open(&path)?) as Box<dyn FrameSource>)
+                }
+            })),
+        }
+    }
+}
+
 /// A stream of driving frames. `next_frame` blocks until the next frame is due.
 /// Not `Send`: some cameras must stay on the thread that opened them, so the pipeline builds
 /// each source on its capture thread from a `Send` factory.

@@ -8,8 +8,8 @@ use image::RgbImage;
 use rayon::prelude::*;
 
 use super::{CaptureError, FrameSource, Pacer};
-use crate::engine::idle::pose_at;
 use crate::frame::{Frame, Size};
+use crate::idle::pose_at;
 
 pub struct TestPattern {
     face: RgbImage,

@@ -16,20 +16,45 @@ use nokhwa::utils::{
 use super::{CaptureError, FrameSource};
 use crate::frame::{Frame, Size};
 
-/// Which camera: its index (`0` = /dev/video0) or part of its name.
+/// Which camera, as `--camera` takes it everywhere: its index (`0` = /dev/video0), a device
+/// path (`/dev/video2`, or a link to one such as `/dev/v4l/by-id/...`), or part of its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CameraSelector {
+    /// `/dev/video<N>`.
     Index(u32),
+    /// A device path that is not of the form `/dev/video<N>` (resolved when opened).
+    Path(std::path::PathBuf),
+    /// Part of the camera's name, any case.
     Name(String),
 }
 
+/// An empty `--camera` value.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("an empty camera name: give an index (0), a device path (/dev/video0) or part of its name")]
+pub struct EmptyCameraSelector;
+
 impl std::str::FromStr for CameraSelector {
-    type Err = std::convert::Infallible;
+    type Err = EmptyCameraSelector;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(EmptyCameraSelector);
+        }
         Ok(match s.trim_start_matches("/dev/video").parse::<u32>() {
             Ok(i) => CameraSelector::Index(i),
+            Err(_) if s.starts_with('/') => CameraSelector::Path(s.into()),
             Err(_) => CameraSelector::Name(s.to_string()),
         })
+    }
+}
+
+impl std::fmt::Display for CameraSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CameraSelector::Index(i) => write!(f, "/dev/video{i}"),
+            CameraSelector::Path(p) => write!(f, "{}", p.display()),
+            CameraSelector::Name(n) => f.write_str(n),
+        }
     }
 }
 
@@ -108,6 +133,22 @@ impl Webcam {
     fn resolve_index(&self) -> Result<CameraIndex, CaptureError> {
         match &self.selector {
             CameraSelector::Index(i) => Ok(CameraIndex::Index(*i)),
+            CameraSelector::Path(path) => {
+                // A link such as /dev/v4l/by-id/... leads to the /dev/video<N> node.
+                let target = std::fs::canonicalize(path)
+                    .map_err(|e| self.err(format!("{}: {e}", path.display())))?;
+                target
+                    .to_str()
+                    .and_then(|t| t.strip_prefix("/dev/video"))
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .map(CameraIndex::Index)
+                    .ok_or_else(|| {
+                        self.err(format!(
+                            "{} is not a video device (/dev/video<N>)",
+                            path.display()
+                        ))
+                    })
+            }
             CameraSelector::Name(name) => {
                 let wanted = name.to_lowercase();
                 let cams = list_cameras()?;

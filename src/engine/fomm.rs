@@ -2,7 +2,7 @@
 
 use candle_core::Tensor;
 
-use super::{Animator, EngineError, KeypointView};
+use super::{Animator, EngineError, EngineId, KeypointView, PortraitCache};
 use crate::model::fomm::{Fomm, PreparedSource};
 use crate::model::keypoint_detector::Keypoints;
 use crate::model::motion_transfer::{MotionTransfer, TransferOptions};
@@ -10,63 +10,44 @@ use crate::model::motion_transfer::{MotionTransfer, TransferOptions};
 /// FOMM as an [`Animator`].
 pub struct FommAnimator {
     model: Fomm,
-    source: Option<PreparedSource>,
+    portraits: PortraitCache<PreparedSource>,
     transfer: MotionTransfer,
-    /// Prepared portraits by id, so switching back costs nothing.
-    portraits: std::collections::HashMap<u64, PreparedSource>,
     /// The last frame's driving and rendered keypoints (tensors: read only when asked for).
     last: Option<(Keypoints, Keypoints)>,
 }
 
 impl FommAnimator {
+    /// The engine around a loaded model, with the given motion transfer.
     pub fn new(model: Fomm, options: TransferOptions) -> Self {
         Self {
             model,
-            source: None,
+            portraits: PortraitCache::default(),
             transfer: MotionTransfer::new(options),
-            portraits: std::collections::HashMap::new(),
             last: None,
         }
     }
 
+    /// The model.
     pub fn model(&self) -> &Fomm {
         &self.model
     }
 
+    /// The portrait in use, prepared.
     pub fn source(&self) -> Option<&PreparedSource> {
-        self.source.as_ref()
-    }
-
-    /// Uses an already prepared portrait (switching portraits without re-encoding).
-    pub fn set_prepared_source(&mut self, prepared: PreparedSource) {
-        self.source = Some(prepared);
-    }
-
-    pub fn transfer_mut(&mut self) -> &mut MotionTransfer {
-        &mut self.transfer
-    }
-
-    /// Keypoints of a driving frame.
-    pub fn keypoints(&self, frame: &Tensor) -> Result<Keypoints, EngineError> {
-        Ok(self.model.detect(frame)?)
-    }
-
-    /// Portraits prepared so far.
-    pub fn cached_portraits(&self) -> usize {
-        self.portraits.len()
+        self.portraits.current()
     }
 
     /// Renders the portrait in the idle-motion pose at `t` seconds (no driving frame needed):
     /// the source keypoints moved by the pose, rendered as absolute driving keypoints.
     pub fn render_idle(&mut self, t: f64) -> Result<Tensor, EngineError> {
-        let source = self.source.as_ref().ok_or(EngineError::NoSource)?;
-        let kp = idle_keypoints(&source.keypoints, &super::idle::pose_at(t))?;
+        let source = self.portraits.current().ok_or(EngineError::NoSource)?;
+        let kp = idle_keypoints(&source.keypoints, &crate::idle::pose_at(t))?;
         Ok(self.model.render(source, &kp, false)?.prediction)
     }
 
     /// Renders from driving keypoints already detected (relative to the current reference).
     pub fn animate_keypoints(&mut self, kp_driving: &Keypoints) -> Result<Tensor, EngineError> {
-        let source = self.source.as_ref().ok_or(EngineError::NoSource)?;
+        let source = self.portraits.current().ok_or(EngineError::NoSource)?;
         let kp = self.transfer.transfer(&source.keypoints, kp_driving)?;
         let prediction = self.model.render(source, &kp, false)?.prediction;
         self.last = Some((kp_driving.clone(), kp));
@@ -77,7 +58,7 @@ impl FommAnimator {
 /// Keypoints (batch element 0) moved by an idle pose about their centre.
 pub fn idle_keypoints(
     kp: &Keypoints,
-    pose: &super::idle::IdlePose,
+    pose: &crate::idle::IdlePose,
 ) -> Result<Keypoints, EngineError> {
     use candle_core::DType;
     let device = kp.value.device();
@@ -136,16 +117,21 @@ pub fn idle_keypoints(
 }
 
 impl Animator for FommAnimator {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "fomm"
+    }
+
+    fn id(&self) -> EngineId {
+        EngineId::Fomm
     }
 
     fn frame_size(&self) -> (usize, usize) {
         self.model.config.frame_size
     }
 
-    fn set_source(&mut self, source: &Tensor) -> Result<(), EngineError> {
-        self.source = Some(self.model.prepare_source(source)?);
+    fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), EngineError> {
+        let model = &self.model;
+        self.portraits.select(id, || model.prepare_source(source))?;
         Ok(())
     }
 
@@ -158,7 +144,7 @@ impl Animator for FommAnimator {
     }
 
     fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError> {
-        let kp = self.keypoints(driving)?;
+        let kp = self.model.detect(driving)?;
         self.animate_keypoints(&kp)
     }
 
@@ -166,17 +152,22 @@ impl Animator for FommAnimator {
         self.render_idle(t)
     }
 
-    fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), EngineError> {
-        let prepared = match self.portraits.get(&id) {
-            Some(p) => p.clone(),
-            None => {
-                let p = self.model.prepare_source(source)?;
-                self.portraits.insert(id, p.clone());
-                p
-            }
-        };
-        self.source = Some(prepared);
+    fn calibrate_on(&mut self, driving: &Tensor) -> Result<(), EngineError> {
+        let kp = self.model.detect(driving)?;
+        self.transfer.set_reference(kp);
         Ok(())
+    }
+
+    fn detect(&self, driving: &Tensor) -> Result<Option<Keypoints>, EngineError> {
+        Ok(Some(self.model.detect(driving)?))
+    }
+
+    fn supports_absolute(&self) -> bool {
+        true
+    }
+
+    fn portrait_keypoints(&self) -> Option<&Keypoints> {
+        self.portraits.current().map(|s| &s.keypoints)
     }
 
     fn set_transfer(&mut self, relative: bool, adapt_scale: bool) -> Result<(), EngineError> {

@@ -1,32 +1,54 @@
-//! Engines turn driving frames into animated portraits. Every engine takes and returns
-//! (1, 3, H, W) float tensors in [0, 1] at its own frame size.
+//! Engines turn driving frames into animated portraits behind one interface, [`Animator`].
+//! Every engine takes and returns (1, 3, H, W) float tensors in [0, 1] at its own frame size.
+//!
+//! * [`fomm`]: the First Order Motion Model ([`crate::model`]) with the portrait cached and the
+//!   relative motion transfer (paper Eq. 10-11) as state.
+//! * [`classic`]: the weight-free engine: tracked points turned into FOMM's keypoints and
+//!   Jacobians.
+//! * [`select`]: which engine runs (`--engine fomm|classic|auto`), built from a request.
+//! * [`PortraitCache`]: what an engine computes about a portrait, kept by id.
 
 pub mod classic;
 pub mod fomm;
-pub mod idle;
 pub mod select;
+
+use std::collections::HashMap;
 
 use candle_core::Tensor;
 
+use crate::media::MediaError;
 use crate::model::fomm::ModelError;
+use crate::model::keypoint_detector::Keypoints;
 
+/// What went wrong in an engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The FOMM model failed (or was given an input it cannot take).
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The classic engine failed.
+    #[error(transparent)]
+    Classic(#[from] classic::ClassicError),
+    /// An image could not be turned into the engine's input or back.
+    #[error(transparent)]
+    Media(Box<MediaError>),
+    /// A frame was asked for before a portrait was set.
     #[error("no portrait is set: choose a source image first")]
     NoSource,
+    /// The engine cannot do what was asked.
     #[error("the {engine} engine does not support {what}")]
-    Unsupported { engine: String, what: String },
+    Unsupported {
+        /// The engine's name.
+        engine: &'static str,
+        /// What it was asked for.
+        what: &'static str,
+    },
 }
 
-/// Keypoints of the last animated frame in FOMM's normalised coordinates ((x, y) in [-1, 1],
-/// -1/+1 the centres of the first/last pixel): where they are in the driving frame, and where they
-/// were moved to on the portrait. For the keypoint overlay.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct KeypointView {
-    pub driving: Vec<[f32; 2]>,
-    pub portrait: Vec<[f32; 2]>,
+impl From<MediaError> for EngineError {
+    fn from(e: MediaError) -> Self {
+        EngineError::Media(Box::new(e))
+    }
 }
 
 impl From<candle_core::Error> for EngineError {
@@ -35,14 +57,42 @@ impl From<candle_core::Error> for EngineError {
     }
 }
 
+/// Which kind of engine an [`Animator`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EngineId {
+    /// The First Order Motion Model.
+    Fomm,
+    /// The weight-free classic engine.
+    Classic,
+    /// Anything else (test engines).
+    #[default]
+    Other,
+}
+
+/// Keypoints of the last animated frame in FOMM's normalised coordinates ((x, y) in [-1, 1],
+/// -1/+1 the centres of the first/last pixel): where they are in the driving frame, and where they
+/// were moved to on the portrait. For the keypoint overlay.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeypointView {
+    /// Keypoints in the driving frame.
+    pub driving: Vec<[f32; 2]>,
+    /// Keypoints moved onto the portrait.
+    pub portrait: Vec<[f32; 2]>,
+}
+
 /// One interface for every way of animating a portrait.
 pub trait Animator {
     /// Short name for messages ("fomm", "classic").
-    fn name(&self) -> &str;
+    fn name(&self) -> &'static str;
+    /// Which engine this is.
+    fn id(&self) -> EngineId {
+        EngineId::Other
+    }
     /// (height, width) of the frames it takes and renders.
     fn frame_size(&self) -> (usize, usize);
-    /// Sets the portrait to animate; everything about it is computed here, once.
-    fn set_source(&mut self, source: &Tensor) -> Result<(), EngineError>;
+    /// Selects portrait `id`, computing its cached state from `source` only the first time:
+    /// switching back to a portrait seen before costs no re-encoding.
+    fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), EngineError>;
     /// The next driving frame becomes the reference frame D_1.
     fn recalibrate(&mut self);
     /// Whether a reference frame is set.
@@ -51,9 +101,21 @@ pub trait Animator {
     fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError>;
     /// The portrait in the idle-motion pose at `t` seconds (no driving frame).
     fn animate_idle(&mut self, t: f64) -> Result<Tensor, EngineError>;
-    /// Selects portrait `id`, computing its cached state from `source` only the first time:
-    /// switching back to a portrait seen before costs no re-encoding.
-    fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), EngineError>;
+    /// Makes `driving` the reference frame without rendering it.
+    fn calibrate_on(&mut self, driving: &Tensor) -> Result<(), EngineError> {
+        self.recalibrate();
+        self.animate(driving).map(drop)
+    }
+    /// The engine's keypoints of a driving frame, when it has a detector (FOMM); used to find
+    /// the driving frame that best matches the portrait.
+    fn detect(&self, driving: &Tensor) -> Result<Option<Keypoints>, EngineError> {
+        let _ = driving;
+        Ok(None)
+    }
+    /// The portrait's keypoints, when the engine has a detector.
+    fn portrait_keypoints(&self) -> Option<&Keypoints> {
+        None
+    }
     /// Relative or absolute motion transfer and adapt scale (FOMM's demo options). Engines with
     /// relative motion only refuse `relative = false`.
     fn set_transfer(&mut self, relative: bool, adapt_scale: bool) -> Result<(), EngineError> {
@@ -62,10 +124,14 @@ pub trait Animator {
             Ok(())
         } else {
             Err(EngineError::Unsupported {
-                engine: self.name().to_string(),
-                what: "absolute motion transfer".into(),
+                engine: self.name(),
+                what: "absolute motion transfer",
             })
         }
+    }
+    /// Whether [`Animator::set_transfer`] takes absolute motion transfer.
+    fn supports_absolute(&self) -> bool {
+        false
     }
     /// The keypoints of the last animated frame, when the engine has any.
     fn keypoint_view(&self) -> Option<KeypointView> {
@@ -73,53 +139,59 @@ pub trait Animator {
     }
 }
 
-impl From<classic::ClassicError> for EngineError {
-    fn from(e: classic::ClassicError) -> Self {
-        EngineError::Model(ModelError::Input(e.to_string()))
+/// What an engine computes about each portrait, kept by id so that switching back costs
+/// nothing, plus the portrait in use.
+#[derive(Debug, Clone)]
+pub struct PortraitCache<S> {
+    by_id: HashMap<u64, S>,
+    current: Option<S>,
+}
+
+impl<S> Default for PortraitCache<S> {
+    fn default() -> Self {
+        Self {
+            by_id: HashMap::new(),
+            current: None,
+        }
     }
 }
 
-/// The weight-free engine behind the same interface.
-impl Animator for classic::ClassicEngine {
-    fn name(&self) -> &str {
-        "classic"
+impl<S: Clone> PortraitCache<S> {
+    /// The portrait in use.
+    pub fn current(&self) -> Option<&S> {
+        self.current.as_ref()
     }
-    fn frame_size(&self) -> (usize, usize) {
-        classic::ClassicEngine::frame_size(self)
+
+    /// Makes portrait `id` current, computing it with `make` only if it is not cached yet.
+    pub fn select<E>(&mut self, id: u64, make: impl FnOnce() -> Result<S, E>) -> Result<&S, E> {
+        let state = match self.by_id.get(&id) {
+            Some(s) => s.clone(),
+            None => {
+                let s = make()?;
+                self.by_id.insert(id, s.clone());
+                s
+            }
+        };
+        Ok(self.current.insert(state))
     }
-    fn set_source(&mut self, source: &Tensor) -> Result<(), EngineError> {
-        Ok(classic::ClassicEngine::set_source(self, source)?)
+
+    /// Whether portrait `id` is cached.
+    pub fn contains(&self, id: u64) -> bool {
+        self.by_id.contains_key(&id)
     }
-    fn recalibrate(&mut self) {
-        classic::ClassicEngine::recalibrate(self)
+
+    /// Portrait `id`'s cached state.
+    pub fn get(&self, id: u64) -> Option<&S> {
+        self.by_id.get(&id)
     }
-    fn is_calibrated(&self) -> bool {
-        classic::ClassicEngine::is_calibrated(self)
+
+    /// Makes `state` current without caching it (a portrait with no id).
+    pub fn set_current(&mut self, state: S) {
+        self.current = Some(state);
     }
-    fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError> {
-        Ok(classic::ClassicEngine::animate(self, driving)?)
-    }
-    fn animate_idle(&mut self, t: f64) -> Result<Tensor, EngineError> {
-        Ok(classic::ClassicEngine::animate_idle(self, t)?)
-    }
-    fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), EngineError> {
-        Ok(classic::ClassicEngine::select_portrait(self, id, source)?)
-    }
-    fn set_transfer(&mut self, relative: bool, adapt_scale: bool) -> Result<(), EngineError> {
-        if !relative {
-            return Err(EngineError::Unsupported {
-                engine: "classic".into(),
-                what: "absolute motion transfer (it has no learned keypoints to place as they are)"
-                    .into(),
-            });
-        }
-        self.set_adapt_scale(adapt_scale);
-        Ok(())
-    }
-    fn keypoint_view(&self) -> Option<KeypointView> {
-        self.motion().map(|m| KeypointView {
-            driving: m.keypoints.clone(),
-            portrait: m.transferred.clone(),
-        })
+
+    /// Caches portrait `id` without making it current.
+    pub fn insert(&mut self, id: u64, state: S) {
+        self.by_id.insert(id, state);
     }
 }

@@ -1,4 +1,5 @@
-//! Which engine runs: `--engine fomm|classic|auto`.
+//! Which engine runs (`--engine fomm|classic|auto`), and building it: [`load_engine`] turns an
+//! [`EngineRequest`] into a boxed [`Animator`] plus a line saying what runs.
 //!
 //! The published FOMM weights cannot be bundled or downloaded by the app, so `auto` (the default)
 //! runs FOMM when a checkpoint is found and the weight-free classic engine otherwise.
@@ -6,6 +7,16 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use candle_core::Device;
+
+use super::Animator;
+use super::classic::{ClassicEngine, ClassicError, ClassicParams};
+use super::fomm::FommAnimator;
+use crate::model::checkpoint::{Checkpoint, CheckpointError};
+use crate::model::config::ConfigError;
+use crate::model::fomm::{Fomm, ModelError, RunOptions};
+use crate::model::motion_transfer::TransferOptions;
+use crate::model::precision::{PrecisionChoice, PrecisionPlan, UnsupportedPrecision};
 use crate::model::presets;
 
 /// The engine asked for.
@@ -55,6 +66,198 @@ pub enum SelectError {
     NoCheckpoint { searched: String },
     #[error("--checkpoint is a FOMM checkpoint and cannot be used with --engine classic")]
     CheckpointWithClassic,
+    #[error("--random-weights gives FOMM random weights and cannot be used with --engine classic")]
+    RandomWeightsWithClassic,
+}
+
+/// Why an engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The request itself.
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    /// The config could not be read.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The checkpoint could not be read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The checkpoint does not fit the config, or the model failed to build.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The classic engine's settings.
+    #[error("--classic-size: {0}")]
+    Classic(#[from] ClassicError),
+    /// A precision this processor cannot run.
+    #[error(transparent)]
+    Precision(#[from] UnsupportedPrecision),
+}
+
+/// Everything that decides which engine runs and how.
+#[derive(Debug, Clone)]
+pub struct EngineRequest {
+    /// fomm, classic or auto.
+    pub kind: EngineKind,
+    /// A FOMM checkpoint; searched for when `None`.
+    pub checkpoint: Option<PathBuf>,
+    /// A config name or YAML path; guessed from the checkpoint's name when `None`.
+    pub config: Option<String>,
+    /// FOMM with random weights of the config's structure (speed runs).
+    pub random_weights: bool,
+    /// The classic engine's square frame side.
+    pub classic_size: usize,
+    /// Where FOMM runs.
+    pub device: Device,
+    /// FOMM's arithmetic precision.
+    pub precision: PrecisionChoice,
+    /// Motion transfer (relative, adapt scale).
+    pub transfer: TransferOptions,
+    /// FOMM's grid_sample convention.
+    pub run: RunOptions,
+}
+
+impl Default for EngineRequest {
+    fn default() -> Self {
+        Self {
+            kind: EngineKind::Auto,
+            checkpoint: None,
+            config: None,
+            random_weights: false,
+            classic_size: 256,
+            device: Device::Cpu,
+            precision: PrecisionChoice::Auto,
+            transfer: TransferOptions::default(),
+            run: RunOptions::default(),
+        }
+    }
+}
+
+/// A built engine and what to tell the user about it.
+pub struct LoadedEngine {
+    /// The engine.
+    pub engine: Box<dyn Animator + Send>,
+    /// One line for a status display, e.g. "FOMM (vox-256) from vox-adv-cpk.pth.tar, CPU, bf16".
+    pub status: String,
+    /// What was chosen and why, for the log (e.g. the classic fallback and how to get FOMM).
+    pub notes: Vec<String>,
+}
+
+/// Builds the engine `req` asks for.
+pub fn load_engine(req: &EngineRequest) -> Result<LoadedEngine, LoadError> {
+    let device = if req.device.is_cuda() {
+        "CUDA GPU"
+    } else {
+        "CPU"
+    };
+    if req.random_weights {
+        if req.kind == EngineKind::Classic {
+            return Err(SelectError::RandomWeightsWithClassic.into());
+        }
+        let config = presets::resolve_config(req.config.as_deref().unwrap_or("vox-256"))?;
+        let mut model = Fomm::random(&config, &req.device)?;
+        let precision = set_precision(&mut model, req)?;
+        return Ok(LoadedEngine {
+            status: format!(
+                "FOMM with random weights of {} (speed only), {device}, {precision}",
+                config.name
+            ),
+            notes: vec![format!(
+                "engine: fomm with random weights of {} (speed only)",
+                config.name
+            )],
+            engine: Box::new(FommAnimator::new(model, req.transfer)),
+        });
+    }
+    let dirs = search_dirs();
+    let choice = choose_engine(req.kind, req.checkpoint.as_deref(), &dirs)?;
+    let mut notes = vec![describe(&choice, &dirs)];
+    match choice {
+        EngineChoice::Fomm { checkpoint, .. } => {
+            let spec = match &req.config {
+                Some(c) => c.clone(),
+                None => presets::config_for_checkpoint(&checkpoint)
+                    .unwrap_or("vox-256")
+                    .to_string(),
+            };
+            let config = presets::resolve_config(&spec)?;
+            notes.push(format!(
+                "model: {} with config {}",
+                checkpoint.display(),
+                config.name
+            ));
+            let weights = Checkpoint::load(&checkpoint)?;
+            let origin = checkpoint.display().to_string();
+            let mut model = Fomm::from_checkpoint(&config, &weights, &origin, &req.device)?;
+            model.options = req.run;
+            let precision = set_precision(&mut model, req)?;
+            let file = checkpoint
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok(LoadedEngine {
+                status: format!("FOMM ({}) from {file}, {device}, {precision}", config.name),
+                notes,
+                engine: Box::new(FommAnimator::new(model, req.transfer)),
+            })
+        }
+        EngineChoice::Classic { fallback } => {
+            let size = req.classic_size;
+            let mut engine = ClassicEngine::new(ClassicParams::default(), (size, size))?;
+            engine.set_adapt_scale(req.transfer.adapt_scale);
+            let status = if fallback {
+                format!(
+                    "classic (point tracking, {size} px): no FOMM checkpoint found; see \
+                     models/README.md to get one"
+                )
+            } else {
+                format!("classic (point tracking, {size} px)")
+            };
+            Ok(LoadedEngine {
+                engine: Box::new(engine),
+                status,
+                notes,
+            })
+        }
+    }
+}
+
+/// Applies the requested precision (on the CPU; a GPU runs f32) and names it.
+fn set_precision(model: &mut Fomm, req: &EngineRequest) -> Result<String, LoadError> {
+    if !req.device.is_cpu() {
+        return Ok("f32".into());
+    }
+    let precision = req.precision.resolve()?;
+    let plan = PrecisionPlan::for_precision(precision);
+    model.set_precision(plan)?;
+    Ok(precision.to_string())
+}
+
+/// CUDA when built with it, `force_cpu` is off and a GPU is there, else the CPU; with a line
+/// saying which.
+pub fn pick_device(force_cpu: bool) -> (Device, String) {
+    if force_cpu {
+        return (Device::Cpu, "device: CPU (--cpu)".into());
+    }
+    #[cfg(feature = "cuda")]
+    {
+        match Device::new_cuda(0) {
+            Ok(d) => return (d, "device: CUDA GPU 0 (--cpu to run on the CPU)".into()),
+            Err(e) => {
+                // candle's error text can carry a backtrace (RUST_BACKTRACE): its first line says it.
+                let e = e.to_string();
+                let first = e.lines().next().unwrap_or("unknown error");
+                return (
+                    Device::Cpu,
+                    format!("device: CPU (no usable CUDA GPU: {first})"),
+                );
+            }
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    (
+        Device::Cpu,
+        "device: CPU (build with `--features cuda` for NVIDIA GPUs)".into(),
+    )
 }
 
 /// Folders searched for checkpoints: `$MARIONETTE_MODEL_DIR` alone when set, else

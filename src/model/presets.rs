@@ -108,11 +108,6 @@ pub fn model_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// The first published checkpoint found in [`model_dirs`] (or any `*.safetensors` there).
-pub fn find_checkpoint() -> Option<PathBuf> {
-    find_checkpoint_in(&model_dirs())
-}
-
 /// The first published checkpoint (or else `*.safetensors`) in `dirs`, searched in order.
 pub fn find_checkpoint_in(dirs: &[PathBuf]) -> Option<PathBuf> {
     for dir in dirs {

@@ -60,6 +60,15 @@ impl PixelFormat {
     }
 }
 
+impl std::fmt::Display for PixelFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PixelFormat::Yuyv => "YUYV",
+            PixelFormat::I420 => "I420",
+        })
+    }
+}
+
 impl std::str::FromStr for PixelFormat {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

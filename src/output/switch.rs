@@ -8,8 +8,8 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::{FrameSink, SinkError};
+use crate::channel::LatestSender;
 use crate::frame::Frame;
-use crate::pipeline::channel::LatestSender;
 
 /// What a switchable output is doing, for the status line.
 #[derive(Debug, Clone, Default)]

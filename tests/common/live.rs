@@ -12,7 +12,7 @@ use marionette::engine::{Animator, EngineError};
 use marionette::frame::{Frame, Size};
 use marionette::output::{FrameSink, SinkError};
 use marionette::pipeline::framing::Crop;
-use marionette::pipeline::runner::{PipelineOptions, SourceFactory};
+use marionette::pipeline::{PipelineOptions, SourceFactory};
 
 pub const SIDE: u32 = 32;
 
@@ -63,14 +63,11 @@ pub struct Echo {
 }
 
 impl Animator for Echo {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "echo"
     }
     fn frame_size(&self) -> (usize, usize) {
         (SIDE as usize, SIDE as usize)
-    }
-    fn set_source(&mut self, _: &Tensor) -> Result<(), EngineError> {
-        Ok(())
     }
     fn recalibrate(&mut self) {
         self.calibrated = false;
@@ -130,8 +127,7 @@ impl FrameSink for Probe {
 
 pub fn small_options() -> PipelineOptions {
     PipelineOptions {
-        portraits: vec![image::RgbImage::new(SIDE, SIDE)],
-        avatar: 0,
+        portrait: (0, image::RgbImage::new(SIDE, SIDE)),
         crop: Crop::default(),
         passthrough: false,
         fps: 30.0,

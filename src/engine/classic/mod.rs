@@ -28,6 +28,7 @@ pub mod tracker;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
+use super::{Animator, EngineError, EngineId, KeypointView, PortraitCache};
 use crate::model::grid_sample::grid_sample;
 use affine::{Affine, LocalFitParams};
 use features::DetectParams;
@@ -224,13 +225,12 @@ pub struct ClassicEngine {
     width: usize,
     track: TrackParams,
     detect: DetectParams,
-    source: Option<Source>,
     reference: Option<Reference>,
     calibrate_next: bool,
     framing: Framing,
     motion: Option<Motion>,
-    /// Portraits selected by id before ([`ClassicEngine::select_portrait`]).
-    portraits: std::collections::HashMap<u64, Source>,
+    /// The portrait in use, and those selected by id before ([`ClassicEngine::select_portrait`]).
+    portraits: PortraitCache<Source>,
 }
 
 impl ClassicEngine {
@@ -266,12 +266,11 @@ impl ClassicEngine {
             width,
             track,
             detect,
-            source: None,
             reference: None,
             calibrate_next: true,
             framing: Framing::IDENTITY,
             motion: None,
-            portraits: std::collections::HashMap::new(),
+            portraits: PortraitCache::default(),
         })
     }
 
@@ -292,8 +291,28 @@ impl ClassicEngine {
         (self.height, self.width)
     }
 
-    /// Sets the portrait, a (1, 3, H, W) tensor in [0, 1] at the engine's frame size.
+    /// Sets the portrait, a (1, 3, H, W) tensor in [0, 1] at the engine's frame size, without
+    /// caching it.
     pub fn set_source(&mut self, source: &Tensor) -> Result<(), ClassicError> {
+        let analysed = self.analyse(source)?;
+        self.portraits.set_current(analysed);
+        self.update_framing();
+        Ok(())
+    }
+
+    /// Selects portrait `id`, analysing `source` only the first time this id is seen.
+    pub fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), ClassicError> {
+        if !self.portraits.contains(id) {
+            let analysed = self.analyse(source)?;
+            self.portraits.insert(id, analysed);
+        }
+        self.portraits.select(id, || Err(ClassicError::NoSource))?;
+        self.update_framing();
+        Ok(())
+    }
+
+    /// What the engine keeps about a portrait: its pixels and texture statistics.
+    fn analyse(&self, source: &Tensor) -> Result<Source, ClassicError> {
         let data = self.frame_data("portrait", source)?;
         let data: Vec<f32> = data
             .into_iter()
@@ -304,30 +323,11 @@ impl ClassicEngine {
             self.detect(&pyramid, &[]).1
         });
         let image = Tensor::from_vec(data, (1, 3, self.height, self.width), &Device::Cpu)?;
-        self.source = Some(Source {
+        Ok(Source {
             image,
             device: source.device().clone(),
             texture,
-        });
-        self.update_framing();
-        Ok(())
-    }
-
-    /// Selects portrait `id`, analysing `source` only the first time this id is seen.
-    pub fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), ClassicError> {
-        match self.portraits.get(&id) {
-            Some(s) => {
-                self.source = Some(s.clone());
-                self.update_framing();
-            }
-            None => {
-                self.set_source(source)?;
-                if let Some(s) = &self.source {
-                    self.portraits.insert(id, s.clone());
-                }
-            }
-        }
-        Ok(())
+        })
     }
 
     /// The pyramid level corners are detected on: the coarsest whose shorter side is still at least
@@ -381,7 +381,7 @@ impl ClassicEngine {
         if !self.params.adapt_scale {
             return;
         }
-        let (Some(source), Some(reference)) = (&self.source, &self.reference) else {
+        let (Some(source), Some(reference)) = (self.portraits.current(), &self.reference) else {
             return;
         };
         let Some(source_texture) = &source.texture else {
@@ -422,7 +422,7 @@ impl ClassicEngine {
     /// The portrait moved as `driving` (1, 3, H, W) moved relative to the reference frame. The first frame
     /// after creation or [`ClassicEngine::recalibrate`] becomes the reference and returns the portrait as is.
     pub fn animate(&mut self, driving: &Tensor) -> Result<Tensor, ClassicError> {
-        if self.source.is_none() {
+        if self.portraits.current().is_none() {
             return Err(ClassicError::NoSource);
         }
         let data = self.frame_data("driving frame", driving)?;
@@ -799,7 +799,7 @@ impl ClassicEngine {
     /// Jacobian the pose's linear part), and the blended flow fades to the identity beyond it, so the head
     /// moves in front of a still background.
     pub fn animate_idle(&mut self, t: f64) -> Result<Tensor, ClassicError> {
-        let source = self.source.as_ref().ok_or(ClassicError::NoSource)?;
+        let source = self.portraits.current().ok_or(ClassicError::NoSource)?;
         let (w, h) = (self.width as f64, self.height as f64);
         let side = w.min(h);
         // The head region: the portrait's texture cloud (centroid, spread), its half-extent two spreads,
@@ -830,7 +830,7 @@ impl ClassicEngine {
         };
         let norm: Vec<[f64; 2]> = anchors.iter().map(to_norm).collect();
         let identity = vec![[[1.0, 0.0], [0.0, 1.0]]; norm.len()];
-        let pose = crate::engine::idle::pose_at(t);
+        let pose = crate::idle::pose_at(t);
         let (moved, jacobians) = pose.apply(to_norm(&centre), &norm, &identity);
         // A normalised Jacobian in pixels: D^-1 A D with D = diag(2/(W-1), 2/(H-1)).
         let ratio = (h - 1.0) / (w - 1.0);
@@ -965,7 +965,7 @@ impl ClassicEngine {
 
     /// The portrait warped by `blend` (`None`: the portrait itself), on the portrait's device.
     fn output(&self, blend: Option<&Blend>) -> Result<Tensor, ClassicError> {
-        let source = self.source.as_ref().ok_or(ClassicError::NoSource)?;
+        let source = self.portraits.current().ok_or(ClassicError::NoSource)?;
         let out = match blend {
             None => source.image.clone(),
             Some(blend) => {
@@ -1009,5 +1009,49 @@ impl ClassicEngine {
             [a[0][0] as f32, (a[0][1] * ratio) as f32],
             [(a[1][0] / ratio) as f32, a[1][1] as f32],
         ]
+    }
+}
+
+/// The weight-free engine behind the same interface.
+impl Animator for ClassicEngine {
+    fn name(&self) -> &'static str {
+        "classic"
+    }
+    fn id(&self) -> EngineId {
+        EngineId::Classic
+    }
+    fn frame_size(&self) -> (usize, usize) {
+        ClassicEngine::frame_size(self)
+    }
+    fn select_portrait(&mut self, id: u64, source: &Tensor) -> Result<(), EngineError> {
+        Ok(ClassicEngine::select_portrait(self, id, source)?)
+    }
+    fn recalibrate(&mut self) {
+        ClassicEngine::recalibrate(self)
+    }
+    fn is_calibrated(&self) -> bool {
+        ClassicEngine::is_calibrated(self)
+    }
+    fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError> {
+        Ok(ClassicEngine::animate(self, driving)?)
+    }
+    fn animate_idle(&mut self, t: f64) -> Result<Tensor, EngineError> {
+        Ok(ClassicEngine::animate_idle(self, t)?)
+    }
+    fn set_transfer(&mut self, relative: bool, adapt_scale: bool) -> Result<(), EngineError> {
+        if !relative {
+            return Err(EngineError::Unsupported {
+                engine: "classic",
+                what: "absolute motion transfer (it has no learned keypoints to place as they are)",
+            });
+        }
+        self.set_adapt_scale(adapt_scale);
+        Ok(())
+    }
+    fn keypoint_view(&self) -> Option<KeypointView> {
+        self.motion().map(|m| KeypointView {
+            driving: m.keypoints.clone(),
+            portrait: m.transferred.clone(),
+        })
     }
 }

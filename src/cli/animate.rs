@@ -1,0 +1,129 @@
+//! `marionette animate`: a portrait animated by a driving video or folder of frames, offline.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::ModelArgs;
+use marionette::animate::{AnimateRequest, Reference, animate};
+use marionette::model::fomm::RunOptions;
+use marionette::model::motion_transfer::TransferOptions;
+use marionette::model::precision::{Precision, PrecisionChoice};
+
+/// Options of `animate`.
+#[derive(clap::Args, Debug)]
+pub struct AnimateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The portrait to animate (any image; resized to the model's frame size).
+    #[arg(long)]
+    source: PathBuf,
+    /// Driving video file, or a folder of frames (read in name order).
+    #[arg(long)]
+    driving: PathBuf,
+    /// Output video (.mp4, .mkv, ...: H.264 at the driving frame rate, with its audio) or
+    /// folder (one PNG per frame).
+    #[arg(long)]
+    output: PathBuf,
+    /// Absolute motion transfer: the driving keypoints as they are (default: relative).
+    #[arg(long)]
+    absolute: bool,
+    /// Do not scale the motion by the ratio of the keypoint hulls.
+    #[arg(long, conflicts_with = "absolute")]
+    no_adapt_scale: bool,
+    /// Use driving frame N as the reference frame (0-based).
+    #[arg(long, value_name = "N", conflicts_with = "find_best_frame")]
+    best_frame: Option<usize>,
+    /// Use the driving frame whose keypoints best match the portrait's as the reference.
+    #[arg(long)]
+    find_best_frame: bool,
+    /// grid_sample convention: true (torch 1.0, what the published weights were trained
+    /// with) or false (the unmodified code on torch >= 1.3).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    align_corners: bool,
+    /// Crop the source and driving images to a centred square before resizing.
+    #[arg(long)]
+    crop_square: bool,
+    /// Frame rate of an output video when the driving input is a folder of frames.
+    #[arg(long, default_value_t = 25.0, value_parser = positive_fps)]
+    fps: f64,
+}
+
+/// A frame rate: a positive, finite number.
+fn positive_fps(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("a frame rate must be a positive number, got {s:?}")),
+    }
+}
+
+/// A progress bar for frames written.
+pub fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames, {per_sec}, ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// Runs `animate`.
+pub fn run(args: AnimateArgs) -> Result<()> {
+    let transfer = if args.absolute {
+        TransferOptions::absolute()
+    } else {
+        TransferOptions {
+            adapt_scale: !args.no_adapt_scale,
+            ..TransferOptions::default()
+        }
+    };
+    // Offline results stay faithful to the original unless asked otherwise.
+    let mut request = args
+        .model
+        .request(transfer, PrecisionChoice::Exact(Precision::F32));
+    request.run = RunOptions {
+        align_corners: args.align_corners,
+    };
+    let mut loaded = super::load(&request)?;
+    let reference = match (args.best_frame, args.find_best_frame) {
+        (Some(n), _) => Reference::Frame(n),
+        (None, true) => Reference::Best,
+        (None, false) => Reference::First,
+    };
+    let req = AnimateRequest {
+        source: args.source,
+        driving: args.driving,
+        output: args.output,
+        transfer,
+        reference,
+        crop_square: args.crop_square,
+        folder_fps: args.fps,
+    };
+    let bar = progress_bar();
+    let summary = animate(loaded.engine.as_mut(), &req, &mut |done, total| {
+        bar.set_length(total.unwrap_or(done) as u64);
+        bar.set_position(done as u64);
+    })
+    .with_context(|| {
+        format!(
+            "animating {} with {}",
+            req.source.display(),
+            req.driving.display()
+        )
+    })?;
+    bar.finish();
+    eprintln!(
+        "wrote {} frames to {} ({}; reference frame {})",
+        summary.frames,
+        req.output.display(),
+        if summary.output_is_video {
+            format!("H.264 video at {:.3} fps", summary.fps)
+        } else {
+            "PNG folder".to_string()
+        },
+        summary.reference_frame
+    );
+    Ok(())
+}

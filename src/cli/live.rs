@@ -1,0 +1,207 @@
+//! `marionette run`: the live loop without a window.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::ModelArgs;
+use marionette::capture::SourceSpec;
+use marionette::capture::webcam::CameraSelector;
+use marionette::devices::{VcamChoice, find_webcam, list_devices};
+use marionette::frame::{Frame, Size};
+use marionette::model::motion_transfer::TransferOptions;
+use marionette::model::precision::PrecisionChoice;
+use marionette::output::compose::compose;
+use marionette::output::convert::PixelFormat;
+use marionette::output::v4l2::V4l2Sink;
+use marionette::output::{FrameSink, NullSink, Recorder};
+use marionette::pipeline::framing::Crop;
+use marionette::pipeline::{Pipeline, PipelineOptions};
+
+/// The live loop's frame rate (idle motion, repeated frames, the virtual camera's rate).
+const FPS: f64 = 30.0;
+
+/// Options of `run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Webcam: index (0 = /dev/video0), device path, or part of its name. Default: the first
+    /// webcam found.
+    #[arg(long, conflicts_with_all = ["driving_file", "test_pattern", "idle"])]
+    camera: Option<CameraSelector>,
+    /// A driving video file (played at its own rate, looping) or a folder of frames.
+    #[arg(long, conflicts_with_all = ["test_pattern", "idle"])]
+    driving_file: Option<PathBuf>,
+    /// The built-in moving test pattern as the driving source.
+    #[arg(long, conflicts_with = "idle")]
+    test_pattern: bool,
+    /// No driving source: the portrait moves by itself (idle motion). The default when no
+    /// source is given and no webcam is found.
+    #[arg(long)]
+    idle: bool,
+    /// The portrait (default: the bundled Eileen Collins portrait).
+    #[arg(long)]
+    avatar: Option<PathBuf>,
+    /// Virtual camera to write to: a v4l2loopback device (e.g. /dev/video10), `auto` (the
+    /// v4l2loopback device found, if any) or `none`.
+    #[arg(long, default_value = "auto")]
+    vcam: VcamChoice,
+    /// Virtual camera frame size: 640x480 or 1280x720.
+    #[arg(long, default_value = "640x480")]
+    vcam_size: Size,
+    /// Virtual camera pixel format: yuyv or i420.
+    #[arg(long, default_value = "yuyv")]
+    vcam_format: PixelFormat,
+    /// Also record the animated frames (video file or folder of PNGs).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Stop after this many output frames.
+    #[arg(long)]
+    frames: Option<u64>,
+    /// Show the camera crop instead of the animated portrait.
+    #[arg(long)]
+    passthrough: bool,
+    /// Mirror the camera crop.
+    #[arg(long)]
+    mirror: bool,
+    /// Print stats every few seconds and at exit.
+    #[arg(long)]
+    stats: bool,
+}
+
+impl RunArgs {
+    /// The driving source: the one named, else the first webcam, else idle motion.
+    fn source(&self) -> SourceSpec {
+        if self.idle {
+            SourceSpec::Idle
+        } else if let Some(c) = &self.camera {
+            SourceSpec::Camera(c.clone())
+        } else if let Some(path) = &self.driving_file {
+            SourceSpec::File {
+                path: path.clone(),
+                fps: FPS,
+            }
+        } else if self.test_pattern {
+            SourceSpec::TestPattern
+        } else {
+            match find_webcam(&list_devices()) {
+                Some(d) => {
+                    eprintln!("camera: {} ({})", d.path.display(), d.card);
+                    SourceSpec::Camera(CameraSelector::Path(d.path.clone()))
+                }
+                None => {
+                    eprintln!(
+                        "no webcam found: the portrait moves by itself (idle motion). Use \
+                         --camera, --driving-file or --test-pattern to drive it"
+                    );
+                    SourceSpec::Idle
+                }
+            }
+        }
+    }
+
+    /// The virtual camera (with the still portrait written at once: browsers list a virtual
+    /// camera only once something writes to it), the recorder, or a null sink.
+    fn sinks(&self, portrait: &image::RgbImage) -> Result<Vec<Box<dyn FrameSink>>> {
+        let mut sinks: Vec<Box<dyn FrameSink>> = Vec::new();
+        let device = match self.vcam.resolve(&list_devices()) {
+            Ok(d) => d,
+            Err(why) => {
+                eprintln!("{why}; running without");
+                None
+            }
+        };
+        if let Some(dev) = device {
+            let mut vcam = V4l2Sink::open(&dev, self.vcam_size, self.vcam_format, FPS as u32)?;
+            let still = Frame::from_image(0, Instant::now(), portrait.clone());
+            vcam.write(&compose(&still, still.size, true))?;
+            eprintln!(
+                "virtual camera: {} {} {}",
+                dev.display(),
+                self.vcam_size,
+                self.vcam_format
+            );
+            sinks.push(Box::new(vcam));
+        }
+        if let Some(path) = &self.record {
+            sinks.push(Box::new(Recorder::create(path, FPS)?));
+        }
+        if sinks.is_empty() {
+            eprintln!("no output: frames are discarded (use --vcam or --record to keep them)");
+            sinks.push(Box::new(NullSink::default()));
+        }
+        Ok(sinks)
+    }
+}
+
+/// Runs `run` until Ctrl-C, `--frames`, or a thread's error.
+pub fn run(args: RunArgs) -> Result<()> {
+    let portrait =
+        marionette::media::resize::center_square_crop(&super::portrait(args.avatar.as_ref())?);
+    let source = args.source();
+    if source == SourceSpec::Idle {
+        eprintln!("source: idle motion (the portrait moves by itself)");
+    }
+    let sinks = args.sinks(&portrait)?;
+    let request = args
+        .model
+        .request(TransferOptions::default(), PrecisionChoice::Auto);
+    let loaded = super::load(&request)?;
+    let (h, w) = loaded.engine.frame_size();
+    if h != w {
+        bail!("the live loop needs a square frame size, the engine has {w}x{h}");
+    }
+    let options = PipelineOptions {
+        portrait: (0, portrait.clone()),
+        crop: Crop {
+            mirror: args.mirror,
+            ..Crop::default()
+        },
+        passthrough: args.passthrough,
+        fps: FPS,
+        reopen: true,
+        ..PipelineOptions::default()
+    };
+    let pipeline = Pipeline::start(source.factory(portrait), loaded.engine, sinks, options)?;
+    let stopper = pipeline.stopper();
+    ctrlc::set_handler(move || stopper.stop()).context("installing the Ctrl-C handler")?;
+    let mut last_print = Instant::now();
+    while pipeline.is_running() {
+        std::thread::sleep(Duration::from_millis(50));
+        let snap = pipeline.stats();
+        if let (Some(n), Some(s)) = (args.frames, &snap)
+            && s.frames_out >= n
+        {
+            break;
+        }
+        if args.stats && last_print.elapsed() >= Duration::from_secs(3) {
+            last_print = Instant::now();
+            if let Some(s) = snap {
+                eprintln!("{}", serde_json::to_string(&s)?);
+            }
+        }
+    }
+    let snap = pipeline.stats();
+    let exits = pipeline.join();
+    if args.stats
+        && let Some(s) = snap
+    {
+        eprintln!("{}", serde_json::to_string(&s)?);
+    }
+    let mut failed = None;
+    for e in exits {
+        match e.result {
+            Ok(()) => tracing::info!("{} stopped", e.thread),
+            Err(err) => {
+                eprintln!("{} stopped: {err}", e.thread);
+                failed.get_or_insert(err);
+            }
+        }
+    }
+    match failed {
+        Some(err) => Err(err.into()),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,80 @@
+//! `marionette window` (and `marionette` alone): the desktop window.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use super::ModelArgs;
+use marionette::app::settings::{Settings, SourceSetting};
+use marionette::app::window::{WindowOptions, event_loop, run as run_window};
+use marionette::capture::webcam::CameraSelector;
+use marionette::devices::VcamChoice;
+use marionette::model::motion_transfer::TransferOptions;
+use marionette::model::precision::PrecisionChoice;
+
+/// Options of `window`; each applies to this run only (the saved settings are not changed).
+#[derive(clap::Args, Debug)]
+pub struct WindowArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Webcam: index (0 = /dev/video0), device path, or part of its name. Default: the saved
+    /// choice, else the first webcam, else idle motion.
+    #[arg(long, conflicts_with_all = ["test_pattern", "idle"])]
+    camera: Option<CameraSelector>,
+    /// Drive the portrait with the built-in moving test pattern.
+    #[arg(long, conflicts_with = "idle")]
+    test_pattern: bool,
+    /// No driving source: the portrait moves by itself.
+    #[arg(long)]
+    idle: bool,
+    /// Virtual camera: auto, none or a device path (default: the saved choice, else auto).
+    #[arg(long)]
+    vcam: Option<VcamChoice>,
+    /// Settings file (default: $XDG_CONFIG_HOME/marionette/settings.toml).
+    #[arg(long)]
+    settings: Option<PathBuf>,
+}
+
+/// Runs the window until it is closed.
+pub fn run(args: WindowArgs) -> Result<()> {
+    let source = if args.test_pattern {
+        Some(SourceSetting::TestPattern)
+    } else if args.idle {
+        Some(SourceSetting::Idle)
+    } else {
+        args.camera.map(|c| SourceSetting::Camera(c.to_string()))
+    };
+    let settings_path = match args.settings {
+        Some(p) => p,
+        None => Settings::default_path()?,
+    };
+    // A missing display is reported before the model loads.
+    let event_loop = event_loop()?;
+    let request = args
+        .model
+        .request(TransferOptions::default(), PrecisionChoice::Auto);
+    let loaded = super::load(&request)?;
+    let (h, w) = loaded.engine.frame_size();
+    if h != w {
+        bail!("the window needs a square frame size, the engine has {w}x{h}");
+    }
+    let vcam = args.vcam.map(|v| match v {
+        VcamChoice::Auto => "auto".to_string(),
+        VcamChoice::None => "none".to_string(),
+        VcamChoice::Path(p) => p.display().to_string(),
+    });
+    run_window(
+        event_loop,
+        WindowOptions {
+            engine: loaded.engine,
+            engine_status: loaded.status,
+            source,
+            vcam,
+            settings_path,
+            bundled_dir: marionette::assets::bundled_dir(),
+            user_dir: marionette::app::gallery::user_dir(),
+            fps: 30.0,
+        },
+    )
+    .context("the window")
+}

@@ -5,9 +5,10 @@ mod classic_support;
 use candle_core::{Device, Tensor};
 use classic_support::{Apply, Known, face_mae, photos, tensor, tensor_data, warp};
 use marionette::engine::classic::affine::{
-    Affine, LocalFitParams, anchor_grid, fit_affine_weighted, fit_local_affines,
+    LocalFitParams, anchor_grid, fit_affine_weighted, fit_local_affines,
 };
 use marionette::engine::classic::features::{DetectParams, detect_corners, min_eigen_map};
+use marionette::engine::classic::maps::Affine;
 use marionette::engine::classic::pyramid::{GrayImage, Pyramid};
 use marionette::engine::classic::tracker::{Template, TrackParams, TrackRequest, track};
 use marionette::engine::classic::{ClassicEngine, ClassicError, ClassicParams};

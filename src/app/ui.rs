@@ -217,8 +217,25 @@ fn source_label(view: &View<'_>, s: &SourceSetting) -> String {
 
 /// The control panel: source, calibration, motion, view, virtual camera, engine, stats.
 pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
-    let s = view.settings;
     let mut out = Vec::new();
+    let sections: [fn(&mut egui::Ui, &View<'_>, &mut Vec<Action>); 5] = [
+        source_section,
+        motion_section,
+        view_section,
+        vcam_section,
+        engine_section,
+    ];
+    for (i, section) in sections.iter().enumerate() {
+        if i > 0 {
+            ui.separator();
+        }
+        section(ui, view, &mut out);
+    }
+    out
+}
+
+/// The driving source and the calibrate button.
+fn source_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
     ui.heading("Source");
     let current = source_label(view, view.source);
     egui::ComboBox::new("source", "input")
@@ -246,8 +263,11 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
     {
         out.push(Action::Recalibrate);
     }
-    ui.separator();
+}
 
+/// Relative or absolute motion, adapt scale, passthrough.
+fn motion_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
+    let s = view.settings;
     ui.heading("Motion");
     ui.horizontal(|ui| {
         if ui.radio(s.relative, "Relative").clicked() && !s.relative {
@@ -272,7 +292,7 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
         "Adapt scale",
         "Scale your motion to the portrait's face size",
         Flag::AdaptScale,
-        &mut out,
+        out,
     );
     flag(
         ui,
@@ -280,10 +300,13 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
         "Passthrough (P)",
         "Send the camera crop instead of the portrait",
         Flag::Passthrough,
-        &mut out,
+        out,
     );
-    ui.separator();
+}
 
+/// Mirroring, the alignment overlay, keypoints, zoom.
+fn view_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
+    let s = view.settings;
     ui.heading("View");
     flag(
         ui,
@@ -291,7 +314,7 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
         "Mirror preview (M)",
         "Show the camera pane as a mirror",
         Flag::MirrorPreview,
-        &mut out,
+        out,
     );
     flag(
         ui,
@@ -299,7 +322,7 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
         "Mirror output",
         "Flip what the virtual camera sends",
         Flag::MirrorOutput,
-        &mut out,
+        out,
     );
     flag(
         ui,
@@ -307,7 +330,7 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
         "Alignment overlay (O)",
         "The portrait over your camera, to line your face up with it",
         Flag::Overlay,
-        &mut out,
+        out,
     );
     let mut opacity = s.overlay_opacity;
     if ui
@@ -325,7 +348,7 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
         "Keypoints",
         "Draw the motion keypoints",
         Flag::Keypoints,
-        &mut out,
+        out,
     );
     let mut zoom = s.crop.zoom;
     ui.horizontal(|ui| {
@@ -339,8 +362,11 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
             out.push(Action::ResetCrop);
         }
     });
-    ui.separator();
+}
 
+/// The virtual camera: device, format, size and what it is doing.
+fn vcam_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
+    let s = view.settings;
     ui.heading("Virtual camera");
     egui::ComboBox::new("vcam", "device")
         .width(180.0)
@@ -390,8 +416,11 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
         ui.visuals().warn_fg_color
     };
     ui.colored_label(colour, &view.status.vcam);
-    ui.separator();
+}
 
+/// The engine line, notices and the statistics.
+fn engine_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
+    let s = view.settings;
     ui.heading("Engine");
     ui.label(&view.status.engine);
     if let Some(n) = &view.status.notice {
@@ -403,7 +432,7 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
         "Statistics (I)",
         "Frame rate, stage times, latency, dropped frames",
         Flag::Stats,
-        &mut out,
+        out,
     );
     if s.stats {
         stats(ui, view.status.stats.as_ref());
@@ -411,7 +440,6 @@ pub fn controls(ui: &mut egui::Ui, view: &View<'_>) -> Vec<Action> {
             ui.label(format!("window: {fps:.0} fps, {ms:.1} ms per frame"));
         }
     }
-    out
 }
 
 fn ms(v: f64) -> String {

@@ -531,56 +531,7 @@ impl App {
                 });
             }
             Action::ResetCrop => self.change_crop(|c| *c = Crop::default()),
-            Action::Toggle(flag) => match flag {
-                Flag::Overlay => s.overlay = !s.overlay,
-                Flag::MirrorPreview => s.mirror_preview = !s.mirror_preview,
-                Flag::MirrorOutput => {
-                    s.mirror_output = !s.mirror_output;
-                    let _ = self
-                        .link
-                        .control
-                        .send(Control::MirrorOutput(s.mirror_output));
-                }
-                Flag::Passthrough => {
-                    s.passthrough = !s.passthrough;
-                    let _ = self.link.control.send(Control::Passthrough(s.passthrough));
-                }
-                Flag::Relative | Flag::AdaptScale => {
-                    let fomm = self.link.status.engine_id == EngineId::Fomm;
-                    let adapt = s.adapt_scale.unwrap_or(fomm);
-                    if flag == Flag::Relative {
-                        if s.relative && !self.link.status.absolute_supported {
-                            return;
-                        }
-                        s.relative = !s.relative;
-                    } else {
-                        s.adapt_scale = Some(!adapt);
-                    }
-                    let _ = self.link.control.send(Control::Transfer {
-                        relative: s.relative,
-                        adapt_scale: s.adapt_scale.unwrap_or(fomm),
-                    });
-                }
-                Flag::Keypoints => {
-                    s.keypoints = !s.keypoints;
-                    let _ = self
-                        .link
-                        .control
-                        .send(Control::ReportKeypoints(s.keypoints));
-                }
-                Flag::Stats => s.stats = !s.stats,
-                Flag::Help => self.screen.show_help = !self.screen.show_help,
-                Flag::Fullscreen => {
-                    self.screen.fullscreen = !self.screen.fullscreen;
-                    if let Some(g) = &self.gfx {
-                        g.window.set_fullscreen(
-                            self.screen
-                                .fullscreen
-                                .then_some(Fullscreen::Borderless(None)),
-                        );
-                    }
-                }
-            },
+            Action::Toggle(flag) => self.toggle(flag),
             Action::OverlayOpacity(d) => {
                 s.overlay_opacity = (s.overlay_opacity + d).clamp(0.0, 1.0);
                 s.overlay = true;
@@ -615,35 +566,8 @@ impl App {
                 self.open_vcam();
             }
             Action::OpenAddPortrait(file) => self.screen.add_dialog.open(&self.ctx, file),
-            Action::AddPortrait { path, crop, name } => {
-                let added = crate::media::frames::load_rgb(&path)
-                    .map_err(super::gallery::GalleryError::from)
-                    .and_then(|img| self.user.gallery.add(&img, crop, &name));
-                match added {
-                    Ok(i) => {
-                        self.refresh_thumbs();
-                        self.select(i);
-                        self.link.status.notice = None;
-                    }
-                    Err(e) => self.link.status.notice = Some(format!("adding a portrait: {e}")),
-                }
-            }
-            Action::RemovePortrait(i) => match self.user.gallery.remove(i) {
-                Ok(p) => {
-                    tracing::info!("removed portrait {}", p.name);
-                    self.refresh_thumbs();
-                    if self.user.selected >= i && self.user.selected > 0 {
-                        self.select(self.user.selected - 1);
-                    } else {
-                        self.select(
-                            self.user
-                                .selected
-                                .min(self.user.gallery.len().saturating_sub(1)),
-                        );
-                    }
-                }
-                Err(e) => self.link.status.notice = Some(e.to_string()),
-            },
+            Action::AddPortrait { path, crop, name } => self.add_portrait(&path, crop, &name),
+            Action::RemovePortrait(i) => self.remove_portrait(i),
             // Esc closes an open dialog first; the window quits on an Esc with none open.
             Action::Quit if self.screen.add_dialog.open => self.screen.add_dialog.open = false,
             Action::Quit if self.screen.show_help => self.screen.show_help = false,
@@ -654,6 +578,96 @@ impl App {
         }
         if self.user.settings != self.user.saved && self.user.dirty_since.is_none() {
             self.user.dirty_since = Some(Instant::now());
+        }
+    }
+
+    /// Flips one of the on/off settings and tells the pipeline where it applies.
+    fn toggle(&mut self, flag: Flag) {
+        let s = &mut self.user.settings;
+        match flag {
+            Flag::Overlay => s.overlay = !s.overlay,
+            Flag::MirrorPreview => s.mirror_preview = !s.mirror_preview,
+            Flag::MirrorOutput => {
+                s.mirror_output = !s.mirror_output;
+                let _ = self
+                    .link
+                    .control
+                    .send(Control::MirrorOutput(s.mirror_output));
+            }
+            Flag::Passthrough => {
+                s.passthrough = !s.passthrough;
+                let _ = self.link.control.send(Control::Passthrough(s.passthrough));
+            }
+            Flag::Relative | Flag::AdaptScale => {
+                let fomm = self.link.status.engine_id == EngineId::Fomm;
+                let adapt = s.adapt_scale.unwrap_or(fomm);
+                if flag == Flag::Relative {
+                    if s.relative && !self.link.status.absolute_supported {
+                        return;
+                    }
+                    s.relative = !s.relative;
+                } else {
+                    s.adapt_scale = Some(!adapt);
+                }
+                let _ = self.link.control.send(Control::Transfer {
+                    relative: s.relative,
+                    adapt_scale: s.adapt_scale.unwrap_or(fomm),
+                });
+            }
+            Flag::Keypoints => {
+                s.keypoints = !s.keypoints;
+                let _ = self
+                    .link
+                    .control
+                    .send(Control::ReportKeypoints(s.keypoints));
+            }
+            Flag::Stats => s.stats = !s.stats,
+            Flag::Help => self.screen.show_help = !self.screen.show_help,
+            Flag::Fullscreen => {
+                self.screen.fullscreen = !self.screen.fullscreen;
+                if let Some(g) = &self.gfx {
+                    g.window.set_fullscreen(
+                        self.screen
+                            .fullscreen
+                            .then_some(Fullscreen::Borderless(None)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Adds a picture to the user's gallery (cropped to `crop`) and selects it.
+    fn add_portrait(&mut self, path: &std::path::Path, crop: super::gallery::CropBox, name: &str) {
+        let added = crate::media::frames::load_rgb(path)
+            .map_err(super::gallery::GalleryError::from)
+            .and_then(|img| self.user.gallery.add(&img, crop, name));
+        match added {
+            Ok(i) => {
+                self.refresh_thumbs();
+                self.select(i);
+                self.link.status.notice = None;
+            }
+            Err(e) => self.link.status.notice = Some(format!("adding a portrait: {e}")),
+        }
+    }
+
+    /// Removes one of the user's portraits and selects a neighbour.
+    fn remove_portrait(&mut self, i: usize) {
+        match self.user.gallery.remove(i) {
+            Ok(p) => {
+                tracing::info!("removed portrait {}", p.name);
+                self.refresh_thumbs();
+                if self.user.selected >= i && self.user.selected > 0 {
+                    self.select(self.user.selected - 1);
+                } else {
+                    self.select(
+                        self.user
+                            .selected
+                            .min(self.user.gallery.len().saturating_sub(1)),
+                    );
+                }
+            }
+            Err(e) => self.link.status.notice = Some(e.to_string()),
         }
     }
 

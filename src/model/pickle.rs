@@ -783,331 +783,388 @@ impl<'a> Machine<'a> {
             let opcode = self.u8("an opcode")?;
             let name = opcode_name(opcode).ok_or(PickleError::UnknownOpcode { opcode, offset })?;
             let op = Op { name, offset };
-            match opcode {
-                b'.' => return self.pop(op),
-                b'(' => {
-                    if self.marks.len() >= MAX_MARK_DEPTH {
-                        return Err(PickleError::TooDeep {
-                            limit: MAX_MARK_DEPTH,
-                            offset,
-                        });
-                    }
-                    self.marks.push(self.stack.len());
-                }
-                b'0' => {
-                    if self.marks.last() == Some(&self.stack.len()) {
-                        self.marks.pop();
-                    } else {
-                        self.pop(op)?;
-                    }
-                }
-                b'1' => {
-                    self.pop_mark(op)?;
-                }
-                b'2' => {
-                    let top = self.top(op)?;
-                    self.stack.push(top);
-                }
-                0x80 => {
-                    let version = self.u8("the protocol number")?;
-                    if version > 5 {
-                        return Err(PickleError::UnsupportedProtocol { version, offset });
-                    }
-                }
-                0x95 => {
-                    // FRAME: a length hint; only check that the frame fits in the data.
-                    let len = self.u64("a frame length")?;
-                    if len > self.remaining() as u64 {
-                        return Err(self.eof("a frame", len));
-                    }
-                }
-                b'N' => self.push(Object::None),
-                0x88 => self.push(Object::Bool(true)),
-                0x89 => self.push(Object::Bool(false)),
-                b'J' => {
-                    let v = i32::from_le_bytes(self.take_array("a 4-byte integer")?);
-                    self.push(Object::Int(i64::from(v)));
-                }
-                b'K' => {
-                    let v = self.u8("a 1-byte integer")?;
-                    self.push(Object::Int(i64::from(v)));
-                }
-                b'M' => {
-                    let v = u16::from_le_bytes(self.take_array("a 2-byte integer")?);
-                    self.push(Object::Int(i64::from(v)));
-                }
-                0x8a => {
-                    let n = self.u8("a LONG1 length")?;
-                    let bytes = self.take(u64::from(n), "LONG1 integer bytes")?;
-                    self.push(decode_long(bytes));
-                }
-                0x8b => {
-                    let n = self.i32_len(op, "a LONG4 length")?;
-                    let bytes = self.take(n, "LONG4 integer bytes")?;
-                    self.push(decode_long(bytes));
-                }
-                b'I' => {
-                    let text = self.text_line(op, "an INT literal")?;
-                    let obj =
-                        match text.trim() {
-                            "00" => Object::Bool(false),
-                            "01" => Object::Bool(true),
-                            t => Object::Int(t.parse().map_err(|_| {
-                                op.invalid(format!("{t:?} is not a 64-bit integer"))
-                            })?),
-                        };
-                    self.push(obj);
-                }
-                b'L' => {
-                    let text = self.text_line(op, "a LONG literal")?;
-                    let t = text.trim();
-                    let t = t.strip_suffix('L').unwrap_or(t);
-                    let v = t
-                        .parse()
-                        .map_err(|_| op.invalid(format!("{t:?} is not a 64-bit integer")))?;
-                    self.push(Object::Int(v));
-                }
-                b'G' => {
-                    let v = f64::from_be_bytes(self.take_array("an 8-byte float")?);
-                    self.push(Object::Float(v));
-                }
-                b'F' => {
-                    let text = self.text_line(op, "a FLOAT literal")?;
-                    let v = text
-                        .trim()
-                        .parse()
-                        .map_err(|_| op.invalid(format!("{text:?} is not a float")))?;
-                    self.push(Object::Float(v));
-                }
-                b'X' => {
-                    let n = self.u32("a string length")?;
-                    let bytes = self.take(u64::from(n), "string bytes")?;
-                    let obj = Self::unicode(op, bytes)?;
-                    self.push(obj);
-                }
-                0x8c => {
-                    let n = self.u8("a string length")?;
-                    let bytes = self.take(u64::from(n), "string bytes")?;
-                    let obj = Self::unicode(op, bytes)?;
-                    self.push(obj);
-                }
-                0x8d => {
-                    let n = self.u64("a string length")?;
-                    let bytes = self.take(n, "string bytes")?;
-                    let obj = Self::unicode(op, bytes)?;
-                    self.push(obj);
-                }
-                b'V' => {
-                    let line = self.line("a UNICODE literal")?;
-                    self.push(Object::Str(decode_raw_unicode_escape(line)));
-                }
-                b'T' => {
-                    let n = self.i32_len(op, "a string length")?;
-                    let bytes = self.take(n, "string bytes")?;
-                    self.push(Self::string_object(bytes));
-                }
-                b'U' => {
-                    let n = self.u8("a string length")?;
-                    let bytes = self.take(u64::from(n), "string bytes")?;
-                    self.push(Self::string_object(bytes));
-                }
-                b'S' => {
-                    let line = self.line("a STRING literal")?;
-                    let body = match line {
-                        [b'\'', body @ .., b'\''] | [b'"', body @ .., b'"'] => body,
-                        _ => return Err(op.invalid("string literal is not quoted")),
-                    };
-                    self.push(Self::string_object(body));
-                }
-                b'B' => {
-                    let n = self.u32("a bytes length")?;
-                    let bytes = self.take(u64::from(n), "bytes")?;
-                    self.push(Object::Bytes(bytes.to_vec()));
-                }
-                b'C' => {
-                    let n = self.u8("a bytes length")?;
-                    let bytes = self.take(u64::from(n), "bytes")?;
-                    self.push(Object::Bytes(bytes.to_vec()));
-                }
-                0x8e | 0x96 => {
-                    let n = self.u64("a bytes length")?;
-                    let bytes = self.take(n, "bytes")?;
-                    self.push(Object::Bytes(bytes.to_vec()));
-                }
-                0x98 => {
-                    self.top(op)?;
-                }
-                0x82..=0x84 => {
-                    return Err(PickleError::UnsupportedOpcode {
-                        name,
-                        opcode,
-                        offset,
-                        reason: "the copyreg extension registry is never used by PyTorch",
-                    });
-                }
-                0x97 => {
-                    return Err(PickleError::UnsupportedOpcode {
-                        name,
-                        opcode,
-                        offset,
-                        reason: "out-of-band buffers are never used by PyTorch",
-                    });
-                }
-                b')' => self.push(Object::Tuple(Vec::new())),
-                b']' => self.push(Object::List(Vec::new())),
-                b'}' => self.push(Object::Dict(Vec::new())),
-                0x8f => self.push(Object::Set(Vec::new())),
-                b't' => {
-                    let items = self.pop_mark(op)?;
-                    self.push(Object::Tuple(items));
-                }
-                0x85..=0x87 => {
-                    let items = self.pop_n(op, usize::from(opcode - 0x84))?;
-                    self.push(Object::Tuple(items));
-                }
-                b'l' => {
-                    let items = self.pop_mark(op)?;
-                    self.push(Object::List(items));
-                }
-                b'd' => {
-                    let items = self.pop_mark(op)?;
-                    let pairs = Self::pairs(op, items)?;
-                    self.push(Object::Dict(pairs));
-                }
-                0x91 => {
-                    let items = self.pop_mark(op)?;
-                    self.push(Object::Set(items));
-                }
-                b'a' => {
-                    let value = self.pop(op)?;
-                    self.append_items(op, vec![value])?;
-                }
-                b'e' => {
-                    let values = self.pop_mark(op)?;
-                    self.append_items(op, values)?;
-                }
-                b's' => {
-                    let kv = self.pop_n(op, 2)?;
-                    let pairs = Self::pairs(op, kv)?;
-                    self.set_items(op, pairs)?;
-                }
-                b'u' => {
-                    let items = self.pop_mark(op)?;
-                    let pairs = Self::pairs(op, items)?;
-                    self.set_items(op, pairs)?;
-                }
-                0x90 => {
-                    let values = self.pop_mark(op)?;
-                    let target = self.top(op)?;
-                    match self.objects.get_mut(target.0) {
-                        Some(Object::Set(items)) => items.extend(values),
-                        Some(Object::Call { .. }) => {}
-                        _ => return Err(op.invalid("the target is not a set")),
-                    }
-                }
-                b'g' => {
-                    let text = self.text_line(op, "a memo index")?;
-                    let index = text
-                        .trim()
-                        .parse()
-                        .map_err(|_| op.invalid(format!("{text:?} is not a memo index")))?;
-                    self.memo_get(op, index)?;
-                }
-                b'h' => {
-                    let index = self.u8("a memo index")?;
-                    self.memo_get(op, u64::from(index))?;
-                }
-                b'j' => {
-                    let index = self.u32("a memo index")?;
-                    self.memo_get(op, u64::from(index))?;
-                }
-                b'p' => {
-                    let text = self.text_line(op, "a memo index")?;
-                    let index = text
-                        .trim()
-                        .parse()
-                        .map_err(|_| op.invalid(format!("{text:?} is not a memo index")))?;
-                    self.memo_put(op, index)?;
-                }
-                b'q' => {
-                    let index = self.u8("a memo index")?;
-                    self.memo_put(op, u64::from(index))?;
-                }
-                b'r' => {
-                    let index = self.u32("a memo index")?;
-                    self.memo_put(op, u64::from(index))?;
-                }
-                0x94 => {
-                    let index = self.memo.len() as u64;
-                    self.memo_put(op, index)?;
-                }
-                b'c' => {
-                    let module = self.text_line(op, "a module name")?;
-                    let name = self.text_line(op, "a global name")?;
-                    let id = self.global(module, name);
-                    self.stack.push(id);
-                }
-                0x93 => {
-                    let parts = self.pop_n(op, 2)?;
-                    let (module, name) = match parts.as_slice() {
-                        [m, n] => match (self.objects.get(m.0), self.objects.get(n.0)) {
-                            (Some(Object::Str(m)), Some(Object::Str(n))) => (m.clone(), n.clone()),
-                            _ => return Err(op.invalid("module and name must be strings")),
-                        },
-                        _ => return Err(op.invalid("module and name must be strings")),
-                    };
-                    let id = self.global(&module, &name);
-                    self.stack.push(id);
-                }
-                b'R' => {
-                    let args = self.pop(op)?;
-                    let callable = self.pop(op)?;
-                    self.call(callable, args);
-                }
-                0x81 => {
-                    let args = self.pop(op)?;
-                    let cls = self.pop(op)?;
-                    self.new_object(cls, args);
-                }
-                0x92 => {
-                    let _kwargs = self.pop(op)?;
-                    let args = self.pop(op)?;
-                    let cls = self.pop(op)?;
-                    self.new_object(cls, args);
-                }
-                b'i' => {
-                    let module = self.text_line(op, "a module name")?.to_owned();
-                    let name = self.text_line(op, "a class name")?.to_owned();
-                    let items = self.pop_mark(op)?;
-                    let cls = self.global(&module, &name);
-                    let args = self.alloc(Object::Tuple(items));
-                    self.call(cls, args);
-                }
-                b'o' => {
-                    let mut items = self.pop_mark(op)?.into_iter();
-                    let cls = items
-                        .next()
-                        .ok_or_else(|| op.invalid("no class above the MARK"))?;
-                    let args = self.alloc(Object::Tuple(items.collect()));
-                    self.call(cls, args);
-                }
-                b'b' => {
-                    // BUILD: state is validated for stack shape and dropped (see module doc).
-                    let _state = self.pop(op)?;
-                    self.top(op)?;
-                }
-                b'P' => {
-                    let line = self.line("a persistent id")?;
-                    let pid = self.alloc(Self::string_object(line));
-                    self.push(Object::PersistentId(pid));
-                }
-                b'Q' => {
-                    let pid = self.pop(op)?;
-                    self.push(Object::PersistentId(pid));
-                }
-                _ => return Err(PickleError::UnknownOpcode { opcode, offset }),
+            if opcode == b'.' {
+                return self.pop(op);
+            }
+            let handled = self.stack_op(opcode, op)?
+                || self.number_op(opcode, op)?
+                || self.text_op(opcode, op)?
+                || self.container_op(opcode, op)?
+                || self.memo_op(opcode, op)?
+                || self.object_op(opcode, op)?;
+            if !handled {
+                return Err(PickleError::UnknownOpcode { opcode, offset });
             }
         }
+    }
+
+    /// Marks, stack manipulation, protocol and framing opcodes, and the ones PyTorch never writes. Returns whether `opcode` is one of them.
+    fn stack_op(&mut self, opcode: u8, op: Op) -> Result<bool, PickleError> {
+        let (name, offset) = (op.name, op.offset);
+        match opcode {
+            b'(' => {
+                if self.marks.len() >= MAX_MARK_DEPTH {
+                    return Err(PickleError::TooDeep {
+                        limit: MAX_MARK_DEPTH,
+                        offset,
+                    });
+                }
+                self.marks.push(self.stack.len());
+            }
+            b'0' => {
+                if self.marks.last() == Some(&self.stack.len()) {
+                    self.marks.pop();
+                } else {
+                    self.pop(op)?;
+                }
+            }
+            b'1' => {
+                self.pop_mark(op)?;
+            }
+            b'2' => {
+                let top = self.top(op)?;
+                self.stack.push(top);
+            }
+            0x80 => {
+                let version = self.u8("the protocol number")?;
+                if version > 5 {
+                    return Err(PickleError::UnsupportedProtocol { version, offset });
+                }
+            }
+            0x95 => {
+                // FRAME: a length hint; only check that the frame fits in the data.
+                let len = self.u64("a frame length")?;
+                if len > self.remaining() as u64 {
+                    return Err(self.eof("a frame", len));
+                }
+            }
+            0x98 => {
+                self.top(op)?;
+            }
+            0x82..=0x84 => {
+                return Err(PickleError::UnsupportedOpcode {
+                    name,
+                    opcode,
+                    offset,
+                    reason: "the copyreg extension registry is never used by PyTorch",
+                });
+            }
+            0x97 => {
+                return Err(PickleError::UnsupportedOpcode {
+                    name,
+                    opcode,
+                    offset,
+                    reason: "out-of-band buffers are never used by PyTorch",
+                });
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// None, booleans, integers and floats. Returns whether `opcode` is one of them.
+    fn number_op(&mut self, opcode: u8, op: Op) -> Result<bool, PickleError> {
+        match opcode {
+            b'N' => self.push(Object::None),
+            0x88 => self.push(Object::Bool(true)),
+            0x89 => self.push(Object::Bool(false)),
+            b'J' => {
+                let v = i32::from_le_bytes(self.take_array("a 4-byte integer")?);
+                self.push(Object::Int(i64::from(v)));
+            }
+            b'K' => {
+                let v = self.u8("a 1-byte integer")?;
+                self.push(Object::Int(i64::from(v)));
+            }
+            b'M' => {
+                let v = u16::from_le_bytes(self.take_array("a 2-byte integer")?);
+                self.push(Object::Int(i64::from(v)));
+            }
+            0x8a => {
+                let n = self.u8("a LONG1 length")?;
+                let bytes = self.take(u64::from(n), "LONG1 integer bytes")?;
+                self.push(decode_long(bytes));
+            }
+            0x8b => {
+                let n = self.i32_len(op, "a LONG4 length")?;
+                let bytes = self.take(n, "LONG4 integer bytes")?;
+                self.push(decode_long(bytes));
+            }
+            b'I' => {
+                let text = self.text_line(op, "an INT literal")?;
+                let obj = match text.trim() {
+                    "00" => Object::Bool(false),
+                    "01" => Object::Bool(true),
+                    t => Object::Int(
+                        t.parse()
+                            .map_err(|_| op.invalid(format!("{t:?} is not a 64-bit integer")))?,
+                    ),
+                };
+                self.push(obj);
+            }
+            b'L' => {
+                let text = self.text_line(op, "a LONG literal")?;
+                let t = text.trim();
+                let t = t.strip_suffix('L').unwrap_or(t);
+                let v = t
+                    .parse()
+                    .map_err(|_| op.invalid(format!("{t:?} is not a 64-bit integer")))?;
+                self.push(Object::Int(v));
+            }
+            b'G' => {
+                let v = f64::from_be_bytes(self.take_array("an 8-byte float")?);
+                self.push(Object::Float(v));
+            }
+            b'F' => {
+                let text = self.text_line(op, "a FLOAT literal")?;
+                let v = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| op.invalid(format!("{text:?} is not a float")))?;
+                self.push(Object::Float(v));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Strings and bytes. Returns whether `opcode` is one of them.
+    fn text_op(&mut self, opcode: u8, op: Op) -> Result<bool, PickleError> {
+        match opcode {
+            b'X' => {
+                let n = self.u32("a string length")?;
+                let bytes = self.take(u64::from(n), "string bytes")?;
+                let obj = Self::unicode(op, bytes)?;
+                self.push(obj);
+            }
+            0x8c => {
+                let n = self.u8("a string length")?;
+                let bytes = self.take(u64::from(n), "string bytes")?;
+                let obj = Self::unicode(op, bytes)?;
+                self.push(obj);
+            }
+            0x8d => {
+                let n = self.u64("a string length")?;
+                let bytes = self.take(n, "string bytes")?;
+                let obj = Self::unicode(op, bytes)?;
+                self.push(obj);
+            }
+            b'V' => {
+                let line = self.line("a UNICODE literal")?;
+                self.push(Object::Str(decode_raw_unicode_escape(line)));
+            }
+            b'T' => {
+                let n = self.i32_len(op, "a string length")?;
+                let bytes = self.take(n, "string bytes")?;
+                self.push(Self::string_object(bytes));
+            }
+            b'U' => {
+                let n = self.u8("a string length")?;
+                let bytes = self.take(u64::from(n), "string bytes")?;
+                self.push(Self::string_object(bytes));
+            }
+            b'S' => {
+                let line = self.line("a STRING literal")?;
+                let body = match line {
+                    [b'\'', body @ .., b'\''] | [b'"', body @ .., b'"'] => body,
+                    _ => return Err(op.invalid("string literal is not quoted")),
+                };
+                self.push(Self::string_object(body));
+            }
+            b'B' => {
+                let n = self.u32("a bytes length")?;
+                let bytes = self.take(u64::from(n), "bytes")?;
+                self.push(Object::Bytes(bytes.to_vec()));
+            }
+            b'C' => {
+                let n = self.u8("a bytes length")?;
+                let bytes = self.take(u64::from(n), "bytes")?;
+                self.push(Object::Bytes(bytes.to_vec()));
+            }
+            0x8e | 0x96 => {
+                let n = self.u64("a bytes length")?;
+                let bytes = self.take(n, "bytes")?;
+                self.push(Object::Bytes(bytes.to_vec()));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Tuples, lists, dicts and sets, and adding to them. Returns whether `opcode` is one of them.
+    fn container_op(&mut self, opcode: u8, op: Op) -> Result<bool, PickleError> {
+        match opcode {
+            b')' => self.push(Object::Tuple(Vec::new())),
+            b']' => self.push(Object::List(Vec::new())),
+            b'}' => self.push(Object::Dict(Vec::new())),
+            0x8f => self.push(Object::Set(Vec::new())),
+            b't' => {
+                let items = self.pop_mark(op)?;
+                self.push(Object::Tuple(items));
+            }
+            0x85..=0x87 => {
+                let items = self.pop_n(op, usize::from(opcode - 0x84))?;
+                self.push(Object::Tuple(items));
+            }
+            b'l' => {
+                let items = self.pop_mark(op)?;
+                self.push(Object::List(items));
+            }
+            b'd' => {
+                let items = self.pop_mark(op)?;
+                let pairs = Self::pairs(op, items)?;
+                self.push(Object::Dict(pairs));
+            }
+            0x91 => {
+                let items = self.pop_mark(op)?;
+                self.push(Object::Set(items));
+            }
+            b'a' => {
+                let value = self.pop(op)?;
+                self.append_items(op, vec![value])?;
+            }
+            b'e' => {
+                let values = self.pop_mark(op)?;
+                self.append_items(op, values)?;
+            }
+            b's' => {
+                let kv = self.pop_n(op, 2)?;
+                let pairs = Self::pairs(op, kv)?;
+                self.set_items(op, pairs)?;
+            }
+            b'u' => {
+                let items = self.pop_mark(op)?;
+                let pairs = Self::pairs(op, items)?;
+                self.set_items(op, pairs)?;
+            }
+            0x90 => {
+                let values = self.pop_mark(op)?;
+                let target = self.top(op)?;
+                match self.objects.get_mut(target.0) {
+                    Some(Object::Set(items)) => items.extend(values),
+                    Some(Object::Call { .. }) => {}
+                    _ => return Err(op.invalid("the target is not a set")),
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The memo: storing and fetching objects by index. Returns whether `opcode` is one of them.
+    fn memo_op(&mut self, opcode: u8, op: Op) -> Result<bool, PickleError> {
+        match opcode {
+            b'g' => {
+                let text = self.text_line(op, "a memo index")?;
+                let index = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| op.invalid(format!("{text:?} is not a memo index")))?;
+                self.memo_get(op, index)?;
+            }
+            b'h' => {
+                let index = self.u8("a memo index")?;
+                self.memo_get(op, u64::from(index))?;
+            }
+            b'j' => {
+                let index = self.u32("a memo index")?;
+                self.memo_get(op, u64::from(index))?;
+            }
+            b'p' => {
+                let text = self.text_line(op, "a memo index")?;
+                let index = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| op.invalid(format!("{text:?} is not a memo index")))?;
+                self.memo_put(op, index)?;
+            }
+            b'q' => {
+                let index = self.u8("a memo index")?;
+                self.memo_put(op, u64::from(index))?;
+            }
+            b'r' => {
+                let index = self.u32("a memo index")?;
+                self.memo_put(op, u64::from(index))?;
+            }
+            0x94 => {
+                let index = self.memo.len() as u64;
+                self.memo_put(op, index)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Globals, calls, object construction and persistent ids (the tensors' storages). Returns whether `opcode` is one of them.
+    fn object_op(&mut self, opcode: u8, op: Op) -> Result<bool, PickleError> {
+        match opcode {
+            b'c' => {
+                let module = self.text_line(op, "a module name")?;
+                let name = self.text_line(op, "a global name")?;
+                let id = self.global(module, name);
+                self.stack.push(id);
+            }
+            0x93 => {
+                let parts = self.pop_n(op, 2)?;
+                let (module, name) = match parts.as_slice() {
+                    [m, n] => match (self.objects.get(m.0), self.objects.get(n.0)) {
+                        (Some(Object::Str(m)), Some(Object::Str(n))) => (m.clone(), n.clone()),
+                        _ => return Err(op.invalid("module and name must be strings")),
+                    },
+                    _ => return Err(op.invalid("module and name must be strings")),
+                };
+                let id = self.global(&module, &name);
+                self.stack.push(id);
+            }
+            b'R' => {
+                let args = self.pop(op)?;
+                let callable = self.pop(op)?;
+                self.call(callable, args);
+            }
+            0x81 => {
+                let args = self.pop(op)?;
+                let cls = self.pop(op)?;
+                self.new_object(cls, args);
+            }
+            0x92 => {
+                let _kwargs = self.pop(op)?;
+                let args = self.pop(op)?;
+                let cls = self.pop(op)?;
+                self.new_object(cls, args);
+            }
+            b'i' => {
+                let module = self.text_line(op, "a module name")?.to_owned();
+                let name = self.text_line(op, "a class name")?.to_owned();
+                let items = self.pop_mark(op)?;
+                let cls = self.global(&module, &name);
+                let args = self.alloc(Object::Tuple(items));
+                self.call(cls, args);
+            }
+            b'o' => {
+                let mut items = self.pop_mark(op)?.into_iter();
+                let cls = items
+                    .next()
+                    .ok_or_else(|| op.invalid("no class above the MARK"))?;
+                let args = self.alloc(Object::Tuple(items.collect()));
+                self.call(cls, args);
+            }
+            b'b' => {
+                // BUILD: state is validated for stack shape and dropped (see module doc).
+                let _state = self.pop(op)?;
+                self.top(op)?;
+            }
+            b'P' => {
+                let line = self.line("a persistent id")?;
+                let pid = self.alloc(Self::string_object(line));
+                self.push(Object::PersistentId(pid));
+            }
+            b'Q' => {
+                let pid = self.pop(op)?;
+                self.push(Object::PersistentId(pid));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 }
 

@@ -12,65 +12,9 @@
 //! [`fit_local_quadratics`] fits the same way with second-order terms added (ridged towards zero): the
 //! engine's backward flow, where motion that curves within an anchor's neighbourhood matters most.
 
-use super::flow::{Blend, LocalMap};
-
-/// y = a x + b, `a` row-major.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Affine {
-    pub a: [[f64; 2]; 2],
-    pub b: [f64; 2],
-}
-
-impl Affine {
-    pub const IDENTITY: Affine = Affine {
-        a: [[1.0, 0.0], [0.0, 1.0]],
-        b: [0.0, 0.0],
-    };
-
-    #[inline]
-    pub fn apply(&self, p: [f64; 2]) -> [f64; 2] {
-        [
-            self.a[0][0] * p[0] + self.a[0][1] * p[1] + self.b[0],
-            self.a[1][0] * p[0] + self.a[1][1] * p[1] + self.b[1],
-        ]
-    }
-
-    pub fn det(&self) -> f64 {
-        self.a[0][0] * self.a[1][1] - self.a[0][1] * self.a[1][0]
-    }
-
-    /// The inverse map; `None` when `a` is (nearly) singular or not finite.
-    pub fn inverse(&self) -> Option<Affine> {
-        let inv = invert2(self.a)?;
-        let b = [
-            -(inv[0][0] * self.b[0] + inv[0][1] * self.b[1]),
-            -(inv[1][0] * self.b[0] + inv[1][1] * self.b[1]),
-        ];
-        let out = Affine { a: inv, b };
-        out.is_finite().then_some(out)
-    }
-
-    pub fn is_finite(&self) -> bool {
-        self.a
-            .iter()
-            .flatten()
-            .chain(&self.b)
-            .all(|v| v.is_finite())
-    }
-}
-
-/// Inverse of a 2x2 matrix; `None` when its determinant is tiny relative to its entries or not finite.
-pub fn invert2(a: [[f64; 2]; 2]) -> Option<[[f64; 2]; 2]> {
-    let det = a[0][0] * a[1][1] - a[0][1] * a[1][0];
-    let scale: f64 = a.iter().flatten().map(|v| v * v).sum();
-    if !(det.is_finite() && scale.is_finite()) || det.abs() <= 1e-12 * scale.max(1e-300) {
-        return None;
-    }
-    Some([
-        [a[1][1] / det, -a[0][1] / det],
-        [-a[1][0] / det, a[0][0] / det],
-    ])
-}
+use super::flow::Blend;
+use super::maps::LocalMap;
+use super::maps::{Affine, invert2};
 
 /// A ridge term `strength * |A - a|_F^2` added to a fit.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -11,65 +11,8 @@
 
 use rayon::prelude::*;
 
-use super::affine::Affine;
-
-/// A local map around `centre`: `M(z) = affine(z) + q m(z - centre)` with the second-order terms
-/// `m(d) = (dx^2, dx dy, dy^2)` (`q` zero for a plain affine map).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LocalMap {
-    pub centre: [f64; 2],
-    pub affine: Affine,
-    pub q: [[f64; 3]; 2],
-}
-
-impl LocalMap {
-    /// The affine map `affine` around `centre`.
-    pub fn affine(centre: [f64; 2], affine: Affine) -> Self {
-        Self {
-            centre,
-            affine,
-            q: [[0.0; 3]; 2],
-        }
-    }
-
-    #[inline]
-    pub fn apply(&self, z: [f64; 2]) -> [f64; 2] {
-        let p = self.affine.apply(z);
-        let (dx, dy) = (z[0] - self.centre[0], z[1] - self.centre[1]);
-        let m = [dx * dx, dx * dy, dy * dy];
-        [
-            p[0] + self.q[0][0] * m[0] + self.q[0][1] * m[1] + self.q[0][2] * m[2],
-            p[1] + self.q[1][0] * m[0] + self.q[1][1] * m[1] + self.q[1][2] * m[2],
-        ]
-    }
-
-    /// The derivative of the map at `z`.
-    #[inline]
-    pub fn jacobian(&self, z: [f64; 2]) -> [[f64; 2]; 2] {
-        let (dx, dy) = (z[0] - self.centre[0], z[1] - self.centre[1]);
-        let a = self.affine.a;
-        let q = self.q;
-        [
-            [
-                a[0][0] + 2.0 * q[0][0] * dx + q[0][1] * dy,
-                a[0][1] + q[0][1] * dx + 2.0 * q[0][2] * dy,
-            ],
-            [
-                a[1][0] + 2.0 * q[1][0] * dx + q[1][1] * dy,
-                a[1][1] + q[1][1] * dx + 2.0 * q[1][2] * dy,
-            ],
-        ]
-    }
-
-    pub fn is_finite(&self) -> bool {
-        self.affine.is_finite()
-            && self
-                .centre
-                .iter()
-                .chain(self.q.iter().flatten())
-                .all(|v| v.is_finite())
-    }
-}
+use super::maps::Affine;
+use super::maps::LocalMap;
 
 /// K local maps blended by Gaussian weights around their centres, falling back to the identity.
 #[derive(Debug, Clone)]

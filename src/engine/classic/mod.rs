@@ -21,6 +21,7 @@
 pub mod affine;
 pub mod features;
 pub mod flow;
+pub mod maps;
 mod params;
 pub mod pyramid;
 pub mod tracker;
@@ -30,9 +31,11 @@ use rayon::prelude::*;
 
 use super::{Animator, EngineError, EngineId, KeypointView, PortraitCache};
 use crate::model::grid_sample::grid_sample;
-use affine::{Affine, LocalFitParams};
+use affine::LocalFitParams;
 use features::DetectParams;
-use flow::{Blend, LocalMap};
+use flow::Blend;
+use maps::Affine;
+use maps::LocalMap;
 use pyramid::{GrayImage, MIN_LEVEL_SIDE, Pyramid};
 use tracker::{Template, TrackParams, TrackRequest};
 
@@ -846,7 +849,7 @@ impl ClassicEngine {
         for ((kp_s, m), j) in anchors.iter().zip(&moved).zip(&jacobians) {
             let kp_new = to_px(m);
             let a = [[j[0][0], j[0][1] / ratio], [j[1][0] * ratio, j[1][1]]];
-            let Some(inv) = affine::invert2(a) else {
+            let Some(inv) = maps::invert2(a) else {
                 continue;
             };
             let map = Affine {
@@ -902,7 +905,7 @@ impl ClassicEngine {
         for (i, (anchor, fit)) in reference.anchors.iter().zip(fits).enumerate() {
             let kp_t = fit.apply(*anchor);
             // Without a usable Jacobian the anchor moves rigidly.
-            let (a, inv) = match affine::invert2(fit.a) {
+            let (a, inv) = match maps::invert2(fit.a) {
                 Some(inv) if fit.det() > 0.0 => (fit.a, inv),
                 _ => ([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]),
             };

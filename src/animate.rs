@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 
+use crate::engine::keyframes::InBetween;
 use crate::engine::{Animator, EngineError};
 use crate::media::MediaError;
 use crate::media::frames::{FrameFolderWriter, list_image_files, load_rgb};
@@ -69,6 +70,40 @@ pub struct AnimateRequest {
     pub crop_square: bool,
     /// Frame rate of an output video when the driving input is a folder.
     pub folder_fps: f64,
+    /// The engine renders only every n-th frame; the others are made from the last one.
+    pub keyframes: Keyframes,
+}
+
+/// How often the engine renders, and what the frames in between show: the offline, deterministic
+/// form of the live loop's keyframes ([`crate::engine::keyframes`]). Keyframes are frames 0, n,
+/// 2n, ... (exactly what plain animation renders for them); frame `t` between keyframes `k` and
+/// `k + n` is keyframe `k` warped by the driving motion from frame `k` to frame `t`, or, with
+/// [`InBetweenMode::Hold`], keyframe `k` as it is (what a live loop without in-betweens shows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keyframes {
+    /// Render every n-th frame (1: every frame, plain animation).
+    pub every: usize,
+    /// What the frames in between show.
+    pub inbetween: InBetweenMode,
+}
+
+impl Default for Keyframes {
+    fn default() -> Self {
+        Self {
+            every: 1,
+            inbetween: InBetweenMode::Warp,
+        }
+    }
+}
+
+/// What frames between keyframes show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InBetweenMode {
+    /// The last keyframe warped by the motion since its driving frame.
+    #[default]
+    Warp,
+    /// The last keyframe unchanged.
+    Hold,
 }
 
 #[derive(Debug, Clone)]
@@ -198,8 +233,26 @@ pub fn animate(
     let fps = video_fps.unwrap_or(req.folder_fps);
     let mut output = open_output(req, size, fps, video_fps.is_some(), count)?;
     let mut written = 0usize;
+    let every = req.keyframes.every.max(1);
+    let mut inbetween = InBetween::new(size.0, req.transfer.adapt_scale);
+    let mut last_key: Option<Tensor> = None;
     while let Some(frame) = frames.next_frame() {
-        let out = engine.animate(&prepare(frame?, req.crop_square, size)?)?;
+        let driving = prepare(frame?, req.crop_square, size)?;
+        let out = match &last_key {
+            Some(key) if written % every != 0 => match req.keyframes.inbetween {
+                InBetweenMode::Warp => inbetween.render(&driving)?,
+                InBetweenMode::Hold => key.clone(),
+            },
+            _ => {
+                let key = engine.animate(&driving)?;
+                if every > 1 {
+                    // Offline the keyframe is shown at its own frame: no fade needed.
+                    inbetween.set_keyframe(&key, &driving, false)?;
+                    last_key = Some(key.clone());
+                }
+                key
+            }
+        };
         write_frame(&mut output, &out)?;
         written += 1;
         progress(written, count);

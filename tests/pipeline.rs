@@ -188,8 +188,8 @@ fn stats_count_processed_and_dropped_frames() {
         || made.load(Ordering::SeqCst) >= 400,
         Duration::from_secs(20),
     );
-    let s = pipeline.stats().expect("stats");
-    let exits = pipeline.join();
+    let (exits, s) = pipeline.join_with_stats();
+    let s = s.expect("stats");
     assert!(exits.iter().all(|e| e.result.is_ok()), "{exits:?}");
     let made = made.load(Ordering::SeqCst);
     // Made = processed + replaced in the capture queue + at most one waiting + one being made.

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ModelArgs;
-use marionette::animate::{AnimateRequest, Reference, animate};
+use marionette::animate::{AnimateRequest, InBetweenMode, Keyframes, Reference, animate};
 use marionette::model::fomm::RunOptions;
 use marionette::model::motion_transfer::TransferOptions;
 use marionette::model::precision::{Precision, PrecisionChoice};
@@ -48,6 +48,43 @@ pub struct AnimateArgs {
     /// Frame rate of an output video when the driving input is a folder of frames.
     #[arg(long, default_value_t = 25.0, value_parser = positive_fps)]
     fps: f64,
+    #[command(flatten)]
+    keyframes: KeyframeArgs,
+}
+
+/// The offline form of the live loop's keyframes.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct KeyframeArgs {
+    /// Render only every N-th frame with the engine (keyframes 0, N, 2N, ...) and make the others
+    /// from the last keyframe, as the live loop does when the model is slower than the camera.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    keyframe_every: u32,
+    /// Between keyframes: warp the last keyframe by the motion since its frame (warp), or show it
+    /// unchanged (hold: what a loop without in-betweens shows).
+    #[arg(long, value_enum, default_value = "warp", value_name = "warp|hold")]
+    inbetween: InBetweenArg,
+}
+
+/// `--inbetween`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum InBetweenArg {
+    /// Warp the last keyframe.
+    Warp,
+    /// Hold the last keyframe.
+    Hold,
+}
+
+impl KeyframeArgs {
+    /// The library's keyframe settings.
+    pub fn keyframes(&self) -> Keyframes {
+        Keyframes {
+            every: self.keyframe_every as usize,
+            inbetween: match self.inbetween {
+                InBetweenArg::Warp => InBetweenMode::Warp,
+                InBetweenArg::Hold => InBetweenMode::Hold,
+            },
+        }
+    }
 }
 
 /// A frame rate: a positive, finite number.
@@ -100,6 +137,7 @@ pub fn run(args: AnimateArgs) -> Result<()> {
         reference,
         crop_square: args.crop_square,
         folder_fps: args.fps,
+        keyframes: args.keyframes.keyframes(),
     };
     let bar = progress_bar();
     let summary = animate(loaded.engine.as_mut(), &req, &mut |done, total| {

@@ -183,8 +183,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             }
         }
     }
-    let snap = pipeline.stats();
-    let exits = pipeline.join();
+    let (exits, snap) = pipeline.join_with_stats();
     if args.stats
         && let Some(s) = snap
     {

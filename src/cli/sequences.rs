@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::ModelArgs;
-use marionette::animate::{AnimateRequest, Reference, animate};
+use marionette::animate::{AnimateRequest, Keyframes, Reference, animate};
 use marionette::media::frames::list_image_files;
 use marionette::model::motion_transfer::TransferOptions;
 use marionette::model::precision::{Precision, PrecisionChoice};
@@ -53,6 +53,8 @@ pub struct EvaluateArgs {
     /// One JSON object per sequence instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    keyframes: super::animate::KeyframeArgs,
 }
 
 /// Runs `make-sequences`.
@@ -91,7 +93,12 @@ fn sequence_dirs(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Animates frame 0 of `dir` with the whole sequence into `out`.
-fn animate_sequence(model: &ModelArgs, dir: &Path, out: &Path) -> Result<()> {
+fn animate_sequence(
+    model: &ModelArgs,
+    keyframes: Keyframes,
+    dir: &Path,
+    out: &Path,
+) -> Result<()> {
     let mut model = model.clone();
     if let Ok(Some(spec)) = read_spec(dir) {
         model.classic_size = spec.size as usize;
@@ -105,6 +112,7 @@ fn animate_sequence(model: &ModelArgs, dir: &Path, out: &Path) -> Result<()> {
         reference: Reference::First,
         crop_square: false,
         folder_fps: 25.0,
+        keyframes,
     };
     let request = model.request(req.transfer, PrecisionChoice::Exact(Precision::F32));
     let mut loaded = super::load(&request)?;
@@ -131,7 +139,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
             (None, None) => scratch.join(&name),
         };
         if args.produced.is_none() {
-            animate_sequence(&args.model, dir, &out)?;
+            animate_sequence(&args.model, args.keyframes.keyframes(), dir, &out)?;
         }
         let score = score(dir, &out, args.face)
             .with_context(|| format!("scoring {} against {}", out.display(), dir.display()))?;

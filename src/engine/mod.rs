@@ -5,11 +5,13 @@
 //!   relative motion transfer (paper Eq. 10-11) as state.
 //! * [`classic`]: the weight-free engine: tracked points turned into FOMM's keypoints and
 //!   Jacobians.
+//! * [`keyframes`]: a slow engine's frames as keyframes, the motion in between from the tracker.
 //! * [`select`]: which engine runs (`--engine fomm|classic|auto`), built from a request.
 //! * [`PortraitCache`]: what an engine computes about a portrait, kept by id.
 
 pub mod classic;
 pub mod fomm;
+pub mod keyframes;
 pub mod select;
 
 use std::collections::HashMap;

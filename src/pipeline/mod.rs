@@ -331,6 +331,13 @@ impl Pipeline {
         self.join_all()
     }
 
+    /// [`Pipeline::join`], and the statistics once every thread has ended (nothing changes them
+    /// after that).
+    pub fn join_with_stats(mut self) -> (Vec<ThreadExit>, Option<stats::StatsSnapshot>) {
+        let exits = self.join_all();
+        (exits, self.stats())
+    }
+
     fn join_all(&mut self) -> Vec<ThreadExit> {
         self.shared.request_stop();
         self.threads

@@ -239,7 +239,7 @@ pub fn animate(
     while let Some(frame) = frames.next_frame() {
         let driving = prepare(frame?, req.crop_square, size)?;
         let out = match &last_key {
-            Some(key) if written % every != 0 => match req.keyframes.inbetween {
+            Some(key) if !written.is_multiple_of(every) => match req.keyframes.inbetween {
                 InBetweenMode::Warp => inbetween.render(&driving)?,
                 InBetweenMode::Hold => key.clone(),
             },

@@ -138,6 +138,8 @@ pub struct Settings {
     pub keypoints: bool,
     pub stats: bool,
     pub vcam: VcamSetting,
+    /// Model keyframes with motion in between (auto: while the model is slower than the camera).
+    pub keyframes: crate::pipeline::KeyframeMode,
 }
 
 impl Default for Settings {
@@ -155,6 +157,7 @@ impl Default for Settings {
             adapt_scale: None,
             keypoints: false,
             stats: false,
+            keyframes: crate::pipeline::KeyframeMode::Auto,
             vcam: VcamSetting::default(),
         }
     }

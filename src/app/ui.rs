@@ -44,6 +44,8 @@ pub enum Action {
     OverlayOpacity(f32),
     SetOverlayOpacity(f32),
     SetSource(SourceSetting),
+    /// Model keyframes with motion in between: auto, on or off.
+    SetKeyframes(crate::pipeline::KeyframeMode),
     SetVcamDevice(String),
     SetVcamFormat(String),
     SetVcamSize(String),
@@ -302,6 +304,32 @@ fn motion_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
         Flag::Passthrough,
         out,
     );
+    use crate::pipeline::KeyframeMode;
+    egui::ComboBox::new("keyframes", "keyframes")
+        .width(70.0)
+        .selected_text(match s.keyframes {
+            KeyframeMode::Auto => "auto",
+            KeyframeMode::On => "on",
+            KeyframeMode::Off => "off",
+        })
+        .show_ui(ui, |ui| {
+            for (mode, label) in [
+                (KeyframeMode::Auto, "auto"),
+                (KeyframeMode::On, "on"),
+                (KeyframeMode::Off, "off"),
+            ] {
+                if ui.selectable_label(s.keyframes == mode, label).clicked() && s.keyframes != mode
+                {
+                    out.push(Action::SetKeyframes(mode));
+                }
+            }
+        })
+        .response
+        .on_hover_text(
+            "Model keyframes, motion in between: the portrait follows the camera at its full \
+             rate while the model refreshes it as fast as it can (auto: when the model is \
+             slower than the camera)",
+        );
 }
 
 /// Mirroring, the alignment overlay, keypoints, zoom.
@@ -462,10 +490,31 @@ pub fn stats(ui: &mut egui::Ui, snap: Option<&StatsSnapshot>) {
             ui.monospace(v);
             ui.end_row();
         };
-        row("fps", format!("{:.1}", s.fps));
+        if s.keyframes_on {
+            row(
+                "fps",
+                format!("output {:.1}, model {:.1}", s.fps, s.model_fps),
+            );
+        } else {
+            row("fps", format!("{:.1}", s.fps));
+        }
         row("frames", format!("{}", s.frames_out));
         row("framing", ms(s.framing_ms_p50));
-        row("engine", ms(s.inference_ms_p50));
+        if s.keyframes_on {
+            row("in-between", ms(s.inference_ms_p50));
+            row("model", ms(s.model_ms_p50));
+            let kl = if s.keyframe_latency_ms_p50.is_finite() {
+                format!(
+                    "{:.0} / {:.0} ms",
+                    s.keyframe_latency_ms_p50, s.keyframe_latency_ms_p95
+                )
+            } else {
+                "-".into()
+            };
+            row("keyframe latency", kl);
+        } else {
+            row("engine", ms(s.inference_ms_p50));
+        }
         for (name, v) in &s.sink_ms_p50 {
             row(name, ms(*v));
         }

@@ -68,6 +68,8 @@ pub struct WindowOptions {
     pub user_dir: Option<PathBuf>,
     /// Frame rate of idle motion and of the virtual camera.
     pub fps: f64,
+    /// Model keyframes (else the saved choice).
+    pub keyframes: Option<crate::pipeline::KeyframeMode>,
 }
 
 struct Gfx {
@@ -323,15 +325,16 @@ impl App {
             reopen: true,
             mirror_output: settings.mirror_output,
             preview: Some(preview_tx),
+            keyframes: o.keyframes.unwrap_or(settings.keyframes),
+            transfer: crate::model::motion_transfer::TransferOptions {
+                relative: settings.relative || !absolute_supported,
+                adapt_scale: settings.adapt_scale.unwrap_or(engine_id == EngineId::Fomm),
+                ..Default::default()
+            },
         };
         let pipeline = Pipeline::start(None, o.engine, sinks, options)
             .map_err(|e| WindowError::Pipeline(Box::new(e)))?;
         let control = pipeline.control();
-        let fomm = engine_id == EngineId::Fomm;
-        let _ = control.send(Control::Transfer {
-            relative: settings.relative || !absolute_supported,
-            adapt_scale: settings.adapt_scale.unwrap_or(fomm),
-        });
         let _ = control.send(Control::ReportKeypoints(settings.keypoints));
         if !matches!(source, SourceSetting::Idle) {
             pipeline.set_source(super::source_factory(&source, (*portrait.image).clone()));
@@ -551,6 +554,10 @@ impl App {
                 self.link.status.source = source_name(&src);
                 self.link.status.notice = None;
                 self.user.source = src;
+            }
+            Action::SetKeyframes(m) => {
+                s.keyframes = m;
+                let _ = self.link.control.send(Control::Keyframes(m));
             }
             Action::SetVcamDevice(d) => {
                 s.vcam.device = d.clone();

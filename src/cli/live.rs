@@ -17,7 +17,7 @@ use marionette::output::convert::PixelFormat;
 use marionette::output::v4l2::V4l2Sink;
 use marionette::output::{FrameSink, NullSink, Recorder};
 use marionette::pipeline::framing::Crop;
-use marionette::pipeline::{Pipeline, PipelineOptions};
+use marionette::pipeline::{KeyframeMode, Pipeline, PipelineOptions};
 
 /// The live loop's frame rate (idle motion, repeated frames, the virtual camera's rate).
 const FPS: f64 = 30.0;
@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// Print stats every few seconds and at exit.
     #[arg(long)]
     stats: bool,
+    /// Model keyframes with motion in between: auto (while the model is slower than the
+    /// camera), on or off (the output rate is then the model's).
+    #[arg(long, default_value = "auto", value_name = "auto|on|off")]
+    keyframes: KeyframeMode,
 }
 
 impl RunArgs {
@@ -162,6 +166,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         passthrough: args.passthrough,
         fps: FPS,
         reopen: true,
+        keyframes: args.keyframes,
         ..PipelineOptions::default()
     };
     let pipeline = Pipeline::start(source.factory(portrait), loaded.engine, sinks, options)?;

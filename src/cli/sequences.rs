@@ -93,12 +93,7 @@ fn sequence_dirs(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Animates frame 0 of `dir` with the whole sequence into `out`.
-fn animate_sequence(
-    model: &ModelArgs,
-    keyframes: Keyframes,
-    dir: &Path,
-    out: &Path,
-) -> Result<()> {
+fn animate_sequence(model: &ModelArgs, keyframes: Keyframes, dir: &Path, out: &Path) -> Result<()> {
     let mut model = model.clone();
     if let Ok(Some(spec)) = read_spec(dir) {
         model.classic_size = spec.size as usize;

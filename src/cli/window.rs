@@ -11,6 +11,7 @@ use marionette::capture::webcam::CameraSelector;
 use marionette::devices::VcamChoice;
 use marionette::model::motion_transfer::TransferOptions;
 use marionette::model::precision::PrecisionChoice;
+use marionette::pipeline::KeyframeMode;
 
 /// Options of `window`; each applies to this run only (the saved settings are not changed).
 #[derive(clap::Args, Debug)]
@@ -33,6 +34,10 @@ pub struct WindowArgs {
     /// Settings file (default: $XDG_CONFIG_HOME/marionette/settings.toml).
     #[arg(long)]
     settings: Option<PathBuf>,
+    /// Model keyframes with motion in between: auto (while the model is slower than the
+    /// camera), on or off (default: the saved choice, else auto).
+    #[arg(long, value_name = "auto|on|off")]
+    keyframes: Option<KeyframeMode>,
 }
 
 /// Runs the window until it is closed.
@@ -74,6 +79,7 @@ pub fn run(args: WindowArgs) -> Result<()> {
             bundled_dir: marionette::assets::bundled_dir(),
             user_dir: marionette::app::gallery::user_dir(),
             fps: 30.0,
+            keyframes: args.keyframes,
         },
     )
     .context("the window")

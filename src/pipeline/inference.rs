@@ -1,36 +1,66 @@
-//! The inference thread: owns the engine, applies [`Control`] commands between frames, turns each
-//! driving frame into an animated frame ([`InferenceLoop::on_frame`]), and keeps the sinks fed
-//! when no driving frame comes ([`InferenceLoop::on_idle`]: idle motion, or the still portrait
-//! while waiting for the first frame).
+//! The inference loop: runs at the camera's rate, applies [`Control`] commands between frames, and
+//! turns each driving frame into an output frame ([`InferenceLoop::on_frame`]).
+//!
+//! The engine itself runs on the model thread ([`super::model`]), which renders the newest frame
+//! it is given whenever it is free. Two ways to make outputs from what it renders:
+//! * keyframes off: each rendered frame is the output (the output rate is the model's rate);
+//! * keyframes on: rendered frames are keyframes, and every camera frame's output is the latest
+//!   keyframe warped by the motion since its driving frame ([`InBetween`]), so the portrait moves
+//!   at the camera's rate whatever the model's speed.
+//!
+//! `auto` turns keyframes on while the model is slower than the camera. Without a driving source
+//! the loop asks the model for idle-motion poses ([`InferenceLoop::on_idle`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use candle_core::Tensor;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::framing::{Crop, crop_resize};
+use super::model::{Job, JobKind, ModelCommand, Rendered};
 use super::portraits::Portraits;
-use super::{Control, PipelineError, PipelineOptions, Shared};
+use super::{Control, KeyframeMode, PipelineError, PipelineOptions, Shared};
 use crate::channel::{LatestReceiver, LatestSender, RecvError};
-use crate::engine::{Animator, EngineError};
+use crate::engine::EngineError;
+use crate::engine::keyframes::InBetween;
 use crate::frame::{Frame, Size};
 use crate::media::resize::{rgb8_to_tensor, tensor_to_rgb8};
 
 /// The sinks' queues, by sink name: (frame, live) where live means it shows a driving frame.
 pub(super) type Outputs = Vec<(String, LatestSender<(Frame, bool)>)>;
 
-/// Idle motion's clock: pose `n` is shown at `start + n / fps`; restarts whenever the run goes
-/// idle.
+/// The inference loop's ends of the model thread's channels.
+pub(super) struct ModelLink {
+    pub(super) jobs: LatestSender<Job>,
+    pub(super) results: LatestReceiver<Rendered>,
+    pub(super) commands: Sender<ModelCommand>,
+}
+
+/// `auto` turns keyframes on when the model's median step is above this fraction of the frame
+/// period, and off again below [`KEYFRAMES_OFF_BELOW`] (hysteresis, so it does not flicker).
+const KEYFRAMES_ON_ABOVE: f64 = 1.0;
+const KEYFRAMES_OFF_BELOW: f64 = 0.7;
+
+/// Idle motion's clock: pose `n` is due at `start + n / fps`; restarts whenever the run goes idle.
 #[derive(Default)]
 struct IdleClock {
     start: Option<Instant>,
     n: u64,
 }
 
+/// The transfer options as last set (the in-betweens follow them).
+#[derive(Clone, Copy)]
+struct Transfer {
+    relative: bool,
+    adapt_scale: bool,
+}
+
 /// The inference thread's state.
 pub(super) struct InferenceLoop {
-    engine: Box<dyn Animator + Send>,
+    model: ModelLink,
+    inbetween: InBetween,
     portraits: Portraits,
     /// The engine's square frame side.
     side: u32,
@@ -38,6 +68,14 @@ pub(super) struct InferenceLoop {
     passthrough: bool,
     mirror_output: bool,
     report_keypoints: bool,
+    transfer: Transfer,
+    mode: KeyframeMode,
+    /// Whether outputs are in-betweens now (decided by `mode` and the model's speed).
+    keyframes_on: bool,
+    /// The model's recent step times (ms), newest last.
+    model_ms: Vec<f64>,
+    /// The next driving frame is the reference frame.
+    calibrate_next: bool,
     /// Whether a driving frame arrived since the last (re)calibration.
     got_frame: bool,
     fps: f64,
@@ -47,29 +85,47 @@ pub(super) struct InferenceLoop {
 }
 
 impl InferenceLoop {
-    /// Prepares the first portrait and sends its still at once (before anything slow: virtual
-    /// cameras get a frame immediately), then lets the engine prepare it.
+    /// Sends the first portrait's still at once (virtual cameras get a frame immediately), then
+    /// asks the model thread to prepare the portrait.
     pub(super) fn new(
-        mut engine: Box<dyn Animator + Send>,
+        side: u32,
+        model: ModelLink,
         options: PipelineOptions,
         outputs: Outputs,
         shared: Shared,
     ) -> Result<Self, PipelineError> {
-        let (h, _) = engine.frame_size();
-        let side = h as u32;
         let mut portraits = Portraits::new(side);
         let (id, image) = &options.portrait;
         let first = portraits.select(*id, image)?.clone();
         publish_still(&first.still, &outputs, &shared, options.mirror_output);
-        engine.select_portrait(*id, &first.tensor)?;
+        let _ = model.commands.send(ModelCommand::SetPortrait {
+            id: *id,
+            tensor: first.tensor.clone(),
+        });
+        let keyframes_on = options.keyframes == KeyframeMode::On;
+        shared.stats(|s| s.keyframes_on = keyframes_on);
+        let transfer = Transfer {
+            relative: options.transfer.relative,
+            adapt_scale: options.transfer.adapt_scale,
+        };
+        let _ = model.commands.send(ModelCommand::Transfer {
+            relative: transfer.relative,
+            adapt_scale: transfer.adapt_scale,
+        });
         Ok(Self {
-            engine,
+            model,
+            inbetween: InBetween::new(side as usize, transfer.adapt_scale),
             portraits,
             side,
             crop: options.crop,
             passthrough: options.passthrough,
             mirror_output: options.mirror_output,
             report_keypoints: false,
+            transfer,
+            mode: options.keyframes,
+            keyframes_on,
+            model_ms: Vec::new(),
+            calibrate_next: true,
             got_frame: false,
             fps: options.fps.max(1.0),
             idle: IdleClock::default(),
@@ -78,7 +134,8 @@ impl InferenceLoop {
         })
     }
 
-    /// The thread's body: commands, then the next driving frame or an idle tick, until stopped.
+    /// The thread's body: commands, rendered frames, then the next driving frame or an idle tick,
+    /// until stopped.
     pub(super) fn run(
         mut self,
         frames: LatestReceiver<Frame>,
@@ -87,7 +144,10 @@ impl InferenceLoop {
         let period = Duration::from_secs_f64(1.0 / self.fps);
         while !self.shared.stopped() {
             while let Ok(cmd) = control.try_recv() {
-                self.apply(cmd)?;
+                self.apply(cmd);
+            }
+            while let Ok(r) = self.model.results.try_recv() {
+                self.on_rendered(r)?;
             }
             let live = self.shared.live.load(Ordering::Relaxed);
             let received = if live {
@@ -113,18 +173,20 @@ impl InferenceLoop {
     }
 
     /// Applies one command.
-    pub(super) fn apply(&mut self, cmd: Control) -> Result<(), PipelineError> {
+    pub(super) fn apply(&mut self, cmd: Control) {
         match cmd {
-            Control::Recalibrate => {
-                self.engine.recalibrate();
-                self.got_frame = false;
-            }
-            Control::SetPortrait { id, image } => {
-                let portrait = self.portraits.select(id, &image)?;
-                self.engine.select_portrait(id, &portrait.tensor)?;
-                self.engine.recalibrate();
-                self.got_frame = false;
-            }
+            Control::Recalibrate => self.recalibrate(),
+            Control::SetPortrait { id, image } => match self.portraits.select(id, &image) {
+                Ok(p) => {
+                    let tensor = p.tensor.clone();
+                    let _ = self
+                        .model
+                        .commands
+                        .send(ModelCommand::SetPortrait { id, tensor });
+                    self.recalibrate();
+                }
+                Err(e) => self.notice(format!("portrait {id}: {e}")),
+            },
             Control::Passthrough(p) => self.passthrough = p,
             Control::SetCrop(c) => self.crop = c.clamped(),
             Control::MirrorOutput(m) => self.mirror_output = m,
@@ -138,61 +200,163 @@ impl InferenceLoop {
                 relative,
                 adapt_scale,
             } => {
-                if let Err(e) = self.engine.set_transfer(relative, adapt_scale) {
-                    // Refused options are reported and the run goes on.
-                    tracing::warn!("{e}");
-                    self.shared.stats(|s| s.notice = Some(e.to_string()));
-                }
+                self.transfer = Transfer {
+                    relative,
+                    adapt_scale,
+                };
+                self.inbetween.set_adapt_scale(adapt_scale);
+                let _ = self.model.commands.send(ModelCommand::Transfer {
+                    relative,
+                    adapt_scale,
+                });
+                self.recalibrate();
+            }
+            Control::Keyframes(mode) => {
+                self.mode = mode;
+                self.update_mode();
             }
         }
-        Ok(())
     }
 
-    /// A driving frame: crop it to the model's square, animate (or pass it through), publish.
+    fn recalibrate(&mut self) {
+        self.calibrate_next = true;
+        self.got_frame = false;
+        self.inbetween.reset();
+    }
+
+    /// A driving frame: crop it to the model's square, hand it to the model, and make an output
+    /// (the crop itself in passthrough, an in-between with keyframes on; with keyframes off the
+    /// output comes when the model has rendered it).
     pub(super) fn on_frame(&mut self, frame: Frame, dropped: u64) -> Result<(), PipelineError> {
         self.got_frame = true;
         let t = Instant::now();
         let square = crop_resize(&frame, &self.crop, self.side);
         self.shared.stats(|s| s.record_framing(t.elapsed()));
-        let t = Instant::now();
-        let (size, rgb) = if self.passthrough {
-            (Size::new(self.side, self.side), square)
-        } else {
-            let side = self.side as usize;
-            let input = rgb8_to_tensor(&square, side, side).map_err(EngineError::from)?;
-            let calibrated = self.engine.is_calibrated();
-            let result = self.engine.animate(&input)?;
-            if !calibrated && self.engine.is_calibrated() {
-                tracing::info!("calibrated on frame {}", frame.seq);
-                self.shared.stats(|s| s.calibrations += 1);
-            }
-            if self.report_keypoints
-                && let Ok(mut k) = self.shared.keypoints.lock()
-            {
-                *k = self.engine.keypoint_view();
-            }
-            to_rgb(&result)?
-        };
-        self.shared
-            .stats(|s| s.record_inference(t.elapsed(), dropped));
-        self.publish(
-            Frame {
+        if self.passthrough {
+            let out = Frame {
                 seq: frame.seq,
                 captured_at: frame.captured_at,
-                size,
-                rgb: Arc::new(rgb),
-            },
-            true,
-        );
+                size: Size::new(self.side, self.side),
+                rgb: Arc::new(square),
+            };
+            self.shared
+                .stats(|s| s.record_inference(t.elapsed(), dropped));
+            self.publish(out, true);
+            return Ok(());
+        }
+        let side = self.side as usize;
+        let input = rgb8_to_tensor(&square, side, side).map_err(EngineError::from)?;
+        let calibrate = std::mem::take(&mut self.calibrate_next);
+        let job = Job {
+            seq: frame.seq,
+            captured_at: frame.captured_at,
+            input: input.clone(),
+            kind: JobKind::Frame { calibrate },
+            keypoints: self.report_keypoints,
+        };
+        if calibrate {
+            // The reference frame must not be replaced by a newer one on the way: the model and
+            // the in-betweens must agree on it.
+            let _ = self.model.commands.send(ModelCommand::Render(job));
+        } else {
+            let _ = self.model.jobs.send(job);
+        }
+        if calibrate && self.transfer.relative {
+            // In relative motion the reference frame renders the portrait as it is: the
+            // in-betweens can start from it before the model has rendered anything.
+            if let Some(p) = self.portraits.current() {
+                self.inbetween.set_keyframe(&p.tensor, &input, false)?;
+            }
+        }
+        if self.keyframes_on && self.inbetween.has_keyframe() {
+            let t = Instant::now();
+            let out = self.inbetween.render(&input)?;
+            let (size, rgb) = to_rgb(&out)?;
+            self.shared
+                .stats(|s| s.record_inference(t.elapsed(), dropped));
+            self.publish(
+                Frame {
+                    seq: frame.seq,
+                    captured_at: frame.captured_at,
+                    size,
+                    rgb: Arc::new(rgb),
+                },
+                true,
+            );
+        }
         Ok(())
     }
 
-    /// No driving frame within a frame period: idle motion without a source (paced at `fps`:
-    /// the idle pose of frame n is at n / fps), the still portrait while waiting for the first
-    /// frame of one.
+    /// A frame the model rendered: a new keyframe (keyframes on) or the next output.
+    fn on_rendered(&mut self, r: Rendered) -> Result<(), PipelineError> {
+        let latency = r.captured_at.elapsed();
+        self.shared.stats(|s| s.record_keyframe(r.took, latency));
+        self.model_ms.push(r.took.as_secs_f64() * 1e3);
+        if self.model_ms.len() > 9 {
+            self.model_ms.remove(0);
+        }
+        self.update_mode();
+        if r.calibrated {
+            tracing::info!("calibrated on frame {}", r.seq);
+            self.shared.stats(|s| s.calibrations += 1);
+        }
+        if self.report_keypoints
+            && let Ok(mut k) = self.shared.keypoints.lock()
+        {
+            *k = r.keypoints.clone();
+        }
+        match &r.driving {
+            Some(driving) if self.keyframes_on => {
+                // Not shown as it is: it shows the pose of a frame captured a model step ago. The
+                // next camera frame's in-between warps it to the present.
+                let blend = self.inbetween.has_keyframe();
+                self.inbetween.set_keyframe(&r.output, driving, blend)?;
+            }
+            _ => {
+                let (size, rgb) = to_rgb(&r.output)?;
+                self.shared.stats(|s| s.record_inference(r.took, 0));
+                let frame = Frame {
+                    seq: r.seq,
+                    captured_at: r.captured_at,
+                    size,
+                    rgb: Arc::new(rgb),
+                };
+                self.publish(frame, true);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keyframes on or off, from the mode and the model's median step time.
+    fn update_mode(&mut self) {
+        let on = match self.mode {
+            KeyframeMode::On => true,
+            KeyframeMode::Off => false,
+            KeyframeMode::Auto => {
+                let mut v = self.model_ms.clone();
+                v.sort_by(f64::total_cmp);
+                let period_ms = 1e3 / self.fps;
+                match v.get(v.len() / 2) {
+                    Some(&m) if m > KEYFRAMES_ON_ABOVE * period_ms => true,
+                    Some(&m) if m < KEYFRAMES_OFF_BELOW * period_ms => false,
+                    _ => self.keyframes_on,
+                }
+            }
+        };
+        if on != self.keyframes_on {
+            tracing::info!("keyframes {}", if on { "on" } else { "off" });
+            self.keyframes_on = on;
+            self.shared.stats(|s| s.keyframes_on = on);
+        }
+    }
+
+    /// No driving frame within a frame period: ask the model for the idle pose when one is due
+    /// (no source; paced at `fps`, the idle pose of frame n is at n / fps), or repeat the still
+    /// portrait while waiting for the first frame of a source.
     pub(super) fn on_idle(&mut self, live: bool, period: Duration) -> Result<(), PipelineError> {
         if live {
             if !self.got_frame
+                && !self.inbetween.has_keyframe()
                 && let Some(p) = self.portraits.current()
             {
                 publish_still(&p.still, &self.outputs, &self.shared, self.mirror_output);
@@ -206,22 +370,19 @@ impl InferenceLoop {
             std::thread::sleep((due - now).min(period));
             return Ok(());
         }
-        let t = Instant::now();
-        let result = self.engine.animate_idle(self.idle.n as f64 / self.fps)?;
-        let (size, rgb) = to_rgb(&result)?;
-        self.shared.stats(|s| s.record_inference(t.elapsed(), 0));
-        if self.report_keypoints
-            && let Ok(mut k) = self.shared.keypoints.lock()
-        {
-            *k = None;
-        }
-        let frame = Frame {
-            seq: self.idle.n,
-            captured_at: t,
-            size,
-            rgb: Arc::new(rgb),
+        let input = match self.portraits.current() {
+            Some(p) => p.tensor.clone(),
+            None => return Ok(()),
         };
-        self.publish(frame, true);
+        let _ = self.model.jobs.send(Job {
+            seq: self.idle.n,
+            captured_at: now,
+            input,
+            kind: JobKind::Idle {
+                t: self.idle.n as f64 / self.fps,
+            },
+            keypoints: false,
+        });
         // A slow engine skips poses rather than falling behind.
         self.idle.n = self
             .idle
@@ -229,6 +390,11 @@ impl InferenceLoop {
             .max((start.elapsed().as_secs_f64() * self.fps) as u64)
             + 1;
         Ok(())
+    }
+
+    fn notice(&self, msg: String) {
+        tracing::warn!("{msg}");
+        self.shared.stats(|s| s.notice = Some(msg));
     }
 
     /// Sends a frame to every sink.
@@ -261,7 +427,7 @@ fn publish(frame: Frame, live: bool, outputs: &Outputs, shared: &Shared, mirror:
 }
 
 /// An engine's output as RGB bytes.
-fn to_rgb(t: &candle_core::Tensor) -> Result<(Size, Vec<u8>), EngineError> {
+fn to_rgb(t: &Tensor) -> Result<(Size, Vec<u8>), EngineError> {
     let img = tensor_to_rgb8(t)?;
     Ok((Size::new(img.width(), img.height()), img.into_raw()))
 }

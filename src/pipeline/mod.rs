@@ -3,13 +3,18 @@
 //!
 //! ```text
 //! capture_thread ──frames──> InferenceLoop ──(frame, live)──> sink_thread (one per sink)
-//!   (capture.rs)        (inference.rs: crop, engine,          (sink.rs: write, repeat the last
-//!                         publish; Control applied            frame so virtual cameras never
-//!                         between frames)                     go silent)
+//!   (capture.rs)        (inference.rs: crop, in-betweens,     (sink.rs: write, repeat the last
+//!                        publish; Control applied between     frame so virtual cameras never
+//!                        frames)  │  ^ rendered frames         go silent)
+//!                           newest│  │
+//!                           frame v  │
+//!                         model_thread (model.rs: the engine, at its own rate,
+//!                                       lower scheduling priority)
 //! ```
 //!
 //! Where a camera frame becomes a virtual-camera frame: [`inference::InferenceLoop::on_frame`]
-//! (crop -> engine -> publish), then [`sink`]'s thread writes it to the device.
+//! (crop -> model job, and with keyframes on the in-between: the latest model keyframe warped to
+//! this frame's motion -> publish), then [`sink`]'s thread writes it to the device.
 //!
 //! A [`Pipeline`] is stopped one way: [`Pipeline::stop`] (or a [`Stopper`] from another thread,
 //! e.g. a Ctrl-C handler), then [`Pipeline::join`] says how each thread ended. Dropping a
@@ -18,6 +23,7 @@
 mod capture;
 pub mod framing;
 mod inference;
+mod model;
 mod portraits;
 mod sink;
 pub mod stats;
@@ -66,6 +72,40 @@ pub enum Control {
     Passthrough(bool),
     /// The square of the camera frame the model sees.
     SetCrop(Crop),
+    /// Model keyframes with motion in between: on, off, or on while the model is slower than
+    /// the camera.
+    Keyframes(KeyframeMode),
+}
+
+/// Whether outputs are the model's frames or in-betweens made from them
+/// ([`crate::engine::keyframes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyframeMode {
+    /// On while the model is slower than the camera.
+    #[default]
+    Auto,
+    /// Always in-betweens.
+    On,
+    /// Always the model's own frames (the output rate is the model's).
+    Off,
+}
+
+/// A `--keyframes` value that is none of the known ones.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown keyframe mode '{0}': expected auto, on or off")]
+pub struct ParseKeyframeModeError(String);
+
+impl std::str::FromStr for KeyframeMode {
+    type Err = ParseKeyframeModeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(KeyframeMode::Auto),
+            "on" => Ok(KeyframeMode::On),
+            "off" => Ok(KeyframeMode::Off),
+            _ => Err(ParseKeyframeModeError(s.to_string())),
+        }
+    }
 }
 
 /// Why a thread stopped, or the pipeline could not start.
@@ -130,6 +170,10 @@ pub struct PipelineOptions {
     /// Every driving frame as it arrives (before cropping), for a preview that runs at the
     /// camera's rate whatever the engine's speed.
     pub preview: Option<LatestSender<Frame>>,
+    /// Model keyframes with motion in between.
+    pub keyframes: KeyframeMode,
+    /// Motion transfer at start (changed later with [`Control::Transfer`]).
+    pub transfer: crate::model::motion_transfer::TransferOptions,
 }
 
 impl Default for PipelineOptions {
@@ -142,6 +186,8 @@ impl Default for PipelineOptions {
             reopen: false,
             mirror_output: false,
             preview: None,
+            keyframes: KeyframeMode::Auto,
+            transfer: Default::default(),
         }
     }
 }
@@ -245,9 +291,22 @@ impl Pipeline {
         };
         let capture_shared = shared.clone();
         pipeline.spawn("capture".into(), move || capture.run(&capture_shared))?;
+        let side = engine.frame_size().0 as u32;
+        let (job_tx, job_rx) = latest();
+        let (result_tx, result_rx) = latest();
+        let (command_tx, command_rx) = bounded(64);
+        let model_shared = shared.clone();
+        pipeline.spawn("model".into(), move || {
+            model::model_thread(engine, job_rx, command_rx, result_tx, &model_shared)
+        })?;
+        let link = inference::ModelLink {
+            jobs: job_tx,
+            results: result_rx,
+            commands: command_tx,
+        };
         let inference_shared = shared.clone();
         pipeline.spawn("inference".into(), move || {
-            inference::InferenceLoop::new(engine, options, outputs, inference_shared)?
+            inference::InferenceLoop::new(side, link, options, outputs, inference_shared)?
                 .run(frame_rx, control_rx)
         })?;
         Ok(pipeline)

@@ -41,6 +41,14 @@ pub struct Stats {
     pub calibrations: u64,
     /// The last problem that did not stop the run (e.g. an option the engine refused).
     pub notice: Option<String>,
+    /// Frames the model rendered, and how long each took.
+    pub keyframes: u64,
+    model_ms: VecDeque<f64>,
+    /// Capture of a keyframe's driving frame to the keyframe being available.
+    keyframe_latency_ms: VecDeque<f64>,
+    keyframe_times: VecDeque<Instant>,
+    /// Whether output frames are in-betweens made from keyframes (else the model's frames).
+    pub keyframes_on: bool,
 }
 
 /// A summary for printing.
@@ -61,6 +69,17 @@ pub struct StatsSnapshot {
     pub calibrations: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
+    /// Frames the model rendered per second (equal to `fps` without keyframes).
+    pub model_fps: f64,
+    /// The model's time per frame.
+    pub model_ms_p50: f64,
+    /// Capture of a keyframe's driving frame to the keyframe being ready (the model's latency).
+    pub keyframe_latency_ms_p50: f64,
+    pub keyframe_latency_ms_p95: f64,
+    /// Keyframes rendered so far.
+    pub keyframes: u64,
+    /// Whether outputs are in-betweens (model keyframes, motion in between).
+    pub keyframes_on: bool,
 }
 
 impl Stats {
@@ -94,6 +113,17 @@ impl Stats {
         self.output_times.push_back(Instant::now());
     }
 
+    /// The model rendered a frame in `took`, `latency` after its driving frame was captured.
+    pub fn record_keyframe(&mut self, took: Duration, latency: Duration) {
+        self.keyframes += 1;
+        push(&mut self.model_ms, took.as_secs_f64() * 1e3);
+        push(&mut self.keyframe_latency_ms, latency.as_secs_f64() * 1e3);
+        if self.keyframe_times.len() == WINDOW {
+            self.keyframe_times.pop_front();
+        }
+        self.keyframe_times.push_back(Instant::now());
+    }
+
     /// A sink wrote a frame. `latency`: capture-to-output time for a live frame (None for
     /// repeats and still frames).
     pub fn record_sink(&mut self, sink: &str, took: Duration, latency: Option<Duration>) {
@@ -107,12 +137,13 @@ impl Stats {
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
-        let fps = match (self.output_times.front(), self.output_times.back()) {
-            (Some(a), Some(b)) if self.output_times.len() > 1 => {
-                (self.output_times.len() - 1) as f64 / b.duration_since(*a).as_secs_f64().max(1e-9)
+        let rate = |times: &VecDeque<Instant>| match (times.front(), times.back()) {
+            (Some(a), Some(b)) if times.len() > 1 => {
+                (times.len() - 1) as f64 / b.duration_since(*a).as_secs_f64().max(1e-9)
             }
             _ => 0.0,
         };
+        let fps = rate(&self.output_times);
         StatsSnapshot {
             frames_out: self.frames_out,
             stills_out: self.stills_out,
@@ -130,6 +161,12 @@ impl Stats {
             dropped_sink: self.dropped_sink.clone(),
             calibrations: self.calibrations,
             notice: self.notice.clone(),
+            model_fps: rate(&self.keyframe_times),
+            model_ms_p50: percentile(&self.model_ms, 0.5),
+            keyframe_latency_ms_p50: percentile(&self.keyframe_latency_ms, 0.5),
+            keyframe_latency_ms_p95: percentile(&self.keyframe_latency_ms, 0.95),
+            keyframes: self.keyframes,
+            keyframes_on: self.keyframes_on,
         }
     }
 }

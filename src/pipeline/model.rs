@@ -1,0 +1,173 @@
+//! The model thread: owns the engine and renders whatever the inference loop hands it, newest
+//! first, as fast as it can (a slow engine skips frames rather than falling behind). Its threads
+//! run at a lower scheduling priority than the rest of the live loop, so that the camera-rate work
+//! (in-between frames, the virtual camera) is never starved by the model's arithmetic.
+
+use std::time::{Duration, Instant};
+
+use candle_core::Tensor;
+use crossbeam_channel::Receiver;
+
+use super::{PipelineError, Shared};
+use crate::channel::{LatestReceiver, LatestSender, RecvError};
+use crate::engine::{Animator, EngineError, KeypointView};
+
+/// What to render.
+pub(super) enum JobKind {
+    /// A driving frame; `calibrate`: it becomes the reference frame first.
+    Frame {
+        /// Make this frame the reference D_1 before animating it.
+        calibrate: bool,
+    },
+    /// The idle-motion pose at `t` seconds (`input` is unused).
+    Idle {
+        /// Seconds on the idle clock.
+        t: f64,
+    },
+}
+
+/// One piece of work for the model.
+pub(super) struct Job {
+    pub(super) seq: u64,
+    pub(super) captured_at: Instant,
+    /// The driving frame as the engine takes it.
+    pub(super) input: Tensor,
+    pub(super) kind: JobKind,
+    /// Read the engine's keypoints back after rendering.
+    pub(super) keypoints: bool,
+}
+
+/// What the model rendered.
+pub(super) struct Rendered {
+    pub(super) seq: u64,
+    pub(super) captured_at: Instant,
+    /// The driving frame it was rendered for (`None` for idle poses).
+    pub(super) driving: Option<Tensor>,
+    pub(super) output: Tensor,
+    /// How long the engine took.
+    pub(super) took: Duration,
+    /// The engine calibrated on this frame.
+    pub(super) calibrated: bool,
+    pub(super) keypoints: Option<KeypointView>,
+}
+
+/// Commands that change the engine, applied between jobs in the order sent.
+pub(super) enum ModelCommand {
+    /// Select (and prepare, the first time) a portrait.
+    SetPortrait { id: u64, tensor: Tensor },
+    /// Relative or absolute motion, adapt scale.
+    Transfer { relative: bool, adapt_scale: bool },
+    /// A job that must not be skipped (the reference frame).
+    Render(Job),
+}
+
+/// Scheduling priority ("nice" value) of the model's threads; the rest of the live loop runs at 0.
+/// At 5 the kernel gives a runnable loop thread three quarters of a core the model also wants
+/// (CFS weights 1024 against 335).
+pub const MODEL_NICE: i32 = 5;
+
+/// Lowers the calling thread's scheduling priority to [`MODEL_NICE`] (Linux: the nice value is per
+/// thread). Best effort: failing leaves the thread as it was.
+pub(super) fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its arguments; `gettid` has no preconditions.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, MODEL_NICE);
+    }
+}
+
+/// The model thread's body.
+pub(super) fn model_thread(
+    mut engine: Box<dyn Animator + Send>,
+    jobs: LatestReceiver<Job>,
+    commands: Receiver<ModelCommand>,
+    results: LatestSender<Rendered>,
+    shared: &Shared,
+) -> Result<(), PipelineError> {
+    lower_priority();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("model-{i}"))
+        .start_handler(|_| lower_priority())
+        .build()
+        .map_err(|e| PipelineError::Spawn {
+            thread: "model pool".into(),
+            source: std::io::Error::other(e),
+        })?;
+    let poll = Duration::from_millis(20);
+    while !shared.stopped() {
+        while let Ok(cmd) = commands.try_recv() {
+            let rendered = pool.install(|| apply(engine.as_mut(), cmd, shared))?;
+            if let Some(r) = rendered
+                && results.send(r).is_err()
+            {
+                return Ok(());
+            }
+        }
+        let job = match jobs.recv_timeout(poll) {
+            Ok(job) => job,
+            Err(RecvError::Timeout) => continue,
+            Err(RecvError::Disconnected) => return Ok(()),
+        };
+        let rendered = pool.install(|| render(engine.as_mut(), job))?;
+        if results.send(rendered).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Applies a command; a [`ModelCommand::Render`] gives its rendered frame.
+fn apply(
+    engine: &mut dyn Animator,
+    cmd: ModelCommand,
+    shared: &Shared,
+) -> Result<Option<Rendered>, EngineError> {
+    match cmd {
+        ModelCommand::Render(job) => return render(engine, job).map(Some),
+        ModelCommand::SetPortrait { id, tensor } => {
+            engine.select_portrait(id, &tensor)?;
+            engine.recalibrate();
+        }
+        ModelCommand::Transfer {
+            relative,
+            adapt_scale,
+        } => {
+            if let Err(e) = engine.set_transfer(relative, adapt_scale) {
+                // Refused options are reported and the run goes on.
+                tracing::warn!("{e}");
+                shared.stats(|s| s.notice = Some(e.to_string()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn render(engine: &mut dyn Animator, job: Job) -> Result<Rendered, EngineError> {
+    let t = Instant::now();
+    let (output, driving, calibrated) = match job.kind {
+        JobKind::Frame { calibrate } => {
+            if calibrate {
+                engine.recalibrate();
+            }
+            let was = engine.is_calibrated();
+            let output = engine.animate(&job.input)?;
+            (output, Some(job.input), !was && engine.is_calibrated())
+        }
+        JobKind::Idle { t } => (engine.animate_idle(t)?, None, false),
+    };
+    let took = t.elapsed();
+    let keypoints = match (&driving, job.keypoints) {
+        (Some(_), true) => engine.keypoint_view(),
+        _ => None,
+    };
+    Ok(Rendered {
+        seq: job.seq,
+        captured_at: job.captured_at,
+        driving,
+        output,
+        took,
+        calibrated,
+        keypoints,
+    })
+}

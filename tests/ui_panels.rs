@@ -45,6 +45,7 @@ fn status() -> Status {
             latency_ms_p50: 48.0,
             latency_ms_p95: 61.5,
             dropped_capture: 12,
+            dropped_model: 280,
             dropped_sink: BTreeMap::from([("vcam".to_string(), 0)]),
             calibrations: 2,
             notice: None,

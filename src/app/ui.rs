@@ -525,6 +525,7 @@ pub fn stats(ui: &mut egui::Ui, snap: Option<&StatsSnapshot>) {
         };
         row("latency p50/p95", latency);
         row("dropped (camera)", format!("{}", s.dropped_capture));
+        row("skipped (model)", format!("{}", s.dropped_model));
         let sinks: u64 = s.dropped_sink.values().sum();
         row("dropped (outputs)", format!("{sinks}"));
         row("calibrations", format!("{}", s.calibrations));

@@ -239,8 +239,7 @@ impl InferenceLoop {
                 size: Size::new(self.side, self.side),
                 rgb: Arc::new(square),
             };
-            self.shared
-                .stats(|s| s.record_inference(t.elapsed(), dropped));
+            self.shared.stats(|s| s.record_inference(t.elapsed()));
             self.publish(out, true);
             return Ok(());
         }
@@ -261,6 +260,11 @@ impl InferenceLoop {
         } else {
             let _ = self.model.jobs.send(job);
         }
+        let dropped_jobs = self.model.jobs.dropped() + self.model.results.dropped();
+        self.shared.stats(|s| {
+            s.dropped_model = dropped_jobs;
+            s.dropped_capture = dropped;
+        });
         if calibrate && self.transfer.relative {
             // In relative motion the reference frame renders the portrait as it is: the
             // in-betweens can start from it before the model has rendered anything.
@@ -272,8 +276,7 @@ impl InferenceLoop {
             let t = Instant::now();
             let out = self.inbetween.render(&input)?;
             let (size, rgb) = to_rgb(&out)?;
-            self.shared
-                .stats(|s| s.record_inference(t.elapsed(), dropped));
+            self.shared.stats(|s| s.record_inference(t.elapsed()));
             self.publish(
                 Frame {
                     seq: frame.seq,
@@ -314,7 +317,7 @@ impl InferenceLoop {
             }
             _ => {
                 let (size, rgb) = to_rgb(&r.output)?;
-                self.shared.stats(|s| s.record_inference(r.took, 0));
+                self.shared.stats(|s| s.record_inference(r.took));
                 let frame = Frame {
                     seq: r.seq,
                     captured_at: r.captured_at,

@@ -35,6 +35,9 @@ pub struct Stats {
     /// driving frame; not in `frames_out`.
     pub stills_out: u64,
     pub dropped_capture: u64,
+    /// Frames replaced in the model's queue before the model took them (the model is slower than
+    /// the camera: with keyframes on they still become outputs, as in-betweens).
+    pub dropped_model: u64,
     /// Frames replaced in each sink's queue before the sink took them (a slow sink).
     pub dropped_sink: BTreeMap<String, u64>,
     /// Times a reference frame was taken (the first frame, then after each recalibration).
@@ -65,6 +68,7 @@ pub struct StatsSnapshot {
     pub latency_ms_p50: f64,
     pub latency_ms_p95: f64,
     pub dropped_capture: u64,
+    pub dropped_model: u64,
     pub dropped_sink: BTreeMap<String, u64>,
     pub calibrations: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,9 +107,8 @@ impl Stats {
     }
 
     /// One driving frame turned into an output frame.
-    pub fn record_inference(&mut self, took: Duration, dropped_capture: u64) {
+    pub fn record_inference(&mut self, took: Duration) {
         push(&mut self.inference_ms, took.as_secs_f64() * 1e3);
-        self.dropped_capture = dropped_capture;
         self.frames_out += 1;
         if self.output_times.len() == WINDOW {
             self.output_times.pop_front();
@@ -158,6 +161,7 @@ impl Stats {
             latency_ms_p50: percentile(&self.latency_ms, 0.5),
             latency_ms_p95: percentile(&self.latency_ms, 0.95),
             dropped_capture: self.dropped_capture,
+            dropped_model: self.dropped_model,
             dropped_sink: self.dropped_sink.clone(),
             calibrations: self.calibrations,
             notice: self.notice.clone(),

@@ -7,7 +7,7 @@ pub mod animate;
 pub mod bench;
 pub mod convert;
 pub mod devices;
-pub mod live;
+pub mod run;
 pub mod sequences;
 pub mod window;
 
@@ -46,7 +46,7 @@ pub enum Command {
     Window(window::WindowArgs),
     /// The live loop without a window: driving frames -> animated portrait -> virtual camera
     /// and/or recorder.
-    Run(live::RunArgs),
+    Run(run::RunArgs),
     /// Animate a portrait with a driving video or folder of frames (offline).
     Animate(animate::AnimateArgs),
     /// Convert a checkpoint (.pth.tar legacy or zip, or .safetensors) to .safetensors holding
@@ -70,7 +70,7 @@ impl Command {
     pub fn run(self) -> Result<()> {
         match self {
             Command::Window(a) => window::run(a),
-            Command::Run(a) => live::run(a),
+            Command::Run(a) => run::run(a),
             Command::Animate(a) => animate::run(a),
             Command::Convert(a) => convert::run(a),
             Command::Devices => devices::run(),

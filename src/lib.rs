@@ -9,6 +9,8 @@
 //! * [`synth`]: synthetic driving sequences with known motion, and the accuracy evaluation.
 //! * [`app`]: the desktop window.
 
+#![warn(missing_docs)]
+
 pub mod animate;
 pub mod app;
 pub mod assets;

@@ -14,7 +14,7 @@ pub mod hourglass;
 pub mod interpolate;
 pub mod keypoint_detector;
 pub mod motion_transfer;
-pub mod pickle;
+pub(crate) mod pickle;
 pub mod precision;
 pub mod presets;
 pub mod quality;

@@ -24,8 +24,9 @@
 //! safetensors files this module writes. Storages that no needed tensor uses are never copied,
 //! but the legacy framing of all of them is still checked.
 //!
-//! Safety: the pickles are decoded by [`super::pickle`], which never imports or calls anything;
-//! this module only *interprets* recorded calls to the tensor-rebuilding functions. Every size
+//! Safety: the pickles are decoded by the crate's own `model::pickle` reader, which never imports
+//! or calls anything; this module only *interprets* recorded calls to the tensor-rebuilding
+//! functions. Every size
 //! taken from the file is checked against the file's length before memory is reserved, tensor
 //! views are checked to stay inside their storage, and the bytes of all tensors together may not
 //! exceed twice the file's size (plus 1 MiB). Every malformed input gives a [`CheckpointError`].

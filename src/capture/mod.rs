@@ -94,8 +94,8 @@ impl SourceSpec {
 /// Not `Send`: some cameras must stay on the thread that opened them, so the pipeline builds
 /// each source on its capture thread from a `Send` factory.
 pub trait FrameSource {
-    /// For messages and stats ("camera:<name>", "video:<path>", "folder:<path>",
-    /// "test-pattern").
+    /// For messages and stats (`camera:<name>`, `video:<path>`, `folder:<path>`,
+    /// `test-pattern`).
     fn name(&self) -> String;
     /// The next frame, once it is due.
     fn next_frame(&mut self) -> Result<Frame, CaptureError>;

@@ -27,7 +27,7 @@ pub enum MediaError {
     ToolNotFound {
         /// `ffmpeg` or `ffprobe`.
         program: String,
-        /// "on PATH" or "at <path>" (when an explicit path was configured).
+        /// `on PATH` or `at <path>` (when an explicit path was configured).
         where_: String,
     },
     /// `ffmpeg` / `ffprobe` exists but could not be started.

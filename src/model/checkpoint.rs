@@ -149,7 +149,7 @@ pub enum CheckpointError {
         path: String,
         /// The file's length in bytes.
         file_len: usize,
-        /// What was being read ("storage '<key>'" or its size).
+        /// What was being read (`storage '<key>'` or its size).
         what: String,
         /// Bytes missing at the end.
         missing: u64,

@@ -1,7 +1,7 @@
 //! `OcclusionAwareGenerator` of `modules/generator.py`, split at the point where the driving frame
-//! first matters: [`OcclusionAwareGenerator::encode_source`] runs once per portrait (the encoder:
+//! first matters: `OcclusionAwareGenerator::encode_source` runs once per portrait (the encoder:
 //! `first` and `down_blocks`, plus the dense-motion network's source inputs), and
-//! [`OcclusionAwareGenerator::decode`] runs per driving frame (dense motion, warping the encoded
+//! `OcclusionAwareGenerator::decode` runs per driving frame (dense motion, warping the encoded
 //! features, occlusion masking, bottleneck, `up_blocks`, `final`). Together they compute exactly
 //! the original's `forward`.
 

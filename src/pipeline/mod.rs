@@ -8,8 +8,8 @@
 //!                         between frames)                     go silent)
 //! ```
 //!
-//! Where a camera frame becomes a virtual-camera frame: [`inference::InferenceLoop::on_frame`]
-//! (crop -> engine -> publish), then [`sink`]'s thread writes it to the device.
+//! Where a camera frame becomes a virtual-camera frame: `inference::InferenceLoop::on_frame`
+//! (crop -> engine -> publish), then `sink`'s thread writes it to the device.
 //!
 //! A [`Pipeline`] is stopped one way: [`Pipeline::stop`] (or a [`Stopper`] from another thread,
 //! e.g. a Ctrl-C handler), then [`Pipeline::join`] says how each thread ended. Dropping a

@@ -806,7 +806,7 @@ impl ClassicEngine {
         added
     }
 
-    /// The portrait in the idle-motion pose at `t` seconds ([`crate::engine::idle`]), with no driving
+    /// The portrait in the idle-motion pose at `t` seconds ([`crate::idle`]), with no driving
     /// frame: a grid of anchors over the portrait's textured region (the face, for a portrait) moves as
     /// FOMM keypoints with Jacobians would (each anchor moved by the pose about the region's centre, its
     /// Jacobian the pose's linear part), and the blended flow fades to the identity beyond it, so the head

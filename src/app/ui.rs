@@ -112,7 +112,7 @@ pub struct Status {
     pub source_error: Option<String>,
     /// "writing YUYV 640x480 to /dev/video10", or why not.
     pub vcam: String,
-    /// Whether the virtual camera is receiving frames (the line is drawn green).
+    /// Whether a frame went to the virtual camera within the last second (the line is drawn green).
     pub vcam_writing: bool,
     /// The pipeline's latest statistics.
     pub stats: Option<StatsSnapshot>,

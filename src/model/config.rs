@@ -61,8 +61,8 @@ pub struct CommonParams {
 pub struct KpDetectorParams {
     /// Softmax temperature of the keypoint heatmaps.
     pub temperature: f64,
-    /// Channels of the hourglass's first block; block i has `min(max_features, block_expansion *
-    /// 2^i)`.
+    /// The hourglass's width unit: down block i outputs `min(max_features, block_expansion *
+    /// 2^(i+1))` channels; the decoder ends at `block_expansion` (plus the input, concatenated).
     pub block_expansion: usize,
     /// Upper bound on the hourglass's channels.
     pub max_features: usize,
@@ -82,8 +82,8 @@ pub struct KpDetectorParams {
 /// `model_params.generator_params.dense_motion_params` (arguments of `DenseMotionNetwork.__init__`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DenseMotionParams {
-    /// Channels of the hourglass's first block; block i has `min(max_features, block_expansion *
-    /// 2^i)`.
+    /// The hourglass's width unit: down block i outputs `min(max_features, block_expansion *
+    /// 2^(i+1))` channels; the decoder ends at `block_expansion` (plus the input, concatenated).
     pub block_expansion: usize,
     /// Upper bound on the hourglass's channels.
     pub max_features: usize,

@@ -16,20 +16,32 @@ use crate::model::fomm::ModelError;
 use crate::model::keypoint_detector::Keypoints;
 use crate::model::motion_transfer::{TransferOptions, convex_hull_area};
 
+/// Why an offline animation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AnimateError {
+    /// A picture or video could not be read or written.
     #[error(transparent)]
     Media(#[from] MediaError),
+    /// The engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The driving video or folder (named) gave no frame.
     #[error("the driving {0} has no frames")]
     NoFrames(String),
+    /// [`Reference::Frame`] names a frame past the end of the driving sequence.
     #[error(
         "--best-frame {requested} is out of range: the driving sequence has {count} frames (0..{count})"
     )]
-    BestFrameOutOfRange { requested: usize, count: usize },
+    BestFrameOutOfRange {
+        /// The frame asked for (0-based).
+        requested: usize,
+        /// The number of driving frames.
+        count: usize,
+    },
+    /// The driving path (named) is neither a file nor a folder.
     #[error("driving path {0} is neither a video file nor a folder of images")]
     BadDriving(String),
+    /// [`Reference::Best`] was asked of an engine (named) without a keypoint detector.
     #[error(
         "the {0} engine has no keypoint detector to find the best frame with (--find-best-frame); use the fomm engine (a checkpoint) or --best-frame N"
     )]
@@ -59,12 +71,18 @@ pub enum Reference {
     Best,
 }
 
+/// What to animate, with what, into where, and how.
 #[derive(Debug, Clone)]
 pub struct AnimateRequest {
+    /// The portrait picture.
     pub source: PathBuf,
+    /// A driving video file or a folder of frame pictures.
     pub driving: PathBuf,
+    /// A video file (by its extension) or else a folder for PNG frames.
     pub output: PathBuf,
+    /// Relative or absolute motion, adapt scale.
     pub transfer: TransferOptions,
+    /// Which driving frame is the reference D_1.
     pub reference: Reference,
     /// Crop images to a centred square before resizing.
     pub crop_square: bool,
@@ -106,11 +124,16 @@ pub enum InBetweenMode {
     Hold,
 }
 
+/// What [`animate`] did.
 #[derive(Debug, Clone)]
 pub struct AnimateSummary {
+    /// Frames written.
     pub frames: usize,
+    /// Index of the driving frame used as the reference D_1.
     pub reference_frame: usize,
+    /// Whether the output is a video (else a folder of PNGs).
     pub output_is_video: bool,
+    /// The output's frame rate: the driving video's, or the request's `folder_fps`.
     pub fps: f64,
 }
 

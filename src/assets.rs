@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// The bundled avatars' folder: ./assets/avatars, or beside the executable (installed, or
-/// target/<profile> inside the repository), or share/marionette.
+/// `target/<profile>` inside the repository), or share/marionette.
 pub fn bundled_dir() -> Option<PathBuf> {
     let name = "assets/avatars";
     let mut candidates = vec![PathBuf::from(name)];

@@ -15,22 +15,30 @@ use crate::model::precision::PrecisionPlan;
 /// Median milliseconds of each stage.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// The config's name.
     pub config: String,
+    /// The device, as Candle's `Debug` prints it.
     pub device: String,
     /// The convolutions' precision (the lowest of the plan).
     pub precision: String,
+    /// Rayon's thread count.
     pub threads: usize,
+    /// Timed runs per stage (after one warm-up run); grid_sample takes at least 20.
     pub iterations: usize,
     /// Once per portrait: keypoints of the source + generator encoder.
     pub prepare_source_ms: f64,
+    /// The keypoint detector on one driving frame.
     pub kp_detector_ms: f64,
+    /// Relative motion transfer with adapt scale (`normalize_kp`).
     pub motion_transfer_ms: f64,
+    /// The dense motion network.
     pub dense_motion_ms: f64,
     /// Warp, occlusion, bottleneck, up blocks and final conv (the decoder proper).
     pub decoder_ms: f64,
     /// The whole per-frame step with the cached source: keypoints of the driving frame, motion
     /// transfer, dense motion and decoder.
     pub per_frame_ms: f64,
+    /// 1000 / `per_frame_ms`.
     pub fps: f64,
     /// grid_sample on (1,256,64,64) features with a 64x64 grid.
     pub grid_sample_features_ms: f64,
@@ -81,6 +89,8 @@ fn test_grid(n: usize, h: usize, w: usize, device: &Device) -> candle_core::Resu
     id.broadcast_add(&noise)
 }
 
+/// Times each FOMM stage on random weights of `config`'s structure, with random source and
+/// driving images, at the precision `precision`: the median of `iters` runs after a warm-up.
 pub fn run(
     config: &FommConfig,
     device: &Device,
@@ -154,9 +164,13 @@ pub fn run(
 /// Speed of the classic engine at one frame size.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassicBenchReport {
+    /// "classic".
     pub engine: &'static str,
+    /// Frame side in pixels.
     pub size: usize,
+    /// Rayon's thread count.
     pub threads: usize,
+    /// Driving frames timed (at least 2).
     pub frames: usize,
     /// Once per portrait: its texture analysis.
     pub set_source_ms: f64,
@@ -164,7 +178,9 @@ pub struct ClassicBenchReport {
     pub calibrate_ms: f64,
     /// Median of one driving frame: tracking, local fits, flow and warp.
     pub per_frame_ms: f64,
+    /// 90th percentile of the same.
     pub p90_ms: f64,
+    /// 1000 / `per_frame_ms`.
     pub fps: f64,
 }
 
@@ -236,9 +252,13 @@ pub fn run_classic(
 /// Per-frame cost of everything in the live loop except the model, at a camera size (median ms).
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveBenchReport {
+    /// The camera frame size ("1280x720").
     pub camera: String,
+    /// The model's input side in pixels.
     pub model_side: u32,
+    /// The output frame: the camera size, YUYV.
     pub output: String,
+    /// Timed runs per stage (after one warm-up run).
     pub iterations: usize,
     /// MJPG (JPEG quality 85) to RGB, the way the webcam source decodes it.
     pub decode_mjpg_ms: f64,

@@ -92,6 +92,7 @@ impl<T> LatestSender<T> {
 /// Why a receive returned nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecvError {
+    /// Nothing arrived in time (for `try_recv`: nothing is waiting).
     Timeout,
     /// The sender is gone and nothing is left.
     Disconnected,
@@ -114,6 +115,7 @@ impl<T> LatestReceiver<T> {
         })
     }
 
+    /// Items replaced before anyone took them (shared with the sender's count).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }

@@ -7,15 +7,19 @@ use std::time::Instant;
 /// Width and height in pixels, named so they are never swapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Size {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
 }
 
 impl Size {
+    /// `width` x `height`.
     pub const fn new(width: u32, height: u32) -> Self {
         Self { width, height }
     }
 
+    /// Number of pixels, width times height.
     pub fn pixels(&self) -> usize {
         self.width as usize * self.height as usize
     }
@@ -57,7 +61,10 @@ pub struct Frame {
     pub seq: u64,
     /// When the source produced it (camera read, file decode, pattern render).
     pub captured_at: Instant,
+    /// Its size.
     pub size: Size,
+    /// The pixels: `size.pixels() * 3` bytes when made by [`Frame::new`] or
+    /// [`Frame::from_image`].
     pub rgb: Arc<Vec<u8>>,
 }
 
@@ -65,12 +72,16 @@ pub struct Frame {
 #[derive(Debug, thiserror::Error)]
 #[error("frame buffer has {got} bytes, a {size} RGB frame needs {want}")]
 pub struct FrameSizeError {
+    /// The frame's size.
     pub size: Size,
+    /// Bytes in the buffer.
     pub got: usize,
+    /// Bytes the size needs (width * height * 3).
     pub want: usize,
 }
 
 impl Frame {
+    /// A frame of `size` from an RGB8 buffer, which must hold exactly `size.pixels() * 3` bytes.
     pub fn new(
         seq: u64,
         captured_at: Instant,
@@ -116,7 +127,7 @@ impl Frame {
         }
     }
 
-    /// A copy as an `image` buffer.
+    /// A copy as an `image` buffer (`None` when the buffer is too small for the size).
     pub fn to_image(&self) -> Option<image::RgbImage> {
         image::RgbImage::from_raw(self.size.width, self.size.height, self.rgb.as_ref().clone())
     }

@@ -5,9 +5,11 @@
 //! * [`media`]: images and videos in and out, with the original demo's preprocessing.
 //! * [`animate`]: offline animation of a portrait from a driving video or folder of frames.
 //! * [`frame`], [`capture`], [`output`], [`pipeline`]: the live path.
-//! * [`bench`]: speed measurements.
+//! * [`bench`](mod@bench): speed measurements.
 //! * [`synth`]: synthetic driving sequences with known motion, and the accuracy evaluation.
 //! * [`app`]: the desktop window.
+
+#![warn(missing_docs)]
 
 pub mod animate;
 pub mod app;

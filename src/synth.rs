@@ -31,6 +31,7 @@ pub const SPEC_FILE: &str = "sequence.json";
 /// Everything that can go wrong while writing or scoring sequences.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
+    /// A picture or folder could not be read or written by the media layer.
     #[error(transparent)]
     Media(#[from] crate::media::MediaError),
     /// A picture could not be read, decoded or written.
@@ -38,7 +39,9 @@ pub enum SynthError {
     Image {
         /// "read" or "write".
         action: &'static str,
+        /// The picture file.
         path: PathBuf,
+        /// The decoder's or encoder's error.
         #[source]
         source: image::ImageError,
     },
@@ -47,7 +50,9 @@ pub enum SynthError {
     Io {
         /// What we tried to do ("create the folder", "read", "write", "list the folder").
         action: &'static str,
+        /// The file or folder.
         path: PathBuf,
+        /// The error.
         #[source]
         source: std::io::Error,
     },
@@ -57,7 +62,9 @@ pub enum SynthError {
         path.display()
     )]
     Json {
+        /// The description file.
         path: PathBuf,
+        /// The JSON error.
         #[source]
         source: serde_json::Error,
     },
@@ -79,9 +86,13 @@ pub enum SynthError {
 /// [0, 1]. Written and parsed as `x0,y0,x1,y1`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FaceBox {
+    /// Left edge.
     pub x0: f64,
+    /// Top edge.
     pub y0: f64,
+    /// Right edge.
     pub x1: f64,
+    /// Bottom edge.
     pub y1: f64,
 }
 

@@ -21,7 +21,9 @@ struct Loaded {
     texture: egui::TextureHandle,
 }
 
+/// The dialog's state: the folder being browsed, the picture loaded, the crop and the name.
 pub struct AddDialog {
+    /// Whether the dialog is shown.
     pub open: bool,
     path_text: String,
     dir: PathBuf,

@@ -16,22 +16,39 @@ pub const PORTRAIT_SIDE: u32 = 512;
 /// Thumbnail side in the gallery strip.
 pub const THUMB_SIDE: u32 = 96;
 
+/// Why a portrait could not be loaded, added or removed.
 #[derive(Debug, thiserror::Error)]
 pub enum GalleryError {
+    /// A picture or folder could not be read.
     #[error(transparent)]
     Media(#[from] MediaError),
+    /// Creating the user's folder or deleting a portrait's file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The folder or file.
         path: PathBuf,
+        /// The error.
         #[source]
         source: std::io::Error,
     },
+    /// A new portrait could not be written (or there is no data directory to write it to).
     #[error("{path}: could not save the portrait: {message}")]
-    Save { path: PathBuf, message: String },
+    Save {
+        /// The file it was to be saved as (`avatars` when there is no data directory).
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Removing a bundled portrait was asked for.
     #[error("{name} is a bundled portrait and cannot be removed")]
-    Bundled { name: String },
+    Bundled {
+        /// The portrait's name.
+        name: String,
+    },
+    /// The index is past the end of the gallery.
     #[error("no portrait number {0}")]
     NoSuchPortrait(usize),
+    /// The crop box (then the image's width and height) leaves no square inside the image.
     #[error("the crop box {0:?} is not inside the {1}x{2} image")]
     BadCrop(CropBox, u32, u32),
 }
@@ -39,8 +56,11 @@ pub enum GalleryError {
 /// A square region of an image, in pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CropBox {
+    /// Left edge.
     pub x: f32,
+    /// Top edge.
     pub y: f32,
+    /// Side length.
     pub side: f32,
 }
 
@@ -77,12 +97,15 @@ pub struct Portrait {
     pub key: String,
     /// Shown under the thumbnail.
     pub name: String,
+    /// The picture file it was loaded from.
     pub path: PathBuf,
+    /// Whether it ships with the program (and cannot be removed).
     pub bundled: bool,
     /// The engine's cache key.
     pub id: u64,
     /// Square, at most [`PORTRAIT_SIDE`].
     pub image: Arc<RgbImage>,
+    /// [`THUMB_SIDE`] square.
     pub thumbnail: Arc<RgbImage>,
 }
 
@@ -152,7 +175,9 @@ pub fn user_dir() -> Option<PathBuf> {
     dirs::data_dir().map(|d| d.join("marionette").join("avatars"))
 }
 
+/// The bundled portraits followed by the user's.
 pub struct Gallery {
+    /// The portraits, in display order (added ones at the end).
     pub portraits: Vec<Portrait>,
     user_dir: Option<PathBuf>,
 }
@@ -188,18 +213,22 @@ impl Gallery {
         )
     }
 
+    /// Number of portraits.
     pub fn len(&self) -> usize {
         self.portraits.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.portraits.is_empty()
     }
 
+    /// The portrait at `index`.
     pub fn get(&self, index: usize) -> Option<&Portrait> {
         self.portraits.get(index)
     }
 
+    /// Index of the portrait with this [`Portrait::key`].
     pub fn index_of(&self, key: &str) -> Option<usize> {
         self.portraits.iter().position(|p| p.key == key)
     }

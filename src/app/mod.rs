@@ -3,15 +3,15 @@
 //!
 //! * [`settings`]: what is remembered between runs (TOML in the XDG config dir);
 //! * [`gallery`]: the bundled and the user's portraits;
-//! * [`ui`] and [`add_dialog`]: the panels, hotkeys and dialogs (egui, over plain data);
-//! * [`video`]: the video panes on the GPU (`shaders/video.wgsl`);
+//! * [`ui`] and `add_dialog`: the panels, hotkeys and dialogs (egui, over plain data);
+//! * `video`: the video panes on the GPU (`shaders/video.wgsl`);
 //! * [`window`]: winit + wgpu + the live pipeline.
 
-pub mod add_dialog;
+pub(crate) mod add_dialog;
 pub mod gallery;
 pub mod settings;
 pub mod ui;
-pub mod video;
+pub(crate) mod video;
 pub mod window;
 
 use crate::capture::SourceFactory;

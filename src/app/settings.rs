@@ -9,16 +9,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::pipeline::framing::Crop;
 
+/// Why the settings could not be found, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
+    /// The file exists but could not be read or is not valid settings TOML.
     #[error("settings file {path}: {message}")]
-    Read { path: PathBuf, message: String },
+    Read {
+        /// The settings file.
+        path: PathBuf,
+        /// The read or parse error.
+        message: String,
+    },
+    /// Creating the folder, or writing or renaming the file, failed.
     #[error("writing settings file {path}: {source}")]
     Write {
+        /// The settings file.
         path: PathBuf,
+        /// The error (a TOML serialisation error arrives as `InvalidData`).
         #[source]
         source: std::io::Error,
     },
+    /// No config directory is known (neither `XDG_CONFIG_HOME` nor `HOME` is set).
     #[error("no config directory: set XDG_CONFIG_HOME or HOME")]
     NoConfigDir,
 }
@@ -29,6 +40,7 @@ pub enum SettingsError {
 pub enum SourceSetting {
     /// A webcam by device path (e.g. /dev/video0).
     Camera(String),
+    /// The built-in test pattern: the selected portrait moving by itself on a neutral background.
     TestPattern,
     /// No source: the portrait moves by itself.
     Idle,
@@ -54,8 +66,11 @@ impl SourceSetting {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CropSetting {
+    /// [`Crop::zoom`].
     pub zoom: f64,
+    /// [`Crop::pan_x`].
     pub pan_x: f64,
+    /// [`Crop::pan_y`].
     pub pan_y: f64,
 }
 
@@ -71,6 +86,7 @@ impl Default for CropSetting {
 }
 
 impl CropSetting {
+    /// The crop, clamped into range and not mirrored.
     pub fn to_crop(self) -> Crop {
         Crop {
             zoom: self.zoom,
@@ -81,6 +97,7 @@ impl CropSetting {
         .clamped()
     }
 
+    /// The stored part of a crop (its mirroring is a separate setting).
     pub fn from_crop(c: &Crop) -> Self {
         Self {
             zoom: c.zoom,
@@ -112,6 +129,7 @@ impl Default for VcamSetting {
     }
 }
 
+/// Everything the window remembers between runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -119,6 +137,7 @@ pub struct Settings {
     pub avatar: Option<String>,
     /// None: the first webcam, else idle motion.
     pub source: Option<SourceSetting>,
+    /// The crop of the camera frame.
     pub crop: CropSetting,
     /// The portrait drawn over the camera crop, to line the face up with it.
     pub overlay: bool,
@@ -128,6 +147,7 @@ pub struct Settings {
     pub mirror_preview: bool,
     /// Mirror what the virtual camera and recorder get.
     pub mirror_output: bool,
+    /// Send the camera crop instead of the portrait.
     pub passthrough: bool,
     /// Relative motion (the default); false: absolute.
     pub relative: bool,
@@ -135,8 +155,11 @@ pub struct Settings {
     /// as the original demo recommends; off for the classic engine, where it was measured to
     /// follow noise without a face detector).
     pub adapt_scale: Option<bool>,
+    /// Draw the motion keypoints.
     pub keypoints: bool,
+    /// Show the statistics grid.
     pub stats: bool,
+    /// The virtual camera output.
     pub vcam: VcamSetting,
     /// Model keyframes with motion in between (auto: while the model is slower than the camera).
     pub keyframes: crate::pipeline::KeyframeMode,

@@ -13,15 +13,26 @@ use crate::pipeline::stats::StatsSnapshot;
 /// On/off settings, flipped by a checkbox or a hotkey.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flag {
+    /// The alignment overlay: the portrait drawn over the camera pane (O).
     Overlay,
+    /// Show the camera pane as a mirror (M).
     MirrorPreview,
+    /// Flip what the virtual camera sends.
     MirrorOutput,
+    /// Send the camera crop instead of the portrait (P).
     Passthrough,
+    /// Relative motion transfer; off means absolute (refused when the engine has only
+    /// relative).
     Relative,
+    /// Scale the motion to the portrait's face size.
     AdaptScale,
+    /// Draw the motion keypoints.
     Keypoints,
+    /// The statistics grid (I).
     Stats,
+    /// The hotkey help overlay (? or F1).
     Help,
+    /// Borderless fullscreen (F11).
     Fullscreen,
 }
 
@@ -30,41 +41,61 @@ pub enum Flag {
 pub enum Action {
     /// Take the next camera frame as the reference frame.
     Recalibrate,
+    /// Select the portrait at this gallery index (0-based).
     SelectAvatar(usize),
+    /// Select the previous portrait, wrapping around.
     PrevAvatar,
+    /// Select the next portrait, wrapping around.
     NextAvatar,
     /// Multiply the crop's zoom.
     Zoom(f64),
+    /// Set the crop's zoom (the slider offers 1 to 4).
     SetZoom(f64),
     /// Move the crop (fractions of the free room).
     Pan(f64, f64),
+    /// Reset the crop to the centred square of the whole short side (zoom 1, no pan).
     ResetCrop,
+    /// Flip an on/off setting.
     Toggle(Flag),
-    /// Change the overlay's opacity by this much.
+    /// Change the overlay's opacity by this much (and show the overlay).
     OverlayOpacity(f32),
+    /// Set the overlay's opacity, in [0, 1].
     SetOverlayOpacity(f32),
+    /// Switch the driving source.
     SetSource(SourceSetting),
     /// Model keyframes with motion in between: auto, on or off.
     SetKeyframes(crate::pipeline::KeyframeMode),
+    /// Pick the virtual-camera device: "auto", "none" or a device path.
     SetVcamDevice(String),
+    /// Pick the virtual camera's pixel format: "yuyv" or "i420".
     SetVcamFormat(String),
+    /// Pick the virtual camera's frame size: "640x480" or "1280x720".
     SetVcamSize(String),
     /// Open the add-portrait dialog (optionally on a file, e.g. one dropped on the window).
     OpenAddPortrait(Option<PathBuf>),
+    /// Add a picture to the user's gallery (from the add-portrait dialog).
     AddPortrait {
+        /// The picture file.
         path: PathBuf,
+        /// The square to cut out of it.
         crop: CropBox,
+        /// The portrait's name.
         name: String,
     },
+    /// Remove the user's portrait at this gallery index (bundled ones cannot be removed).
     RemovePortrait(usize),
+    /// Esc: close an open dialog or the help, else quit.
     Quit,
 }
 
 /// A gallery entry as the panels show it.
 #[derive(Debug, Clone)]
 pub struct Thumb {
+    /// The portrait's name.
     pub name: String,
+    /// Whether it ships with the program (and cannot be removed).
     pub bundled: bool,
+    /// Its thumbnail, once uploaded (a "?" button until then).
     pub texture: Option<egui::TextureId>,
 }
 
@@ -79,20 +110,27 @@ pub struct Status {
     pub absolute_supported: bool,
     /// The driving source now ("test pattern", "/dev/video0", "idle motion").
     pub source: String,
+    /// Why the driving source failed, if it did.
     pub source_error: Option<String>,
     /// "writing YUYV 640x480 to /dev/video10", or why not.
     pub vcam: String,
+    /// Whether a frame went to the virtual camera within the last second (the line is drawn green).
     pub vcam_writing: bool,
+    /// The pipeline's latest statistics.
     pub stats: Option<StatsSnapshot>,
     /// The window's own drawing: frames per second and milliseconds of work per frame.
     pub window: Option<(f64, f64)>,
+    /// A warning to show under the engine line (a failed action, a stopped engine, ...).
     pub notice: Option<String>,
 }
 
 /// Everything the panels draw from.
 pub struct View<'a> {
+    /// The settings the controls show.
     pub settings: &'a Settings,
+    /// The gallery, in order.
     pub portraits: &'a [Thumb],
+    /// Index of the selected portrait.
     pub selected: Option<usize>,
     /// Driving sources to pick from: label and setting.
     pub sources: &'a [(String, SourceSetting)],
@@ -100,6 +138,7 @@ pub struct View<'a> {
     pub source: &'a SourceSetting,
     /// Virtual-camera devices found (paths).
     pub vcam_devices: &'a [String],
+    /// The status lines.
     pub status: &'a Status,
 }
 

@@ -19,6 +19,7 @@ pub enum PaneId {
 pub struct PaneParams {
     /// The square of the frame to show, in texture coordinates (u0, v0, u1, v1).
     pub crop: [f32; 4],
+    /// Flip horizontally.
     pub mirror: bool,
     /// 0: no overlay.
     pub overlay_opacity: f32,
@@ -294,15 +295,13 @@ impl VideoRenderer {
             self.panes[i].bind_group = bg;
         }
     }
-
-    pub fn has_frame(&self, pane: PaneId) -> bool {
-        self.panes[pane as usize].has_frame
-    }
 }
 
 /// Draws one pane inside egui's render pass.
 pub struct PaneCallback {
+    /// Which pane.
     pub pane: PaneId,
+    /// How to draw it.
     pub params: PaneParams,
 }
 

@@ -26,26 +26,33 @@ use crate::output::switch::{ChannelSink, SwitchHandle, SwitchableSink};
 use crate::pipeline::framing::Crop;
 use crate::pipeline::{Control, Pipeline, PipelineOptions};
 
+/// Why the window could not be opened or run.
 #[derive(Debug, thiserror::Error)]
 pub enum WindowError {
+    /// No event loop: no desktop session (X11 or Wayland) to connect to.
     #[error(
         "cannot open a window: marionette needs a desktop session (X11 or Wayland; DISPLAY or \
          WAYLAND_DISPLAY set). Without one, `marionette run` works headless"
     )]
     EventLoop(#[from] winit::error::EventLoopError),
+    /// The window system refused to create the window.
     #[error("creating the window")]
     Os(#[from] winit::error::OsError),
+    /// No graphics adapter or surface for wgpu.
     #[error(
         "no graphics adapter for the window. Install Mesa's drivers (Debian/Ubuntu: \
          mesa-vulkan-drivers libgl1-mesa-dri) or your GPU's driver; WGPU_BACKEND=gl or vulkan \
          picks one"
     )]
     Gpu(#[from] egui_wgpu::WgpuError),
+    /// Neither the bundled nor the user's folder holds a portrait; the string names the user's
+    /// folder.
     #[error(
         "no portraits: neither the bundled avatars (assets/avatars) nor any in {0} were found. Add \
          an image there or run from the repository"
     )]
     NoPortraits(String),
+    /// The live pipeline did not start.
     #[error("starting the live loop: {0}")]
     Pipeline(Box<crate::pipeline::PipelineError>),
 }

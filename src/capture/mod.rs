@@ -2,7 +2,7 @@
 //! looping), a folder of images, or a built-in test pattern. One [`FrameSource`] interface;
 //! sources know only [`crate::frame`].
 
-pub mod pattern;
+pub(crate) mod pattern;
 pub mod webcam;
 
 use std::path::{Path, PathBuf};
@@ -13,12 +13,21 @@ use crate::media::MediaError;
 use crate::media::frames::{list_image_files, load_rgb};
 use crate::media::video::VideoReader;
 
+/// Why a driving source could not be opened or read.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
+    /// A webcam could not be found, opened or read, or sent a frame that cannot be decoded.
     #[error("camera {camera}: {message}")]
-    Camera { camera: String, message: String },
+    Camera {
+        /// The camera's name or selector.
+        camera: String,
+        /// What failed.
+        message: String,
+    },
+    /// A video file or picture could not be read.
     #[error(transparent)]
     Media(#[from] MediaError),
+    /// A video file or folder (named) has no frames.
     #[error("{0} has no frames")]
     Empty(String),
 }
@@ -85,7 +94,10 @@ impl SourceSpec {
 /// Not `Send`: some cameras must stay on the thread that opened them, so the pipeline builds
 /// each source on its capture thread from a `Send` factory.
 pub trait FrameSource {
+    /// For messages and stats (`camera:<name>`, `video:<path>`, `folder:<path>`,
+    /// `test-pattern`).
     fn name(&self) -> String;
+    /// The next frame, once it is due.
     fn next_frame(&mut self) -> Result<Frame, CaptureError>;
     /// Tries to get a failed source going again (a webcam that was unplugged).
     fn reopen(&mut self) -> Result<(), CaptureError> {
@@ -95,7 +107,7 @@ pub trait FrameSource {
 
 /// Sleeps so that frames come out at a steady rate.
 #[derive(Debug)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     interval: Duration,
     next: Option<Instant>,
 }
@@ -127,7 +139,7 @@ impl Pacer {
 }
 
 /// A video file played at its own frame rate, looping at the end.
-pub struct VideoFileSource {
+pub(crate) struct VideoFileSource {
     path: PathBuf,
     reader: VideoReader,
     pacer: Pacer,
@@ -186,6 +198,7 @@ pub struct FolderSource {
 }
 
 impl FolderSource {
+    /// Lists the pictures of `dir`, to be played at `fps` frames per second.
     pub fn open(dir: &Path, fps: f64) -> Result<Self, CaptureError> {
         let files = list_image_files(dir)?;
         if files.is_empty() {

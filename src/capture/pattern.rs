@@ -11,6 +11,7 @@ use super::{CaptureError, FrameSource, Pacer};
 use crate::frame::{Frame, Size};
 use crate::idle::pose_at;
 
+/// The test pattern as a [`FrameSource`], paced at its frame rate.
 pub struct TestPattern {
     face: RgbImage,
     size: Size,

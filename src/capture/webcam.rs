@@ -61,7 +61,9 @@ impl std::fmt::Display for CameraSelector {
 /// What a camera delivers, and what we ask of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WebcamRequest {
+    /// Preferred frame size (else 640x480, else what the camera has).
     pub size: Size,
+    /// Preferred frame rate.
     pub fps: u32,
     /// Prefer MJPG (less USB bandwidth, 720p30 on USB 2) over YUYV.
     pub mjpeg: bool,
@@ -80,8 +82,11 @@ impl Default for WebcamRequest {
 /// A camera name and its index as nokhwa reports them.
 #[derive(Debug, Clone)]
 pub struct CameraEntry {
+    /// nokhwa's index (a number for V4L2 devices: N of /dev/videoN).
     pub index: String,
+    /// The camera's human-readable name.
     pub name: String,
+    /// nokhwa's description of it.
     pub description: String,
 }
 
@@ -101,6 +106,7 @@ pub fn list_cameras() -> Result<Vec<CameraEntry>, CaptureError> {
         .collect())
 }
 
+/// A V4L2 webcam as a [`FrameSource`] (through nokhwa): MJPG, YUYV or RGB frames turned into RGB8.
 pub struct Webcam {
     selector: CameraSelector,
     request: WebcamRequest,
@@ -177,7 +183,6 @@ impl Webcam {
     }
 }
 
-/// YUYV (Y0 U Y1 V) to RGB8, BT.601 limited range.
 /// One MJPG camera frame (a JPEG picture) to packed RGB.
 pub fn decode_mjpg(jpeg: &[u8]) -> Result<Vec<u8>, image::ImageError> {
     Ok(
@@ -187,6 +192,8 @@ pub fn decode_mjpg(jpeg: &[u8]) -> Result<Vec<u8>, image::ImageError> {
     )
 }
 
+/// YUYV (Y0 U Y1 V) to RGB8, BT.601 limited range, `size` pixels (a short input leaves the rest
+/// black).
 pub fn yuyv_to_rgb(yuyv: &[u8], size: Size) -> Vec<u8> {
     let (w, h) = (size.width as usize, size.height as usize);
     let mut out = vec![0u8; w * h * 3];

@@ -22,7 +22,9 @@ use crate::model::presets;
 /// The engine asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EngineKind {
+    /// FOMM; fails without a checkpoint (or random weights).
     Fomm,
+    /// The weight-free classic engine.
     Classic,
     /// FOMM when a checkpoint is found, else classic.
     #[default]
@@ -45,27 +47,44 @@ impl FromStr for EngineKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineChoice {
     /// FOMM with this checkpoint; `found` when it was discovered rather than given.
-    Fomm { checkpoint: PathBuf, found: bool },
+    Fomm {
+        /// The checkpoint file.
+        checkpoint: PathBuf,
+        /// Whether it was found by searching rather than given.
+        found: bool,
+    },
     /// The classic engine; `fallback` when `auto` found no checkpoint.
-    Classic { fallback: bool },
+    Classic {
+        /// Whether `auto` fell back to it for want of a checkpoint.
+        fallback: bool,
+    },
 }
 
+/// A request that names no engine that can run.
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
+    /// The engine name is not fomm, classic or auto.
     #[error("unknown engine {0:?}: use fomm, classic or auto")]
     UnknownEngine(String),
+    /// The given checkpoint path is not a file.
     #[error(
         "checkpoint {0} does not exist (or is not a file): check the path, or drop --checkpoint"
     )]
     MissingCheckpoint(PathBuf),
+    /// FOMM was asked for, no checkpoint was given and none was found.
     #[error(
         "--engine fomm needs a checkpoint and none was found in {searched}. Download vox-adv-cpk.pth.tar \
          (see models/README.md) into one of those folders or pass --checkpoint PATH, or use --engine \
          classic (no weights needed)"
     )]
-    NoCheckpoint { searched: String },
+    NoCheckpoint {
+        /// The folders searched, comma-separated.
+        searched: String,
+    },
+    /// A checkpoint was given together with the classic engine.
     #[error("--checkpoint is a FOMM checkpoint and cannot be used with --engine classic")]
     CheckpointWithClassic,
+    /// Random weights were asked for together with the classic engine.
     #[error("--random-weights gives FOMM random weights and cannot be used with --engine classic")]
     RandomWeightsWithClassic,
 }

@@ -24,8 +24,9 @@
 //! safetensors files this module writes. Storages that no needed tensor uses are never copied,
 //! but the legacy framing of all of them is still checked.
 //!
-//! Safety: the pickles are decoded by [`super::pickle`], which never imports or calls anything;
-//! this module only *interprets* recorded calls to the tensor-rebuilding functions. Every size
+//! Safety: the pickles are decoded by the crate's own `model::pickle` reader, which never imports
+//! or calls anything; this module only *interprets* recorded calls to the tensor-rebuilding
+//! functions. Every size
 //! taken from the file is checked against the file's length before memory is reserved, tensor
 //! views are checked to stay inside their storage, and the bytes of all tensors together may not
 //! exceed twice the file's size (plus 1 MiB). Every malformed input gives a [`CheckpointError`].
@@ -76,7 +77,9 @@ pub enum CheckpointFormat {
 /// The FOMM weights: `generator.*` and `kp_detector.*` tensors, on the CPU.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
+    /// The layout the file was read from.
     pub format: CheckpointFormat,
+    /// Tensors by name (`generator.<name>`, `kp_detector.<name>`), in their stored type.
     pub tensors: BTreeMap<String, Tensor>,
 }
 
@@ -84,122 +87,218 @@ pub struct Checkpoint {
 /// [`Checkpoint::from_bytes`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// The file could not be read.
     #[error(
         "cannot read the checkpoint {path}: {source}; check that the file exists and is readable"
     )]
     Io {
+        /// The checkpoint file.
         path: String,
+        /// The error from reading it.
         source: std::io::Error,
     },
+    /// The file has no bytes.
     #[error("the checkpoint {path} is empty: the download failed; download it again")]
-    Empty { path: String },
+    Empty {
+        /// The checkpoint file.
+        path: String,
+    },
+    /// The first bytes match none of the three layouts.
     #[error(
         "{path} is not a checkpoint this program can read (it starts with {head}); expected a \
          PyTorch .pth/.pth.tar file (legacy or zip format) or a .safetensors file"
     )]
-    UnknownFormat { path: String, head: String },
+    UnknownFormat {
+        /// The checkpoint file.
+        path: String,
+        /// Its first (up to 8) bytes in hex, with a note when it is a tar archive.
+        head: String,
+    },
+    /// One of the file's pickles could not be decoded.
     #[error(
         "{path}: cannot decode the {part} pickle: {source}; the checkpoint is corrupt or truncated, \
          download it again"
     )]
     Pickle {
+        /// The checkpoint file.
         path: String,
+        /// Which pickle: "magic-number", "format-version", "system-info", "main",
+        /// "storage-key list" (legacy) or "data.pkl" (zip).
         part: &'static str,
+        /// What the pickle decoder found wrong.
         source: PickleError,
     },
+    /// The file starts with a pickle, but not with the legacy magic number and version 1001.
     #[error(
         "{path} starts like a pickle but is not a PyTorch legacy checkpoint ({detail}); save the \
          model with torch.save"
     )]
-    NotLegacyCheckpoint { path: String, detail: String },
+    NotLegacyCheckpoint {
+        /// The checkpoint file.
+        path: String,
+        /// What was found instead.
+        detail: String,
+    },
+    /// The legacy file ends inside a storage or its element count.
     #[error(
         "{path}: the file ends after {file_len} bytes while reading {what} (expected {missing} \
          more): the checkpoint is truncated, download it again"
     )]
     Truncated {
+        /// The checkpoint file.
         path: String,
+        /// The file's length in bytes.
         file_len: usize,
+        /// What was being read (`storage '<key>'` or its size).
         what: String,
+        /// Bytes missing at the end.
         missing: u64,
     },
+    /// A legacy storage's element count times its element size exceeds the file's length.
     #[error(
         "{path}: storage '{key}' claims {numel} elements of {element_size} bytes, more than the \
          whole file ({file_len} bytes): the checkpoint is corrupt, download it again"
     )]
     StorageTooLarge {
+        /// The checkpoint file.
         path: String,
+        /// The storage's key.
         key: String,
+        /// The element count the file gives for it.
         numel: u64,
+        /// Bytes per element of its storage type.
         element_size: usize,
+        /// The file's length in bytes.
         file_len: usize,
     },
+    /// The checkpoint was written on a big-endian machine (legacy `little_endian: False`, or a
+    /// zip `byteorder` record saying "big").
     #[error(
         "{path}: the checkpoint was written on a big-endian machine, which is not supported; \
          load and re-save it with PyTorch on a little-endian (x86/ARM) machine"
     )]
-    BigEndian { path: String },
+    BigEndian {
+        /// The checkpoint file.
+        path: String,
+    },
+    /// The decoded objects are not laid out as a FOMM checkpoint (not a dict, an empty or
+    /// non-dict state dict, inconsistent storages, no or several `data.pkl` records, ...).
     #[error(
         "{path}: unexpected checkpoint layout: {detail}; is this a First Order Motion Model \
          checkpoint (a dict with 'generator' and 'kp_detector' state dicts)?"
     )]
-    Structure { path: String, detail: String },
+    Structure {
+        /// The checkpoint file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The `generator` or `kp_detector` state dict is missing.
     #[error(
         "{path}: the checkpoint has no '{name}' entry (top-level keys: {found}); FOMM checkpoints \
          from the original repository have 'generator' and 'kp_detector'"
     )]
     MissingModel {
+        /// The checkpoint file.
         path: String,
+        /// The missing entry: "generator" or "kp_detector".
         name: &'static str,
+        /// The top-level keys found (at most 20), or for safetensors which prefix had no tensor.
         found: String,
     },
+    /// A tensor's value, storage reference, size, stride or view is malformed or out of range.
     #[error(
         "{path}: tensor '{name}' is malformed: {detail}; the checkpoint is corrupt, download it again"
     )]
     Tensor {
+        /// The checkpoint file.
         path: String,
+        /// The tensor's full name (`generator.<name>` or `kp_detector.<name>`).
         name: String,
+        /// What is wrong with it.
         detail: String,
     },
+    /// A tensor has a type that is not loaded (int8 or complex storages; in safetensors, any type
+    /// Candle reads other than u8, u32, i16, i32, i64, bf16, f16, f32 and f64).
     #[error(
         "{path}: tensor '{name}' is stored as {storage}, which is not supported (FOMM weights are \
          float32); convert the checkpoint to float32"
     )]
     UnsupportedStorage {
+        /// The checkpoint file.
         path: String,
+        /// The tensor's full name.
         name: String,
+        /// Its storage class (`torch.CharStorage`, ...) or Candle dtype.
         storage: String,
     },
+    /// The tensors together would take more than twice the file's size plus 1 MiB.
     #[error(
         "{path}: the tensors would need more than {budget} bytes, over twice the file's size \
          (storages are shared in an unusual way); refusing to load"
     )]
-    TooLarge { path: String, budget: usize },
+    TooLarge {
+        /// The checkpoint file.
+        path: String,
+        /// The byte budget that would be exceeded.
+        budget: usize,
+    },
+    /// The zip archive could not be opened, or a record in it could not be looked up.
     #[error("{path}: the zip archive is damaged: {source}; download the checkpoint again")]
-    Zip { path: String, source: ZipError },
+    Zip {
+        /// The checkpoint file.
+        path: String,
+        /// The zip reader's error.
+        source: ZipError,
+    },
+    /// A record the zip checkpoint needs (a storage's `<dir>/data/<key>`) is absent.
     #[error(
         "{path}: the zip checkpoint has no record '{record}': the archive is incomplete, download \
          it again"
     )]
-    MissingRecord { path: String, record: String },
+    MissingRecord {
+        /// The checkpoint file.
+        path: String,
+        /// The record's name inside the archive.
+        record: String,
+    },
+    /// A zip record has an impossible size, does not match its storage, or fails to decompress
+    /// (CRC included).
     #[error("{path}: cannot read zip record '{record}': {detail}; download the checkpoint again")]
     Record {
+        /// The checkpoint file.
         path: String,
+        /// The record's name inside the archive.
         record: String,
+        /// What is wrong with it.
         detail: String,
     },
+    /// Candle could not parse the safetensors file.
     #[error("{path}: not a valid safetensors file: {source}; re-create or download it again")]
     Safetensors {
+        /// The checkpoint file.
         path: String,
+        /// Candle's error.
         source: Box<candle_core::Error>,
     },
+    /// Candle refused to build a tensor from the gathered bytes.
     #[error("{path}: cannot create tensor '{name}': {source}")]
     Candle {
+        /// The checkpoint file.
         path: String,
+        /// The tensor's full name.
         name: String,
+        /// Candle's error.
         source: Box<candle_core::Error>,
     },
+    /// [`Checkpoint::save_safetensors`] could not write or rename the file.
     #[error("cannot write {path}: {detail}; check the directory exists and is writable")]
-    Write { path: String, detail: String },
+    Write {
+        /// The file being written.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
 }
 
 type Result<T, E = CheckpointError> = std::result::Result<T, E>;

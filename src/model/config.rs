@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 /// Errors reading or validating a config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read config {path}: {source}")]
     Io {
+        /// The config file.
         path: String,
+        /// The error from reading it.
         #[source]
         source: std::io::Error,
     },
@@ -22,13 +25,23 @@ pub enum ConfigError {
         "config {path} is not a FOMM config: {source}. Use one of the original config/*.yaml files \
          (see models/README.md)"
     )]
+    /// The text is not YAML, or `model_params` is missing or has the wrong fields.
     Yaml {
+        /// The config file or name.
         path: String,
+        /// The YAML parser's error.
         #[source]
         source: serde_yaml::Error,
     },
+    /// A value is out of range ([`FommConfig::validate`]) or `frame_shape` has fewer than two
+    /// entries.
     #[error("config {path}: {message}")]
-    Invalid { path: String, message: String },
+    Invalid {
+        /// The config file or name.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// `model_params.common_params`.
@@ -48,8 +61,12 @@ pub struct CommonParams {
 pub struct KpDetectorParams {
     /// Softmax temperature of the keypoint heatmaps.
     pub temperature: f64,
+    /// The hourglass's width unit: down block i outputs `min(max_features, block_expansion *
+    /// 2^(i+1))` channels; the decoder ends at `block_expansion` (plus the input, concatenated).
     pub block_expansion: usize,
+    /// Upper bound on the hourglass's channels.
     pub max_features: usize,
+    /// Down (and up) blocks of the hourglass.
     pub num_blocks: usize,
     /// Input downscaling before the hourglass (0.25: 256x256 -> 64x64).
     #[serde(default = "one")]
@@ -65,9 +82,15 @@ pub struct KpDetectorParams {
 /// `model_params.generator_params.dense_motion_params` (arguments of `DenseMotionNetwork.__init__`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DenseMotionParams {
+    /// The hourglass's width unit: down block i outputs `min(max_features, block_expansion *
+    /// 2^(i+1))` channels; the decoder ends at `block_expansion` (plus the input, concatenated).
     pub block_expansion: usize,
+    /// Upper bound on the hourglass's channels.
     pub max_features: usize,
+    /// Down (and up) blocks of the hourglass.
     pub num_blocks: usize,
+    /// Downscaling of the source and the motion before the hourglass (0.25: 256x256 -> 64x64);
+    /// the dense motion is estimated at this resolution.
     #[serde(default = "one")]
     pub scale_factor: f64,
     /// Variance of the keypoint Gaussians (dense_motion.py default 0.01).
@@ -78,10 +101,17 @@ pub struct DenseMotionParams {
 /// `model_params.generator_params` (arguments of `OcclusionAwareGenerator.__init__`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GeneratorParams {
+    /// Channels after the first 7x7 block; down block i outputs `min(max_features,
+    /// block_expansion * 2^(i+1))`.
     pub block_expansion: usize,
+    /// Upper bound on the encoder's and decoder's channels.
     pub max_features: usize,
+    /// Down (and up) blocks: the features are `2^num_down_blocks` times smaller than the frame.
     pub num_down_blocks: usize,
+    /// Residual blocks between encoder and decoder.
     pub num_bottleneck_blocks: usize,
+    /// Whether the dense motion network also predicts an occlusion map that masks the warped
+    /// features.
     #[serde(default)]
     pub estimate_occlusion_map: bool,
     /// `None` builds a generator without a dense motion network (the original allows it).
@@ -92,8 +122,11 @@ pub struct GeneratorParams {
 /// `model_params`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelParams {
+    /// Shared by the keypoint detector and the generator.
     pub common_params: CommonParams,
+    /// The keypoint detector's.
     pub kp_detector_params: KpDetectorParams,
+    /// The generator's (and its dense motion network's).
     pub generator_params: GeneratorParams,
 }
 
@@ -101,10 +134,15 @@ pub struct ModelParams {
 /// in the published configs: all true).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct NormalizationParams {
+    /// Scale the driving motion by sqrt(area(hull kp(S))) / sqrt(area(hull kp(D_1))), the
+    /// source's keypoint spread over the reference driving frame's.
     #[serde(default = "yes")]
     pub adapt_movement_scale: bool,
+    /// Move the source keypoints by the driving keypoints' displacement from the first driving
+    /// frame, instead of taking the driving keypoints as they are.
     #[serde(default = "yes")]
     pub use_relative_movement: bool,
+    /// With relative movement, also relative Jacobians: J(D_t) J(D_1)^-1 J(S).
     #[serde(default = "yes")]
     pub use_relative_jacobian: bool,
 }
@@ -124,9 +162,11 @@ impl Default for NormalizationParams {
 pub struct FommConfig {
     /// Where it came from (a path or a preset name), for messages.
     pub name: String,
+    /// `model_params`.
     pub model: ModelParams,
     /// Frame (height, width) the model works at: `dataset_params.frame_shape[:2]`.
     pub frame_size: (usize, usize),
+    /// `animate_params.normalization_params` (all true when absent).
     pub normalization: NormalizationParams,
 }
 

@@ -43,8 +43,10 @@ pub struct DenseMotionOutput {
     pub occlusion_map: Option<Tensor>,
 }
 
+/// `DenseMotionNetwork`: an hourglass over the heatmaps and deformed sources, with the mask and
+/// (optional) occlusion heads.
 #[derive(Debug, Clone)]
-pub struct DenseMotionNetwork {
+pub(crate) struct DenseMotionNetwork {
     down: Option<AntiAliasInterpolation2d>,
     hourglass: Hourglass,
     mask: Conv2d,
@@ -145,6 +147,8 @@ impl DenseMotionNetwork {
         Tensor::cat(&[&identity, &driving_to_source], 1)?.reshape((b, k + 1, h, w, 2))
     }
 
+    /// One driving frame: heatmaps, sparse motions, deformed sources, mask, dense deformation
+    /// and occlusion map.
     pub fn forward(
         &self,
         source: &DenseMotionSource,

@@ -15,23 +15,32 @@ use super::weights::{KeyProblem, WeightSource};
 /// Errors building or running the model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// The config is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The checkpoint could not be read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The checkpoint's keys or shapes are not those the config implies.
     #[error(
         "checkpoint {checkpoint} does not fit config {config}:\n  {}\n{suggestion}",
         problems.iter().take(12).map(|p| p.to_string()).collect::<Vec<_>>().join("\n  ")
             + &if problems.len() > 12 { format!("\n  ... and {} more", problems.len() - 12) } else { String::new() }
     )]
     Mismatch {
+        /// Where the checkpoint came from.
         checkpoint: String,
+        /// The config's name.
         config: String,
+        /// Every missing, unexpected or misshaped key (the message shows the first 12).
         problems: Vec<KeyProblem>,
+        /// `model_params` read back from the checkpoint's shapes ([`suggest_model_params`]).
         suggestion: String,
     },
+    /// An input is unusable (an image tensor of the wrong shape, for example).
     #[error("bad input image: {0}")]
     Input(String),
+    /// A tensor operation failed.
     #[error("model computation failed: {0}")]
     Candle(#[from] candle_core::Error),
 }
@@ -55,16 +64,20 @@ impl Default for RunOptions {
 /// A portrait prepared for animation: everything that does not depend on the driving frame.
 #[derive(Debug, Clone)]
 pub struct PreparedSource {
+    /// The portrait's keypoints kp(S).
     pub keypoints: Keypoints,
+    /// The generator's encoding of the portrait.
     pub encoded: EncodedSource,
 }
 
 /// The FOMM networks, ready for inference.
 #[derive(Debug, Clone)]
 pub struct Fomm {
+    /// The config the networks were built from.
     pub config: FommConfig,
-    pub kp_detector: KpDetector,
-    pub generator: OcclusionAwareGenerator,
+    kp_detector: KpDetector,
+    pub(crate) generator: OcclusionAwareGenerator,
+    /// Options that change the numbers computed (settable after loading).
     pub options: RunOptions,
     device: Device,
     precision: PrecisionPlan,
@@ -138,6 +151,7 @@ impl Fomm {
         })
     }
 
+    /// The device the weights live on.
     pub fn device(&self) -> &Device {
         &self.device
     }

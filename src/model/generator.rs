@@ -1,7 +1,7 @@
 //! `OcclusionAwareGenerator` of `modules/generator.py`, split at the point where the driving frame
-//! first matters: [`OcclusionAwareGenerator::encode_source`] runs once per portrait (the encoder:
+//! first matters: `OcclusionAwareGenerator::encode_source` runs once per portrait (the encoder:
 //! `first` and `down_blocks`, plus the dense-motion network's source inputs), and
-//! [`OcclusionAwareGenerator::decode`] runs per driving frame (dense motion, warping the encoded
+//! `OcclusionAwareGenerator::decode` runs per driving frame (dense motion, warping the encoded
 //! features, occlusion masking, bottleneck, `up_blocks`, `final`). Together they compute exactly
 //! the original's `forward`.
 
@@ -32,6 +32,7 @@ pub struct EncodedSource {
 pub struct GeneratorOutput {
     /// The animated frame (B, C, H, W), sigmoid output in (0, 1).
     pub prediction: Tensor,
+    /// The dense motion network's outputs (`None` without one).
     pub dense_motion: Option<DenseMotionOutput>,
     /// Input of the bottleneck: warped features times the occlusion map.
     pub bottleneck_in: Tensor,
@@ -39,8 +40,9 @@ pub struct GeneratorOutput {
     pub deformed: Option<Tensor>,
 }
 
+/// `OcclusionAwareGenerator`: encoder, optional dense motion network, bottleneck and decoder.
 #[derive(Debug, Clone)]
-pub struct OcclusionAwareGenerator {
+pub(crate) struct OcclusionAwareGenerator {
     dense_motion_network: Option<DenseMotionNetwork>,
     first: SameBlock2d,
     down_blocks: Vec<DownBlock2d>,
@@ -147,11 +149,6 @@ impl OcclusionAwareGenerator {
             features: out,
             dense_motion,
         })
-    }
-
-    /// The dense motion network, if the config has one.
-    pub fn dense_motion_network(&self) -> Option<&DenseMotionNetwork> {
-        self.dense_motion_network.as_ref()
     }
 
     /// Dense motion for one driving frame (`None` without a dense motion network).

@@ -24,6 +24,7 @@ pub struct Keypoints {
 /// Everything the detector computes, for inspection and parity tests.
 #[derive(Debug, Clone)]
 pub struct KpDetectorOutput {
+    /// The keypoints (and Jacobians) the detector returns.
     pub keypoints: Keypoints,
     /// The anti-aliased input of the hourglass (`None` when scale_factor is 1).
     pub down: Option<Tensor>,
@@ -37,8 +38,10 @@ pub struct KpDetectorOutput {
     pub jacobian_map: Option<Tensor>,
 }
 
+/// `KPDetector`: optional anti-aliased downscaling, an hourglass, and the `kp` and `jacobian`
+/// 7x7 heads.
 #[derive(Debug, Clone)]
-pub struct KpDetector {
+pub(crate) struct KpDetector {
     down: Option<AntiAliasInterpolation2d>,
     predictor: Hourglass,
     kp: Conv2d,
@@ -108,6 +111,7 @@ impl KpDetector {
         Ok(self.forward_detailed(x)?.keypoints)
     }
 
+    /// Keypoints of `x` with every intermediate.
     pub fn forward_detailed(&self, x: &Tensor) -> Result<KpDetectorOutput> {
         let down = match &self.down {
             Some(d) => Some(d.forward(x)?),

@@ -2,7 +2,7 @@
 //! group of the original `modules/` with the original checkpoint key names.
 
 pub mod anti_alias;
-pub mod blocks;
+pub(crate) mod blocks;
 pub mod checkpoint;
 pub mod config;
 pub mod conv;
@@ -10,11 +10,11 @@ pub mod dense_motion;
 pub mod fomm;
 pub mod generator;
 pub mod grid_sample;
-pub mod hourglass;
+pub(crate) mod hourglass;
 pub mod interpolate;
 pub mod keypoint_detector;
 pub mod motion_transfer;
-pub mod pickle;
+pub(crate) mod pickle;
 pub mod precision;
 pub mod presets;
 pub mod quality;

@@ -167,11 +167,13 @@ pub fn normalize_kp(
 /// creation or [`MotionTransfer::recalibrate`] becomes the reference (the live app's hotkey).
 #[derive(Debug, Clone, Default)]
 pub struct MotionTransfer {
+    /// How the keypoints are transferred.
     pub options: TransferOptions,
     reference: Option<Keypoints>,
 }
 
 impl MotionTransfer {
+    /// Not calibrated: the first driving frame will be the reference.
     pub fn new(options: TransferOptions) -> Self {
         Self {
             options,
@@ -189,10 +191,12 @@ impl MotionTransfer {
         self.reference = Some(kp);
     }
 
+    /// The reference keypoints kp(D_1), once set.
     pub fn reference(&self) -> Option<&Keypoints> {
         self.reference.as_ref()
     }
 
+    /// Whether a reference is set.
     pub fn is_calibrated(&self) -> bool {
         self.reference.is_some()
     }

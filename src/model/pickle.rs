@@ -44,17 +44,29 @@ pub struct ObjId(usize);
 /// Element type of a PyTorch storage class (`torch.FloatStorage`, `torch.cuda.LongStorage`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageKind {
+    /// `DoubleStorage`: float64.
     Double,
+    /// `FloatStorage`: float32.
     Float,
+    /// `HalfStorage`: float16.
     Half,
+    /// `BFloat16Storage`: bfloat16.
     BFloat16,
+    /// `LongStorage`: int64.
     Long,
+    /// `IntStorage`: int32.
     Int,
+    /// `ShortStorage`: int16.
     Short,
+    /// `CharStorage`: int8.
     Char,
+    /// `ByteStorage`: uint8.
     Byte,
+    /// `BoolStorage`: one byte per bool.
     Bool,
+    /// `ComplexFloatStorage`: two float32.
     ComplexFloat,
+    /// `ComplexDoubleStorage`: two float64.
     ComplexDouble,
     /// `torch.UntypedStorage`: raw bytes.
     Untyped,
@@ -133,9 +145,19 @@ pub enum Global {
     /// `torch._tensor._rebuild_from_type_v2`
     RebuildFromTypeV2,
     /// `torch.<Kind>Storage` (`cuda: false`) or `torch.cuda.<Kind>Storage` (`cuda: true`).
-    Storage { kind: StorageKind, cuda: bool },
+    Storage {
+        /// The element type.
+        kind: StorageKind,
+        /// Whether the class is the `torch.cuda` one.
+        cuda: bool,
+    },
     /// Anything else: an inert label.
-    Other { module: String, name: String },
+    Other {
+        /// The module, as written in the pickle.
+        module: String,
+        /// The name within the module.
+        name: String,
+    },
 }
 
 impl Global {
@@ -196,23 +218,35 @@ impl Global {
 /// A value produced by the pickle machine.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
+    /// Python `None` (also what an unknown [`ObjId`] resolves to).
     None,
+    /// `True` / `False`.
     Bool(bool),
+    /// An integer that fits in `i64`.
     Int(i64),
     /// An integer that does not fit in `i64`: minimal little-endian two's complement bytes.
     BigInt(Vec<u8>),
+    /// A float.
     Float(f64),
+    /// A text string (protocol-0 STRING bodies with escapes are kept undecoded).
     Str(String),
+    /// A bytes or bytearray value, or a protocol-0/1 string that is not valid UTF-8.
     Bytes(Vec<u8>),
+    /// A tuple.
     Tuple(Vec<ObjId>),
+    /// A list.
     List(Vec<ObjId>),
     /// Insertion-ordered key/value pairs (a later duplicate key wins on lookup).
     Dict(Vec<(ObjId, ObjId)>),
+    /// A set or frozenset, in insertion order.
     Set(Vec<ObjId>),
+    /// A named global (never imported).
     Global(Global),
     /// `callable(*args)` recorded, never executed (REDUCE, NEWOBJ, NEWOBJ_EX, INST, OBJ).
     Call {
+        /// The callable (usually an [`Object::Global`]).
         callable: ObjId,
+        /// The argument tuple.
         args: ObjId,
     },
     /// A persistent reference (PERSID / BINPERSID) to data outside the pickle.
@@ -222,52 +256,101 @@ pub enum Object {
 /// Why a pickle could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum PickleError {
+    /// The data ends before a length-prefixed value, a fixed-size argument or a text line does.
     #[error(
         "data ends at byte {end} while reading {what} at offset {offset} \
          (needs {needed} bytes, {available} left)"
     )]
     UnexpectedEof {
+        /// What was being read.
         what: &'static str,
+        /// Where reading started.
         offset: usize,
+        /// Bytes needed.
         needed: u64,
+        /// Bytes left from `offset`.
         available: usize,
+        /// The length of the data.
         end: usize,
     },
+    /// A byte where an opcode is expected is none.
     #[error("byte 0x{opcode:02x} at offset {offset} is not a pickle opcode")]
-    UnknownOpcode { opcode: u8, offset: usize },
+    UnknownOpcode {
+        /// The byte.
+        opcode: u8,
+        /// Its offset.
+        offset: usize,
+    },
+    /// A real opcode this reader does not implement (EXT1/EXT2/EXT4, NEXT_BUFFER, ...).
     #[error("pickle opcode {name} (0x{opcode:02x}) at offset {offset} is not supported: {reason}")]
     UnsupportedOpcode {
+        /// The opcode's name.
         name: &'static str,
+        /// The opcode byte.
         opcode: u8,
+        /// Its offset.
         offset: usize,
+        /// Why it is not supported.
         reason: &'static str,
     },
+    /// PROTO names a protocol above 5.
     #[error("pickle protocol {version} (offset {offset}) is not supported (only 0 to 5 exist)")]
-    UnsupportedProtocol { version: u8, offset: usize },
+    UnsupportedProtocol {
+        /// The protocol number.
+        version: u8,
+        /// The PROTO opcode's offset.
+        offset: usize,
+    },
+    /// An opcode needs more values than there are above the innermost MARK.
     #[error(
         "opcode {name} at offset {offset} needs {needed} value(s) on the stack \
          but only {available} are there"
     )]
     StackUnderflow {
+        /// The opcode's name.
         name: &'static str,
+        /// Its offset.
         offset: usize,
+        /// Values it pops.
         needed: usize,
+        /// Values there were.
         available: usize,
     },
+    /// An opcode that works up to a MARK found none open.
     #[error("opcode {name} at offset {offset} needs a MARK but none is open")]
-    MissingMark { name: &'static str, offset: usize },
+    MissingMark {
+        /// The opcode's name.
+        name: &'static str,
+        /// Its offset.
+        offset: usize,
+    },
+    /// A memo fetch names a slot that no PUT / MEMOIZE filled.
     #[error("opcode {name} at offset {offset} fetches memo slot {index}, which was never stored")]
     MemoMissing {
+        /// The opcode's name.
         name: &'static str,
+        /// Its offset.
         offset: usize,
+        /// The memo slot.
         index: u64,
     },
+    /// More than [`MAX_MARK_DEPTH`] MARKs are open.
     #[error("MARKs are nested more than {limit} deep at offset {offset}")]
-    TooDeep { limit: usize, offset: usize },
+    TooDeep {
+        /// The nesting limit.
+        limit: usize,
+        /// The offset of the MARK that went over it.
+        offset: usize,
+    },
+    /// An opcode's argument or operands are malformed (bad text, negative length, wrong target
+    /// type, odd key/value count, ...).
     #[error("opcode {name} at offset {offset}: {detail}")]
     Invalid {
+        /// The opcode's name.
         name: &'static str,
+        /// Its offset.
         offset: usize,
+        /// What is wrong.
         detail: String,
     },
 }
@@ -303,6 +386,7 @@ impl Pickle {
         self.objects.iter()
     }
 
+    /// The text of a string value.
     pub fn as_str(&self, id: ObjId) -> Option<&str> {
         match self.get(id) {
             Object::Str(s) => Some(s),
@@ -310,6 +394,7 @@ impl Pickle {
         }
     }
 
+    /// The value of an `i64` integer or a bool (as 0 / 1).
     pub fn as_int(&self, id: ObjId) -> Option<i64> {
         match self.get(id) {
             Object::Int(v) => Some(*v),

@@ -15,24 +15,36 @@ use candle_nn::{Init, VarBuilder};
 /// A parameter the model asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamSpec {
+    /// The shape it asked for.
     pub shape: Vec<usize>,
+    /// The dtype it asked for.
     pub dtype: DType,
 }
 
 /// One disagreement between a checkpoint and a config.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyProblem {
+    /// The config needs a parameter the checkpoint lacks.
     Missing {
+        /// The parameter's full name.
         key: String,
+        /// The shape the config implies.
         expected: Vec<usize>,
     },
+    /// The checkpoint holds a tensor the config does not use.
     Unexpected {
+        /// The tensor's full name.
         key: String,
+        /// Its shape in the checkpoint.
         found: Vec<usize>,
     },
+    /// Both have the parameter, in different shapes.
     ShapeMismatch {
+        /// The parameter's full name.
         key: String,
+        /// The shape the config implies.
         expected: Vec<usize>,
+        /// The shape in the checkpoint.
         found: Vec<usize>,
     },
 }
@@ -81,10 +93,14 @@ pub struct WeightSource {
 }
 
 impl WeightSource {
+    /// Serves the given tensors, keyed by full name (`generator.first.conv.weight`, ...). A
+    /// missing or misshaped one is served as zeros and shows up in [`WeightSource::problems`].
     pub fn from_tensors(tensors: BTreeMap<String, Tensor>) -> Self {
         Self::new(Source::Tensors(tensors))
     }
 
+    /// Serves random values: He-normal 4-D weights, zero biases and running means, ones for 1-D
+    /// weights and running variances, other tensors N(0, 0.05) (or the constant asked for).
     pub fn random() -> Self {
         Self::new(Source::Random)
     }

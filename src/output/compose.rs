@@ -36,6 +36,8 @@ pub fn avatar_rect(avatar: Size, out: Size) -> (u32, u32, u32) {
     ((out.width - w) / 2, (out.height - h) / 2, w.max(h))
 }
 
+/// [`compose`] into `dst`, RGB8 of `out` size; nothing is written when `dst` is smaller than that
+/// or the avatar or the output is empty.
 pub fn compose_into(avatar: &Frame, out: Size, marked: bool, dst: &mut [u8]) {
     let ow = out.width as usize;
     let oh = out.height as usize;

@@ -52,6 +52,7 @@ impl PixelFormat {
         }
     }
 
+    /// The V4L2 FourCC code: `YUYV` or `YU12`.
     pub fn fourcc(&self) -> [u8; 4] {
         match self {
             PixelFormat::Yuyv => *b"YUYV",

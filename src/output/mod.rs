@@ -13,16 +13,28 @@ use crate::media::MediaError;
 use crate::media::frames::FrameFolderWriter;
 use crate::media::video::{VideoWriter, is_video_path};
 
+/// Why a sink could not be opened or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// The virtual-camera device could not be opened, set up or written.
     #[error("virtual camera {path}: {message}")]
-    Device { path: String, message: String },
+    Device {
+        /// The device path.
+        path: String,
+        /// What failed, with what to do about it.
+        message: String,
+    },
+    /// The recorder could not write its video or picture.
     #[error(transparent)]
     Media(#[from] MediaError),
+    /// A frame's buffer does not match its size (or the size the sink was opened for).
     #[error("frame is {got} but the {sink} sink was opened for {want}")]
     WrongSize {
+        /// The sink's name.
         sink: String,
+        /// The frame's size.
         got: String,
+        /// What the sink expected.
         want: String,
     },
 }
@@ -32,6 +44,7 @@ pub enum SinkError {
 pub trait FrameSink: Send {
     /// For messages and stats ("v4l2:/dev/video10", "record:out.mp4", "null").
     fn name(&self) -> String;
+    /// Writes one frame.
     fn write(&mut self, frame: &Frame) -> Result<(), SinkError>;
     /// Whether the last frame should be written again when no new one arrives in time (virtual
     /// cameras: browsers list a v4l2loopback device only while it is being written to).
@@ -47,6 +60,7 @@ pub trait FrameSink: Send {
 /// Takes frames and does nothing (benchmarks, headless runs that only want stats).
 #[derive(Debug, Default)]
 pub struct NullSink {
+    /// Frames taken.
     pub frames: u64,
 }
 
@@ -76,6 +90,8 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// A recorder into `path`: a video at `fps` when the extension is a video's (opened at the
+    /// first frame, at its size), else a folder of PNGs (created now).
     pub fn create(path: &Path, fps: f64) -> Result<Self, SinkError> {
         let target = if is_video_path(path) {
             RecorderTarget::Video { writer: None, fps }

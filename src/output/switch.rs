@@ -18,6 +18,7 @@ pub struct OutputStatus {
     pub device: Option<String>,
     /// Frames written to the current device.
     pub frames: u64,
+    /// When a frame was last written to it.
     pub last_write: Option<Instant>,
     /// Why the last device stopped or could not be used.
     pub error: Option<String>,
@@ -55,6 +56,7 @@ impl SwitchHandle {
         }
     }
 
+    /// What the sink is doing now.
     pub fn status(&self) -> OutputStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -69,6 +71,7 @@ pub struct SwitchableSink {
 }
 
 impl SwitchableSink {
+    /// A sink named `name` with no device yet, and the handle that gives it one.
     pub fn new(name: impl Into<String>) -> (Self, SwitchHandle) {
         let (tx, rx) = bounded(4);
         let status: Arc<Mutex<OutputStatus>> = Arc::default();
@@ -153,6 +156,7 @@ pub struct ChannelSink {
 }
 
 impl ChannelSink {
+    /// A sink named `name` that sends every frame into `tx`.
     pub fn new(name: impl Into<String>, tx: LatestSender<Frame>) -> Self {
         Self {
             name: name.into(),

@@ -23,6 +23,7 @@ pub struct V4l2Sink {
     yuv: Vec<u8>,
     /// Frames not written because the device was busy (EAGAIN): a slow consumer never stalls us.
     pub skipped: u64,
+    /// Frames written.
     pub written: u64,
 }
 
@@ -85,14 +86,17 @@ impl V4l2Sink {
         })
     }
 
+    /// The frame size the device was set to.
     pub fn size(&self) -> Size {
         self.size
     }
 
+    /// The pixel format the device was set to.
     pub fn format(&self) -> PixelFormat {
         self.format
     }
 
+    /// The frame rate announced to consumers.
     pub fn fps(&self) -> u32 {
         self.fps
     }

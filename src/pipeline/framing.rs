@@ -11,8 +11,10 @@ use crate::frame::{Frame, Size};
 pub struct Crop {
     /// 1.0: the largest centred square; 2.0: half its side.
     pub zoom: f64,
-    /// Offset of the crop centre as a fraction of the free room on each side (-1..=1).
+    /// Offset of the crop centre as a fraction of the free room on each side (-1..=1); positive
+    /// moves right.
     pub pan_x: f64,
+    /// The same vertically; positive moves down.
     pub pan_y: f64,
     /// Mirror horizontally (what people expect of a selfie view).
     pub mirror: bool,
@@ -31,6 +33,7 @@ impl Default for Crop {
 
 /// Zoom limits: from the whole short side to a tenth of it.
 pub const MIN_ZOOM: f64 = 1.0;
+/// See [`MIN_ZOOM`].
 pub const MAX_ZOOM: f64 = 10.0;
 
 impl Crop {

@@ -12,9 +12,9 @@
 //!                                       lower scheduling priority)
 //! ```
 //!
-//! Where a camera frame becomes a virtual-camera frame: [`inference::InferenceLoop::on_frame`]
+//! Where a camera frame becomes a virtual-camera frame: `inference::InferenceLoop::on_frame`
 //! (crop -> model job, and with keyframes on the in-between: the latest model keyframe warped to
-//! this frame's motion -> publish), then [`sink`]'s thread writes it to the device.
+//! this frame's motion -> publish), then `sink`'s thread writes it to the device.
 //!
 //! A [`Pipeline`] is stopped one way: [`Pipeline::stop`] (or a [`Stopper`] from another thread,
 //! e.g. a Ctrl-C handler), then [`Pipeline::join`] says how each thread ended. Dropping a

@@ -23,17 +23,20 @@ fn percentile(q: &VecDeque<f64>, p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
+/// The live loop's running statistics (rolling windows of the last 300 samples, and counters).
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     inference_ms: VecDeque<f64>,
     sink_ms: BTreeMap<String, VecDeque<f64>>,
     latency_ms: VecDeque<f64>,
     output_times: VecDeque<Instant>,
     framing_ms: VecDeque<f64>,
+    /// Driving frames (or idle poses) turned into output frames.
     pub frames_out: u64,
     /// Still frames (the portrait marked as not calibrated) sent while waiting for the first
     /// driving frame; not in `frames_out`.
     pub stills_out: u64,
+    /// Camera frames replaced in the capture queue before the engine took them.
     pub dropped_capture: u64,
     /// Frames replaced in the model's queue before the model took them (the model is slower than
     /// the camera: with keyframes on they still become outputs, as in-betweens).
@@ -57,20 +60,31 @@ pub struct Stats {
 /// A summary for printing.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StatsSnapshot {
+    /// Driving frames (or idle poses) turned into output frames.
     pub frames_out: u64,
+    /// Still frames sent while waiting for the first driving frame; not in `frames_out`.
     pub stills_out: u64,
+    /// Output frames per second over the last 300.
     pub fps: f64,
     /// Crop and resize of the camera frame to the model's input.
     pub framing_ms_p50: f64,
     /// The engine's step (or the idle pose's rendering).
     pub inference_ms_p50: f64,
+    /// Median write time per sink, by sink name.
     pub sink_ms_p50: BTreeMap<String, f64>,
+    /// Median capture-to-output latency of live frames.
     pub latency_ms_p50: f64,
+    /// 95th percentile of the same.
     pub latency_ms_p95: f64,
+    /// Camera frames replaced in the capture queue before the engine took them.
     pub dropped_capture: u64,
+    /// Frames replaced in the model's queues (jobs and results) before they were taken.
     pub dropped_model: u64,
+    /// Frames replaced in each sink's queue before the sink took them, by sink name.
     pub dropped_sink: BTreeMap<String, u64>,
+    /// Times a reference frame was taken.
     pub calibrations: u64,
+    /// The last problem that did not stop the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
     /// Frames the model rendered per second (equal to `fps` without keyframes).
@@ -79,6 +93,7 @@ pub struct StatsSnapshot {
     pub model_ms_p50: f64,
     /// Capture of a keyframe's driving frame to the keyframe being ready (the model's latency).
     pub keyframe_latency_ms_p50: f64,
+    /// 95th percentile of the same.
     pub keyframe_latency_ms_p95: f64,
     /// Keyframes rendered so far.
     pub keyframes: u64,
@@ -139,6 +154,7 @@ impl Stats {
         }
     }
 
+    /// The current figures (NaN for a time with no samples yet; fps 0 before two frames).
     pub fn snapshot(&self) -> StatsSnapshot {
         let rate = |times: &VecDeque<Instant>| match (times.front(), times.back()) {
             (Some(a), Some(b)) if times.len() > 1 => {

@@ -19,7 +19,9 @@ use super::maps::{Affine, invert2};
 /// A ridge term `strength * |A - a|_F^2` added to a fit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Prior {
+    /// The matrix `A` is pulled towards (row-major).
     pub a: [[f64; 2]; 2],
+    /// The ridge weight; 0 adds nothing.
     pub strength: f64,
 }
 

@@ -10,7 +10,9 @@ use super::pyramid::GrayImage;
 /// A detected corner, in level-0 pixel coordinates.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Corner {
+    /// Column, pixels.
     pub x: f32,
+    /// Row, pixels.
     pub y: f32,
     /// The smaller eigenvalue of the mean structure tensor, in (intensity / pixel)^2.
     pub score: f32,
@@ -201,6 +203,7 @@ pub fn detect_corners(
 /// restricted to pixels of at least `quality` times the best response, weighted by response.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cloud {
+    /// Response-weighted mean position (x, y), pixels.
     pub centroid: [f64; 2],
     /// Geometric mean of the two standard deviations, det(cov)^(1/4), in pixels.
     pub size: f64,

@@ -5,16 +5,20 @@
 /// y = a x + b, `a` row-major.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Affine {
+    /// The linear part (the Jacobian), row-major.
     pub a: [[f64; 2]; 2],
+    /// The translation.
     pub b: [f64; 2],
 }
 
 impl Affine {
+    /// y = x.
     pub const IDENTITY: Affine = Affine {
         a: [[1.0, 0.0], [0.0, 1.0]],
         b: [0.0, 0.0],
     };
 
+    /// The image of `p`.
     #[inline]
     pub fn apply(&self, p: [f64; 2]) -> [f64; 2] {
         [
@@ -23,6 +27,7 @@ impl Affine {
         ]
     }
 
+    /// Determinant of `a`.
     pub fn det(&self) -> f64 {
         self.a[0][0] * self.a[1][1] - self.a[0][1] * self.a[1][0]
     }
@@ -38,6 +43,7 @@ impl Affine {
         out.is_finite().then_some(out)
     }
 
+    /// Whether every entry is finite.
     pub fn is_finite(&self) -> bool {
         self.a
             .iter()
@@ -64,8 +70,11 @@ pub fn invert2(a: [[f64; 2]; 2]) -> Option<[[f64; 2]; 2]> {
 /// `m(d) = (dx^2, dx dy, dy^2)` (`q` zero for a plain affine map).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LocalMap {
+    /// The point the second-order terms are measured from.
     pub centre: [f64; 2],
+    /// The affine part, applied to `z` itself (not to `z - centre`).
     pub affine: Affine,
+    /// Second-order coefficients: row i gives output i's weights of (dx^2, dx dy, dy^2).
     pub q: [[f64; 3]; 2],
 }
 
@@ -79,6 +88,7 @@ impl LocalMap {
         }
     }
 
+    /// The image of `z`.
     #[inline]
     pub fn apply(&self, z: [f64; 2]) -> [f64; 2] {
         let p = self.affine.apply(z);
@@ -108,6 +118,7 @@ impl LocalMap {
         ]
     }
 
+    /// Whether every entry is finite.
     pub fn is_finite(&self) -> bool {
         self.affine.is_finite()
             && self

@@ -44,19 +44,27 @@ pub use params::ClassicParams;
 /// Why the classic engine refused a call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClassicError {
+    /// A frame was asked for before a portrait was set.
     #[error("no portrait is set: choose a source image first")]
     NoSource,
+    /// A portrait or driving frame is not a (1, 3, H, W) tensor of the engine's frame size.
     #[error(
         "classic engine: the {what} must be a (1, 3, {height}, {width}) tensor (the engine's frame size), got {got:?}; resize or crop it first"
     )]
     Shape {
+        /// "portrait" or "driving frame".
         what: &'static str,
+        /// The engine's frame height.
         height: usize,
+        /// The engine's frame width.
         width: usize,
+        /// The tensor's shape.
         got: Vec<usize>,
     },
+    /// A setting or the frame size is out of range (or a frame's data does not match its shape).
     #[error("classic engine: invalid setting: {0}")]
     InvalidParams(String),
+    /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
@@ -76,6 +84,7 @@ pub struct Motion {
     pub transferred: Vec<[f32; 2]>,
     /// Points tracked in this frame / points being tracked.
     pub tracked_points: usize,
+    /// See `tracked_points`.
     pub total_points: usize,
 }
 
@@ -285,6 +294,7 @@ impl ClassicEngine {
         }
     }
 
+    /// The settings in use.
     pub fn params(&self) -> &ClassicParams {
         &self.params
     }
@@ -796,7 +806,7 @@ impl ClassicEngine {
         added
     }
 
-    /// The portrait in the idle-motion pose at `t` seconds ([`crate::engine::idle`]), with no driving
+    /// The portrait in the idle-motion pose at `t` seconds ([`crate::idle`]), with no driving
     /// frame: a grid of anchors over the portrait's textured region (the face, for a portrait) moves as
     /// FOMM keypoints with Jacobians would (each anchor moved by the pose about the region's centre, its
     /// Jacobian the pose's linear part), and the blended flow fades to the identity beyond it, so the head

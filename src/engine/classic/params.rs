@@ -10,6 +10,7 @@ pub struct ClassicParams {
     /// too coarse for a head moving in front of a still background, 7 x 7 and finer left too few points
     /// per anchor on noisy frames.
     pub anchor_rows: usize,
+    /// See `anchor_rows`.
     pub anchor_cols: usize,
     /// Points tracked at most (one per grid cell of the frame). Default 300.
     pub max_points: usize,

@@ -52,10 +52,12 @@ impl GrayImage {
         Self::from_vec(width, height, data)
     }
 
+    /// Width in pixels.
     pub fn width(&self) -> usize {
         self.width
     }
 
+    /// Height in pixels.
     pub fn height(&self) -> usize {
         self.height
     }
@@ -154,6 +156,7 @@ impl Pyramid {
         Self { levels: out }
     }
 
+    /// The levels, full resolution first.
     pub fn levels(&self) -> &[GrayImage] {
         &self.levels
     }
@@ -164,10 +167,12 @@ impl Pyramid {
         &self.levels[0]
     }
 
+    /// Number of levels.
     pub fn len(&self) -> usize {
         self.levels.len()
     }
 
+    /// Whether there are no levels (never, for a built pyramid).
     pub fn is_empty(&self) -> bool {
         self.levels.is_empty()
     }

@@ -265,6 +265,7 @@ fn track_backward(
 /// What to track for one point.
 #[derive(Debug, Clone, Copy)]
 pub struct TrackRequest<'a> {
+    /// The point's reference windows.
     pub template: &'a Template,
     /// The point in the reference frame (level-0 pixels).
     pub origin: [f32; 2],
@@ -277,6 +278,7 @@ pub struct TrackRequest<'a> {
 /// A point found in the target frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Track {
+    /// Where the point is in the target frame (level-0 pixels).
     pub position: [f32; 2],
     /// Distance between the origin and where the target window tracks back to (level-0 pixels).
     pub fb_error: f32,

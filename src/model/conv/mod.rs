@@ -31,17 +31,17 @@
 //! runs single-threaded inside per-band jobs (measured: 256->256 at 64x64 took 17.7 ms with
 //! `Tensor::matmul`, 11.3 ms so).
 //!
-//! Scheduling ([`winograd`]): on big feature maps the tiles are cut into bands of whole tile
+//! Scheduling (`winograd`): on big feature maps the tiles are cut into bands of whole tile
 //! rows; each band is one rayon job doing input transform, the 16 products and output transform
 //! on its thread, so its matrices stay in that core's caches. Small maps (fewer than 64 tiles
 //! per image) run each phase parallel on its own instead.
 //!
 //! Precision ([`crate::model::precision`]): at f32 (the default) the path above runs, bit for
 //! bit as the parity tests check. At bf16 ([`Conv3x3::set_precision`]) the products take bf16
-//! operands with f32 sums on the AVX512_BF16 kernel of [`bf16`]: maps of at least
+//! operands with f32 sums on the AVX512_BF16 kernel of `bf16`: maps of at least
 //! [`BF16_MIN_WINOGRAD_TILES`] tiles through the same Winograd transforms
-//! ([`winograd_bf16`], banded from 64 tiles on, whole images below), smaller maps as one im2col
-//! product ([`im2col_bf16`]).
+//! (`winograd_bf16`, banded from 64 tiles on, whole images below), smaller maps as one im2col
+//! product (`im2col_bf16`).
 //!
 //! [`Conv3x3::forward`] falls back to candle's own `conv2d` for inputs that are not f32 on the
 //! CPU. There is no size-based fallback at f32: on this machine the Winograd path was faster than

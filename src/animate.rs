@@ -207,19 +207,6 @@ fn normalized_points(kp: &Keypoints) -> Result<Vec<[f64; 2]>, AnimateError> {
         .collect())
 }
 
-/// Index of the driving frame whose normalised keypoints best match the source's.
-pub fn best_frame(source: &Keypoints, driving: &[Keypoints]) -> Result<usize, AnimateError> {
-    let s = normalized_points(source)?;
-    let mut best = (f64::INFINITY, 0);
-    for (i, kp) in driving.iter().enumerate() {
-        let norm = distance(&s, &normalized_points(kp)?);
-        if norm < best.0 {
-            best = (norm, i);
-        }
-    }
-    Ok(best.1)
-}
-
 /// The original demo's distance between normalised keypoint sets: the sum of squared offsets.
 fn distance(a: &[[f64; 2]], b: &[[f64; 2]]) -> f64 {
     a.iter()

@@ -208,7 +208,7 @@ impl Settings {
         };
         let mut s: Settings = toml::from_str(&text).map_err(|e| SettingsError::Read {
             path: path.into(),
-            message: format!("{e}(delete the file to start from the defaults)"),
+            message: format!("{e} (delete the file to start from the defaults)"),
         })?;
         s.overlay_opacity = if s.overlay_opacity.is_finite() {
             s.overlay_opacity.clamp(0.0, 1.0)

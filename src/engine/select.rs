@@ -174,6 +174,7 @@ pub fn load_engine(req: &EngineRequest) -> Result<LoadedEngine, LoadError> {
         }
         let config = presets::resolve_config(req.config.as_deref().unwrap_or("vox-256"))?;
         let mut model = Fomm::random(&config, &req.device)?;
+        model.options = req.run;
         let precision = set_precision(&mut model, req)?;
         return Ok(LoadedEngine {
             status: format!(

@@ -28,7 +28,7 @@ pub enum SinkError {
     #[error(transparent)]
     Media(#[from] MediaError),
     /// A frame's buffer does not match its size (or the size the sink was opened for).
-    #[error("frame is {got} but the {sink} sink was opened for {want}")]
+    #[error("a {got} frame does not fit the {sink} sink: it needs {want}")]
     WrongSize {
         /// The sink's name.
         sink: String,
@@ -114,7 +114,7 @@ impl FrameSink for Recorder {
         let img = frame.to_image().ok_or_else(|| SinkError::WrongSize {
             sink: self.name(),
             got: frame.size.to_string(),
-            want: "a consistent RGB buffer".into(),
+            want: "an RGB buffer of that size".into(),
         })?;
         match &mut self.target {
             RecorderTarget::Folder(w) => {

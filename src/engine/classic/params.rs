@@ -6,7 +6,7 @@ use super::ClassicError;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClassicParams {
     /// Anchors (FOMM's keypoints) on a `rows x cols` grid over the reference frame's tracked points.
-    /// Default 6 x 6 = 36: on the evaluation sequences (examples/eval_classic.rs) 5 x 5 and coarser were
+    /// Default 6 x 6 = 36: on the evaluation sequences (`marionette evaluate`) 5 x 5 and coarser were
     /// too coarse for a head moving in front of a still background, 7 x 7 and finer left too few points
     /// per anchor on noisy frames.
     pub anchor_rows: usize,

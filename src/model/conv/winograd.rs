@@ -10,7 +10,7 @@ use super::{Conv3x3Error, err};
 /// Scratch budget per band job, in bytes, for V (16, Cin, tiles) plus M (16, Cout, tiles):
 /// the band size follows from it, clamped to [`MIN_BAND_TILES`, `MAX_BAND_TILES`]. 8 MiB gave
 /// the best or near-best times for the FOMM vox-256 shapes on a 2-core AMD EPYC (measured
-/// with band sizes of 128..1024 tiles, `examples/bench_conv.rs`).
+/// with band sizes of 128..1024 tiles).
 pub(super) const BAND_BYTES: usize = 8 << 20;
 /// Smallest band (tiles); images with fewer tiles run the whole-image schedule.
 pub(super) const MIN_BAND_TILES: usize = 64;

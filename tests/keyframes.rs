@@ -36,7 +36,10 @@ fn texture(seed: u64) -> Vec<f32> {
     for y in 0..N {
         for x in 0..N {
             // Bilinear upsampling of a 16x16 noise grid: texture at every scale the tracker uses.
-            let (fx, fy) = (x as f32 * 15.0 / (N - 1) as f32, y as f32 * 15.0 / (N - 1) as f32);
+            let (fx, fy) = (
+                x as f32 * 15.0 / (N - 1) as f32,
+                y as f32 * 15.0 / (N - 1) as f32,
+            );
             let (x0, y0) = (fx.floor() as usize, fy.floor() as usize);
             let (x1, y1) = ((x0 + 1).min(15), (y0 + 1).min(15));
             let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
@@ -45,8 +48,12 @@ fn texture(seed: u64) -> Vec<f32> {
                 + ty * ((1.0 - tx) * at(x0, y1) + tx * at(x1, y1));
         }
     }
-    [plane.clone(), plane.iter().map(|v| 1.0 - v).collect(), plane]
-        .concat()
+    [
+        plane.clone(),
+        plane.iter().map(|v| 1.0 - v).collect(),
+        plane,
+    ]
+    .concat()
 }
 
 /// `img` (3, N, N) moved by (dx, dy) whole pixels, edges repeated.
@@ -234,7 +241,10 @@ fn live_output_keeps_the_camera_rate_with_a_slow_model() {
     let s = stats.expect("stats");
     let rate = (s.frames_out - start.1) as f64 / start.0.elapsed().as_secs_f64();
     assert!(s.keyframes_on, "{s:?}");
-    assert!(rate > 20.0, "output at {rate:.1} fps with a 2 fps model: {s:?}");
+    assert!(
+        rate > 20.0,
+        "output at {rate:.1} fps with a 2 fps model: {s:?}"
+    );
     assert!(s.model_fps < 2.5 && s.keyframes >= 2, "{s:?}");
     assert!(
         s.latency_ms_p50 < 100.0,

@@ -171,9 +171,10 @@ fn frames_stay_in_order_and_every_stale_frame_is_counted() {
 fn stats_count_processed_and_dropped_frames() {
     let made = Arc::new(AtomicU64::new(0));
     let seen = Arc::new(Mutex::new(Vec::new()));
+    // A sink slower than the model (60 ms a frame against 5): its queue must drop frames.
     let probe = Box::new(Probe {
         seen: seen.clone(),
-        delay: Duration::from_millis(15),
+        delay: Duration::from_millis(60),
         fail_at: None,
         writes: 0,
     });

@@ -280,7 +280,11 @@ fn portraits_switch_by_id_and_transfer_options_reach_the_engine() {
     let l = log.lock().unwrap();
     // The start portrait under its given id, then by id (any size: it is cropped and resized).
     assert_eq!(l.portraits, vec![7, 42, 7]);
-    assert_eq!(l.transfers, vec![(true, false), (false, true)]);
+    // The start's options (relative, adapt scale), then the two sent.
+    assert_eq!(
+        l.transfers,
+        vec![(true, true), (true, false), (false, true)]
+    );
     drop(l);
     let n = notice().unwrap();
     assert!(n.contains("absolute"), "{n}");

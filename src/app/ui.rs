@@ -420,7 +420,9 @@ fn view_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
     let mut zoom = s.crop.zoom;
     ui.horizontal(|ui| {
         if ui
-            .add(egui::Slider::new(&mut zoom, 1.0..=crate::pipeline::framing::MAX_ZOOM).text("zoom"))
+            .add(
+                egui::Slider::new(&mut zoom, 1.0..=crate::pipeline::framing::MAX_ZOOM).text("zoom"),
+            )
             .changed()
         {
             out.push(Action::SetZoom(zoom));

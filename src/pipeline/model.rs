@@ -109,6 +109,15 @@ pub(super) fn model_thread(
             Err(RecvError::Timeout) => continue,
             Err(RecvError::Disconnected) => return Ok(()),
         };
+        // Commands sent before this job (the portrait, the reference frame) come first.
+        while let Ok(cmd) = commands.try_recv() {
+            let rendered = pool.install(|| apply(engine.as_mut(), cmd, shared))?;
+            if let Some(r) = rendered
+                && results.send(r).is_err()
+            {
+                return Ok(());
+            }
+        }
         let rendered = pool.install(|| render(engine.as_mut(), job))?;
         if results.send(rendered).is_err() {
             return Ok(());

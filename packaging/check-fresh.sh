@@ -120,7 +120,7 @@ phase() {
         print_summary
         die "phase $name failed (exit status $rc); full log: $logs/$name.log"
     fi
-    say "== $name: ok in $(secs "$took")"
+    say "== $name: ok in $(secs "$took") (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 }
 phase_pid=""
 trap '[ -n "$phase_pid" ] && kill -TERM -- "-$phase_pid" 2> /dev/null; exit 130' INT TERM

@@ -71,6 +71,11 @@ base_pkgs=build-essential,curl,python3,libclang-cpp14,ca-certificates,git
 host_rustup=${RUSTUP_HOME:-$HOME/.rustup}
 host_cargo_bin=${CARGO_HOME:-$HOME/.cargo}/bin
 
+# True when something is mounted at or below $1 in this mount namespace.
+mounted_below() {
+    awk -v p="$1" '$5 == p || index($5, p "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo
+}
+
 say() { echo "check-fresh: $*" >&2; }
 die() { echo "check-fresh: ERROR: $*" >&2; exit 1; }
 
@@ -89,6 +94,14 @@ fi
 
 mkdir -p "$work" "$logs"
 t_start=$(date +%s)
+# Tree A holds a release and a test build (about 14 GB with the packages), tree B about 2 GB.
+need_gb=$([ -n "$deb_given" ] && echo 4 || echo 20)
+free_gb=$(($(df --output=avail -k "$work" | tail -n 1) / 1024 / 1024))
+# The trees of an earlier run are removed before new ones are made.
+for t in "$tree_a" "$tree_b"; do
+    [ -d "$t" ] && ! mounted_below "$t" && free_gb=$((free_gb + $(du -sk "$t" | cut -f1) / 1024 / 1024))
+done
+[ "$free_gb" -ge "$need_gb" ] || die "about $need_gb GB of free disk needed in $work, $free_gb GB there"
 summary=()
 
 # ------------------------------------------------------------------------------ helpers
@@ -129,11 +142,6 @@ print_summary() {
     say "phase times (total $(secs $(($(date +%s) - t_start)))):"
     local line
     for line in "${summary[@]}"; do echo "  $line" >&2; done
-}
-
-# True when something is mounted at or below $1 in this mount namespace.
-mounted_below() {
-    awk -v p="$1" '$5 == p || index($5, p "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo
 }
 
 # Ends the processes still running with their root in tree $1 (started by this check: Xvfb or a
@@ -335,7 +343,8 @@ if [ "$install" = 1 ]; then
             || { echo "the portrait did not come from /usr/share/marionette/avatars" >&2; exit 1; }
         probe out.mp4'
     phase desktop in_tree "$tree_b" '
-        apt-get install -y -qq --no-install-recommends xvfb xauth xdotool > /root/apt-x.log 2>&1 || { tail -30 /root/apt-x.log; exit 1; }
+        apt-get install -y -qq --no-install-recommends xvfb xauth xdotool desktop-file-utils > /root/apt-x.log 2>&1 || { tail -30 /root/apt-x.log; exit 1; }
+        desktop-file-validate /usr/share/applications/marionette.desktop
         cmd=$(sed -n "s/^Exec=//p" /usr/share/applications/marionette.desktop | head -n 1 | sed "s/ *%[fFuUick]//g")
         echo "desktop entry: Exec=$cmd"
         [ -n "$cmd" ]

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Prepares a CUDA 13.0 build environment for `cargo build --features cuda` on a machine with no
 # CUDA toolkit (and no GPU needed): NVIDIA's pinned compiler wheels from PyPI, a CUDA_HOME with
-# link-time stubs, and an env.sh. Idempotent: re-running only redoes missing parts. Machines with
-# the CUDA 13.0 toolkit installed do not need it (nvcc on PATH and CUDA_COMPUTE_CAP are enough).
+# link-time stubs, and an env.sh. Installs python3-pip and build-essential with apt when missing,
+# and has cargo download the crates (the stub library is made from cudarc's sources). Idempotent:
+# re-running only redoes missing parts. Machines with the CUDA 13.0 toolkit installed do not need
+# it (nvcc on PATH and CUDA_COMPUTE_CAP are enough).
 #
 #   bash packaging/setup-cuda-build.sh           # into target/cuda-toolchain
 #   CUDA_SETUP_ROOT=/some/dir bash packaging/setup-cuda-build.sh
@@ -41,13 +43,26 @@ if [[ "${WITH_CUDNN:-0}" == 1 ]]; then
   PINS+=(nvidia-cudnn-cu13==9.13.0.50)
 fi
 
-CUDARC_VERSION=0.19.10
-
 log() { printf '[setup-cuda] %s\n' "$*" >&2; }
 die() { printf '[setup-cuda] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# What it runs, installed by Debian package name (a fresh Debian has python3 but not pip):
+# python3-pip (the wheels), build-essential (cc for the stub library).
+need=()
+for pkg in python3-pip build-essential; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
+if [[ ${#need[@]} -gt 0 ]]; then
+  SUDO=""
+  [[ "$(id -u)" -ne 0 ]] && SUDO="sudo"
+  log "installing ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
+    || die "apt-get install ${need[*]} failed"
+fi
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found; install Python 3 with pip (or set PYTHON=...)"
-command -v cc >/dev/null || die "no C compiler 'cc' (apt-get install gcc)"
+"$PYTHON" -m pip --version >/dev/null 2>&1 || die "$PYTHON has no pip (set PYTHON to a Python 3 with pip)"
+command -v cc >/dev/null || die "no C compiler 'cc' (apt-get install build-essential)"
 
 # ---------------------------------------------------------------- 1. wheels
 STAMP="$WHEELS/.pins"
@@ -100,11 +115,25 @@ STUB_C="$HOME_DIR/libcuda_stub.c"
 STUB_SO="$HOME_DIR/lib/libcuda.so"
 CUDARC_SYS="${CUDARC_SYS:-}"
 if [[ -z "$CUDARC_SYS" ]]; then
-  CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
-  CUDARC_SYS="$(ls -d "$CARGO_HOME_DIR"/registry/src/*/cudarc-$CUDARC_VERSION/src/driver/sys/mod.rs 2>/dev/null | head -n1 || true)"
+  # Ask cargo where the cudarc of this repository's lock file is: `cargo metadata` downloads the
+  # packages it does not have yet (no separate `cargo fetch` needed) and names each manifest.
+  CARGO="${CARGO:-$(command -v cargo || echo "$HOME/.cargo/bin/cargo")}"
+  [[ -x "$CARGO" ]] || die "cargo not found (on PATH or in ~/.cargo/bin): run packaging/setup.sh first"
+  log "locating cudarc's sources with cargo metadata (downloads the crates on first use)"
+  META="$ROOT/cargo-metadata.json"
+  "$CARGO" metadata --format-version 1 --locked --features cuda --manifest-path "$REPO/Cargo.toml" > "$META" \
+    || die "cargo metadata failed (network? see its messages above)"
+  CUDARC_DIR="$("$PYTHON" -c '
+import json, os, sys
+pkgs = [p for p in json.load(open(sys.argv[1]))["packages"] if p["name"] == "cudarc"]
+if len(pkgs) == 1:
+    print(pkgs[0]["version"], os.path.dirname(pkgs[0]["manifest_path"]))
+' "$META")"
+  [[ -n "$CUDARC_DIR" ]] || die "cargo metadata --features cuda lists no single cudarc package"
+  log "cudarc ${CUDARC_DIR%% *}"
+  CUDARC_SYS="${CUDARC_DIR#* }/src/driver/sys/mod.rs"
 fi
-[[ -n "$CUDARC_SYS" && -f "$CUDARC_SYS" ]] || die "cudarc-$CUDARC_VERSION sources not found in the cargo registry; \
-run 'cargo fetch --features cuda' in the repository first (or set CUDARC_SYS=/path/to/cudarc/src/driver/sys/mod.rs)"
+[[ -f "$CUDARC_SYS" ]] || die "$CUDARC_SYS not found (cudarc's source layout changed? or set CUDARC_SYS=/path/to/cudarc/src/driver/sys/mod.rs)"
 
 if [[ ! -f "$STUB_SO" || ! -f "$STUB_C" || "$CUDARC_SYS" -nt "$STUB_C" || "${BASH_SOURCE[0]}" -nt "$STUB_C" ]]; then
   log "building stub libcuda.so from symbols in $CUDARC_SYS"

@@ -61,7 +61,7 @@ impl DeviceInfo {
 }
 
 /// The virtual camera to write to when none is named: a v4l2loopback node that accepts output,
-/// the one labelled "marionette" (packaging/setup-virtual-camera.sh) first.
+/// the one labelled "marionette" (marionette-setup-virtual-camera) first.
 pub fn find_virtual_camera(devices: &[DeviceInfo]) -> Option<&DeviceInfo> {
     let loopbacks: Vec<&DeviceInfo> = devices.iter().filter(|d| d.is_virtual_camera()).collect();
     loopbacks
@@ -104,9 +104,22 @@ impl FromStr for VcamChoice {
     }
 }
 
+/// How to set up the virtual camera: the installed command, or the same script in a checkout.
+macro_rules! setup_hint {
+    () => {
+        "`sudo marionette-setup-virtual-camera` (in a source checkout: \
+         `sudo bash packaging/setup-virtual-camera.sh`)"
+    };
+}
+
+/// How to set up the virtual camera, for messages.
+pub const SETUP_HINT: &str = setup_hint!();
+
 /// What to tell the user when `auto` finds no virtual camera.
-pub const NO_VIRTUAL_CAMERA: &str = "no virtual camera found (v4l2loopback is not loaded): run \
-     `sudo bash packaging/setup-virtual-camera.sh` to get one";
+pub const NO_VIRTUAL_CAMERA: &str = concat!(
+    "no virtual camera found (v4l2loopback is not loaded): set one up with ",
+    setup_hint!()
+);
 
 impl VcamChoice {
     /// The device to open: `Ok(None)` for `none`, `Err` with [`NO_VIRTUAL_CAMERA`] when `auto`

@@ -8,6 +8,7 @@
 //! * [`bench`](mod@bench): speed measurements.
 //! * [`synth`]: synthetic driving sequences with known motion, and the accuracy evaluation.
 //! * [`app`]: the desktop window.
+//! * [`assets`]: the bundled avatars, installed or compiled in.
 
 #![warn(missing_docs)]
 

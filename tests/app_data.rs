@@ -3,9 +3,10 @@
 
 use marionette::app::gallery::{CropBox, Gallery, GalleryError};
 use marionette::app::settings::{Settings, SettingsError, SourceSetting};
+use marionette::assets::BundledAvatars;
 
-fn bundled() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/avatars")
+fn bundled() -> BundledAvatars {
+    BundledAvatars::Dir(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/avatars"))
 }
 
 #[test]

@@ -135,9 +135,10 @@ fn control_panel_with_the_classic_engine_and_no_virtual_camera() {
 
 #[test]
 fn gallery_strip_matches_its_snapshot() {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let (gallery, errors) =
-        marionette::app::gallery::Gallery::load(Some(&root.join("assets/avatars")), None);
+    let (gallery, errors) = marionette::app::gallery::Gallery::load(
+        Some(&marionette::assets::BundledAvatars::BuiltIn),
+        None,
+    );
     assert!(errors.is_empty());
     struct G {
         gallery: marionette::app::gallery::Gallery,

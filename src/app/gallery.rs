@@ -1,4 +1,4 @@
-//! The portraits to pick from: the bundled avatars and the user's own folder
+//! The portraits to pick from: the bundled avatars ([`crate::assets`]) and the user's own folder
 //! (`$XDG_DATA_HOME/marionette/avatars`). Adding one crops it to a square the user chose and
 //! saves it there as PNG; removing deletes the file (bundled ones cannot be removed). Each portrait
 //! has a stable id, so the engine's per-portrait cache makes switching back instant.
@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use image::RgbImage;
 
+use crate::assets::{AvatarFile, BundledAvatars};
 use crate::media::MediaError;
 
 /// Stored portraits are at most this big (FOMM's published models take 256; 512 leaves room).
@@ -97,7 +98,7 @@ pub struct Portrait {
     pub key: String,
     /// Shown under the thumbnail.
     pub name: String,
-    /// The picture file it was loaded from.
+    /// The file (for a built-in bundled portrait: its path in the repository, `assets/avatars/..`).
     pub path: PathBuf,
     /// Whether it ships with the program (and cannot be removed).
     pub bundled: bool,
@@ -140,17 +141,35 @@ fn square_of(img: &RgbImage, side: u32) -> RgbImage {
 }
 
 impl Portrait {
-    fn load(path: &Path, bundled: bool) -> Result<Self, GalleryError> {
+    /// A user portrait from its file.
+    fn load(path: &Path) -> Result<Self, GalleryError> {
         let img = crate::media::frames::load_rgb(path)?;
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let key = if bundled {
-            format!("bundled:{stem}")
-        } else {
-            path.display().to_string()
-        };
+        Ok(Self::new(
+            img,
+            path.display().to_string(),
+            &stem,
+            path,
+            false,
+        ))
+    }
+
+    /// A bundled portrait (key `bundled:STEM`, whichever folder or binary it came from).
+    fn bundled(file: &AvatarFile) -> Result<Self, GalleryError> {
+        let stem = file.stem();
+        Ok(Self::new(
+            file.decode()?,
+            format!("bundled:{stem}"),
+            &stem,
+            &file.path,
+            true,
+        ))
+    }
+
+    fn new(img: RgbImage, key: String, stem: &str, path: &Path, bundled: bool) -> Self {
         let image = square_of(&img, PORTRAIT_SIDE);
         let thumbnail = image::imageops::resize(
             &image,
@@ -158,15 +177,15 @@ impl Portrait {
             THUMB_SIDE,
             image::imageops::FilterType::Triangle,
         );
-        Ok(Self {
+        Self {
             id: id_of(&key),
             key,
-            name: title_case(&stem),
+            name: title_case(stem),
             path: path.to_path_buf(),
             bundled,
             image: Arc::new(image),
             thumbnail: Arc::new(thumbnail),
-        })
+        }
     }
 }
 
@@ -185,17 +204,30 @@ pub struct Gallery {
 impl Gallery {
     /// Loads the bundled portraits, then the user's, each in name order. Files that cannot be
     /// read are skipped and returned as errors to show; they are never fatal.
-    pub fn load(bundled: Option<&Path>, user: Option<&Path>) -> (Self, Vec<GalleryError>) {
+    pub fn load(
+        bundled: Option<&BundledAvatars>,
+        user: Option<&Path>,
+    ) -> (Self, Vec<GalleryError>) {
         let mut portraits = Vec::new();
         let mut errors = Vec::new();
-        for (dir, is_bundled) in [(bundled, true), (user, false)] {
-            let Some(dir) = dir.filter(|d| d.is_dir()) else {
-                continue;
-            };
+        if let Some(bundled) = bundled {
+            match bundled.files() {
+                Ok(files) => {
+                    for f in &files {
+                        match Portrait::bundled(f) {
+                            Ok(p) => portraits.push(p),
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                }
+                Err(e) => errors.push(e.into()),
+            }
+        }
+        if let Some(dir) = user.filter(|d| d.is_dir()) {
             match crate::media::frames::list_image_files(dir) {
                 Ok(files) => {
                     for f in files {
-                        match Portrait::load(&f, is_bundled) {
+                        match Portrait::load(&f) {
                             Ok(p) => portraits.push(p),
                             Err(e) => errors.push(e),
                         }
@@ -292,7 +324,7 @@ impl Gallery {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let portrait = Portrait::load(&path, false)?;
+        let portrait = Portrait::load(&path)?;
         self.portraits.push(portrait);
         Ok(self.portraits.len() - 1)
     }

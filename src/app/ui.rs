@@ -531,13 +531,9 @@ pub fn stats(ui: &mut egui::Ui, snap: Option<&StatsSnapshot>) {
             ui.monospace(v);
             ui.end_row();
         };
+        row("fps", format!("{:.1}", s.fps));
         if s.keyframes_on {
-            row(
-                "fps",
-                format!("output {:.1}, model {:.1}", s.fps, s.model_fps),
-            );
-        } else {
-            row("fps", format!("{:.1}", s.fps));
+            row("model fps", format!("{:.1}", s.model_fps));
         }
         row("frames", format!("{}", s.frames_out));
         row("framing", ms(s.framing_ms_p50));

@@ -18,6 +18,7 @@ use super::gallery::Gallery;
 use super::settings::{Settings, SourceSetting};
 use super::ui::{self, Action, Flag, Status, Thumb, View};
 use super::video::{PaneCallback, PaneId, PaneParams, VideoRenderer};
+use crate::assets::BundledAvatars;
 use crate::channel::{LatestReceiver, latest};
 use crate::engine::{Animator, EngineId};
 use crate::frame::Frame;
@@ -48,10 +49,10 @@ pub enum WindowError {
     /// Neither the bundled nor the user's folder holds a portrait; the string names the user's
     /// folder.
     #[error(
-        "no portraits: neither the bundled avatars (assets/avatars) nor any in {0} were found. Add \
-         an image there or run from the repository"
+        "no portraits: the bundled avatars ({0}) and the user's folder ({1}) hold none that can be \
+         read. Add an image to the user's folder"
     )]
-    NoPortraits(String),
+    NoPortraits(String, String),
     /// The live pipeline did not start.
     #[error("starting the live loop: {0}")]
     Pipeline(Box<crate::pipeline::PipelineError>),
@@ -69,8 +70,8 @@ pub struct WindowOptions {
     pub vcam: Option<String>,
     /// The settings file.
     pub settings_path: PathBuf,
-    /// The bundled portraits' folder.
-    pub bundled_dir: Option<PathBuf>,
+    /// The bundled portraits (see [`crate::assets::BundledAvatars::find`]).
+    pub bundled: BundledAvatars,
     /// The user's portraits' folder.
     pub user_dir: Option<PathBuf>,
     /// Frame rate of idle motion and of the virtual camera.
@@ -288,7 +289,7 @@ fn choose_source(
 impl App {
     fn new(o: WindowOptions) -> Result<Self, WindowError> {
         let mut settings = load_settings(&o.settings_path);
-        let (gallery, errors) = Gallery::load(o.bundled_dir.as_deref(), o.user_dir.as_deref());
+        let (gallery, errors) = Gallery::load(Some(&o.bundled), o.user_dir.as_deref());
         for e in errors {
             eprintln!("portrait skipped: {e}");
         }
@@ -299,6 +300,7 @@ impl App {
             .unwrap_or(0);
         let portrait = gallery.get(selected).cloned().ok_or_else(|| {
             WindowError::NoPortraits(
+                o.bundled.to_string(),
                 o.user_dir
                     .as_deref()
                     .map(|p| p.display().to_string())
@@ -1042,7 +1044,11 @@ impl App {
     }
 
     fn create_window(&mut self, event_loop: &ActiveEventLoop) -> Result<(), WindowError> {
+        // The Wayland app id and the X11 WM_CLASS (one setting in winit), matching the desktop
+        // entry (marionette.desktop) so the desktop shows its icon for the window.
+        use winit::platform::wayland::WindowAttributesExtWayland;
         let attrs = Window::default_attributes()
+            .with_name("marionette", "marionette")
             .with_title("marionette")
             .with_inner_size(winit::dpi::LogicalSize::new(1280.0, 760.0))
             .with_min_inner_size(winit::dpi::LogicalSize::new(720.0, 480.0));

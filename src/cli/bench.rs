@@ -227,10 +227,7 @@ fn quality(args: &BenchArgs) -> Result<()> {
 }
 
 fn classic(args: &BenchArgs) -> Result<()> {
-    let path = marionette::assets::default_portrait()
-        .context("the bundled avatars (assets/avatars) were not found")?;
-    let photo = marionette::media::frames::load_rgb(&path)
-        .with_context(|| format!("loading {}", path.display()))?;
+    let (photo, path) = super::default_portrait()?;
     // At least 60 driving frames: one sweep of the motion there and back.
     let r = run_classic(&photo, args.classic_size, args.iters.max(60))?;
     if args.json {
@@ -261,10 +258,7 @@ fn classic(args: &BenchArgs) -> Result<()> {
 }
 
 fn live(args: &BenchArgs) -> Result<()> {
-    let path = marionette::assets::default_portrait()
-        .context("the bundled avatars (assets/avatars) were not found")?;
-    let photo = marionette::media::frames::load_rgb(&path)
-        .with_context(|| format!("loading {}", path.display()))?;
+    let (photo, _) = super::default_portrait()?;
     let r = run_live_path(&photo, args.camera_size, 256, args.iters.max(30))?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);

@@ -9,8 +9,9 @@ pub fn run() -> Result<()> {
     let devices = list_devices();
     if devices.is_empty() {
         println!(
-            "no V4L2 devices (/dev/video*): no webcam, and v4l2loopback is not loaded (see \
-             packaging/setup-virtual-camera.sh)"
+            "no V4L2 devices (/dev/video*): no webcam, and v4l2loopback is not loaded (set it up \
+             with {})",
+            marionette::devices::SETUP_HINT
         );
     }
     for d in &devices {

@@ -7,6 +7,7 @@ pub mod animate;
 pub mod bench;
 pub mod convert;
 pub mod devices;
+pub mod generate;
 pub mod run;
 pub mod sequences;
 pub mod window;
@@ -22,11 +23,23 @@ use marionette::engine::select::{
 use marionette::model::motion_transfer::TransferOptions;
 use marionette::model::precision::PrecisionChoice;
 
+/// `marionette --version`: the version and whether this build can use NVIDIA GPUs.
+#[cfg(feature = "cudnn")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (built with CUDA and cuDNN)");
+#[cfg(all(feature = "cuda", not(feature = "cudnn")))]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (built with CUDA)");
+#[cfg(not(feature = "cuda"))]
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (built without CUDA: runs on the CPU)"
+);
+
 /// `marionette`: a portrait animated by your webcam or a video.
 #[derive(Parser)]
 #[command(
     name = "marionette",
-    version,
+    version = VERSION,
+    propagate_version = true,
     about = "Animate a portrait with your webcam or a video (First Order Motion Model)"
 )]
 pub struct Cli {
@@ -63,6 +76,9 @@ pub enum Command {
     /// Measure speed (random weights of a config's structure, no checkpoint needed) or the
     /// reduced precisions' quality.
     Bench(bench::BenchArgs),
+    /// Write the man pages or the shell completions into a folder (for packaging).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 impl Command {
@@ -77,6 +93,7 @@ impl Command {
             Command::MakeSequences(a) => sequences::make(a),
             Command::Evaluate(a) => sequences::evaluate(a),
             Command::Bench(a) => bench::run(a),
+            Command::Generate(a) => generate::run(a),
         }
     }
 }
@@ -147,11 +164,22 @@ pub fn load(request: &EngineRequest) -> Result<LoadedEngine> {
 
 /// The portrait to animate live: the one given, else the bundled default.
 pub fn portrait(given: Option<&PathBuf>) -> Result<image::RgbImage> {
-    let path = match given {
-        Some(p) => p.clone(),
-        None => marionette::assets::default_portrait()
-            .context("no portrait given and the bundled avatars (assets/avatars) were not found")?,
-    };
-    marionette::media::frames::load_rgb(&path)
-        .with_context(|| format!("loading the portrait {}", path.display()))
+    match given {
+        Some(path) => marionette::media::frames::load_rgb(path)
+            .with_context(|| format!("loading the portrait {}", path.display())),
+        None => Ok(default_portrait()?.0),
+    }
+}
+
+/// The bundled default portrait, decoded, and where it came from (see [`marionette::assets`]).
+pub fn default_portrait() -> Result<(image::RgbImage, PathBuf)> {
+    let bundled = marionette::assets::BundledAvatars::find();
+    let file = bundled
+        .default_avatar()
+        .with_context(|| format!("the bundled default portrait ({bundled})"))?;
+    let image = file
+        .decode()
+        .with_context(|| format!("the bundled default portrait ({bundled})"))?;
+    tracing::info!("portrait: {} ({bundled})", file.path.display());
+    Ok((image, file.path))
 }

@@ -76,7 +76,7 @@ pub fn run(args: WindowArgs) -> Result<()> {
             source,
             vcam,
             settings_path,
-            bundled_dir: marionette::assets::bundled_dir(),
+            bundled: marionette::assets::BundledAvatars::find(),
             user_dir: marionette::app::gallery::user_dir(),
             fps: 30.0,
             keyframes: args.keyframes,

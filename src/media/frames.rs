@@ -107,6 +107,11 @@ pub fn load_image(path: &Path) -> Result<DynamicImage, MediaError> {
         path: path.to_path_buf(),
         source: e,
     })?;
+    decode_image(bytes, path)
+}
+
+/// [`load_image`] for a picture already in memory; `name` is what errors call it.
+pub fn decode_image(bytes: Vec<u8>, name: &Path) -> Result<DynamicImage, MediaError> {
     let decoded = if jpeg::is_jpeg(&bytes) {
         jpeg::decode_jpeg_like_pillow(&bytes)
     } else {
@@ -114,14 +119,14 @@ pub fn load_image(path: &Path) -> Result<DynamicImage, MediaError> {
             .with_guessed_format()
             .map_err(|e| MediaError::Io {
                 action: "read the image",
-                path: path.to_path_buf(),
+                path: name.to_path_buf(),
                 source: e,
             })?
             .decode()
     };
     decoded.map_err(|e| MediaError::Image {
         action: "read",
-        path: path.to_path_buf(),
+        path: name.to_path_buf(),
         source: e,
     })
 }

@@ -36,8 +36,9 @@ impl V4l2Sink {
         };
         let device = Device::with_path(path).map_err(|e| {
             err(format!(
-                "cannot open it ({e}). Is v4l2loopback loaded (see `packaging/setup-virtual-camera.sh`) and \
-                 do you have access (group `video`)?"
+                "cannot open it ({e}). Is v4l2loopback loaded (set it up with {}) and \
+                 do you have access (group `video`)?",
+                crate::devices::SETUP_HINT
             ))
         })?;
         let caps = device
@@ -52,8 +53,9 @@ impl V4l2Sink {
                     "the virtual camera {} does not accept a writer now: another program is writing to \
                      it, or one that wrote with plain write() left it stuck (a v4l2loopback 0.12 bug; \
                      marionette itself releases it). Close the other program, or reload the module: \
-                     sudo modprobe -r v4l2loopback && bash packaging/setup-virtual-camera.sh",
-                    caps.card
+                     sudo modprobe -r v4l2loopback, then {}",
+                    caps.card,
+                    crate::devices::SETUP_HINT
                 )
             } else {
                 format!(

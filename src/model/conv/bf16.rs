@@ -119,7 +119,7 @@ pub fn gemm(
 ) -> candle_core::Result<()> {
     let kp = a.kp();
     let internal = |what| err(Conv3x3Error::Internal(what));
-    if cols % LANES != 0 || cols > ldb || cols > ldc {
+    if !cols.is_multiple_of(LANES) || cols > ldb || cols > ldc {
         return Err(internal("bf16 gemm: columns not a whole number of blocks"));
     }
     if blocks.end > a.row_blocks() || blocks.start > blocks.end {

@@ -818,7 +818,7 @@ fn run_live(cmd: Command) -> Result<()> {
         eprintln!("virtual camera: {} {size} {vcam_format}", dev.display());
     }
     if let Some(path) = &record {
-        sinks.push(Box::new(Recorder::create(path, fps)?));
+        sinks.push(Box::new(Recorder::create(path, fps)?.with_limit(frames)));
     }
     if sinks.is_empty() {
         eprintln!("no output: frames are discarded (use --vcam or --record to keep them)");

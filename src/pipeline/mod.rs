@@ -3,5 +3,6 @@
 
 pub mod channel;
 pub mod framing;
+pub mod queue;
 pub mod runner;
 pub mod stats;

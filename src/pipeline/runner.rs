@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::channel::{LatestSender, RecvError, latest};
 use super::framing::{Crop, crop_resize};
+use super::queue::{SinkSender, sink_queue};
 use super::stats::Stats;
 use crate::capture::{CaptureError, FrameSource};
 use crate::engine::{Animator, EngineError, KeypointView};
@@ -197,10 +198,11 @@ impl Pipeline {
         let (control_tx, control_rx): (Sender<Control>, Receiver<Control>) = bounded(64);
         let mut threads = Vec::new();
 
-        // Sinks: one thread each, fed by a latest-wins channel.
-        let mut outputs: Vec<(String, LatestSender<(Frame, bool)>)> = Vec::new();
+        // Sinks: one thread each, fed by a latest-wins channel, or a bounded queue that delivers
+        // every frame for a sink that must not lose any (a recording).
+        let mut outputs: Vec<(String, SinkSender)> = Vec::new();
         for mut sink in sinks {
-            let (tx, rx) = latest::<(Frame, bool)>();
+            let (tx, rx) = sink_queue(sink.lossless(), stop.clone());
             outputs.push((sink.name(), tx));
             let stop = stop.clone();
             let stats = stats.clone();
@@ -211,8 +213,14 @@ impl Pipeline {
                 .spawn(move || {
                     let mut last: Option<Frame> = None;
                     let result = loop {
-                        if stop.load(Ordering::Relaxed) {
+                        if stop.load(Ordering::Relaxed) && !rx.drains_on_stop() {
                             break Ok(());
+                        }
+                        if let Some(waited) = rx.stalled() {
+                            break Err(PipelineError::Sink {
+                                sink: sink.name(),
+                                source: Box::new(SinkError::TooSlow { waited }),
+                            });
                         }
                         match rx.recv_timeout(repeat) {
                             Ok((frame, live)) => {
@@ -378,20 +386,21 @@ impl Pipeline {
                         .unwrap_or(0);
                     let mut mirror_output = options.mirror_output;
                     let mut report_keypoints = false;
-                    let publish = |frame: Frame,
-                                   live: bool,
-                                   mirror: bool,
-                                   outputs: &[(String, LatestSender<(Frame, bool)>)]| {
-                        let frame = if mirror { mirrored(&frame) } else { frame };
-                        for (_, o) in outputs {
-                            let _ = o.send((frame.clone(), live));
-                        }
-                        if let Ok(mut s) = stats.lock() {
-                            for (name, o) in outputs {
-                                s.record_sink_drops(name, o.dropped());
+                    let publish =
+                        |frame: Frame,
+                         live: bool,
+                         mirror: bool,
+                         outputs: &[(String, SinkSender)]| {
+                            let frame = if mirror { mirrored(&frame) } else { frame };
+                            for (_, o) in outputs {
+                                let _ = o.send((frame.clone(), live));
                             }
-                        }
-                    };
+                            if let Ok(mut s) = stats.lock() {
+                                for (name, o) in outputs {
+                                    s.record_sink_drops(name, o.dropped());
+                                }
+                            }
+                        };
                     let still = |portraits: &Portraits, avatar: u64, seq: u64| {
                         if let Ok(mut s) = stats.lock() {
                             s.record_still();

@@ -330,8 +330,18 @@ impl Pipeline {
                                     return Ok(());
                                 }
                             }
+                            // A lost camera: said once, idle motion meanwhile (`live` off), and
+                            // reopened with back-off; when it is back the run is live again and
+                            // the inference thread recalibrates.
                             Err(e) if reopen && e.is_transient() => {
-                                tracing::warn!("{}: {e}; retrying in {backoff:?}", current.name());
+                                if live.swap(false, Ordering::Relaxed) {
+                                    tracing::warn!(
+                                        "{}: lost ({e}); the portrait moves by itself until it is back",
+                                        current.name()
+                                    );
+                                } else {
+                                    tracing::debug!("{}: {e}; retrying in {backoff:?}", current.name());
+                                }
                                 if let Ok(mut slot) = source_error.lock() {
                                     *slot = Some(e.to_string());
                                 }
@@ -339,12 +349,14 @@ impl Pipeline {
                                 backoff = (backoff * 2).min(Duration::from_secs(4));
                                 match current.reopen() {
                                     Ok(()) => {
+                                        tracing::warn!("{}: back; recalibrating", current.name());
                                         if let Ok(mut slot) = source_error.lock() {
                                             *slot = None;
                                         }
+                                        live.store(true, Ordering::Relaxed);
                                     }
                                     Err(e) => {
-                                        tracing::warn!("{}: reopen failed: {e}", current.name())
+                                        tracing::debug!("{}: reopen failed: {e}", current.name())
                                     }
                                 }
                             }
@@ -426,6 +438,7 @@ impl Pipeline {
                     let mut idle_start: Option<Instant> = None;
                     let mut idle_n = 0u64;
                     let mut got_frame = false;
+                    let mut was_live = live.load(Ordering::Relaxed);
                     let notice = |msg: String| {
                         tracing::warn!("{msg}");
                         if let Ok(mut s) = stats.lock() {
@@ -483,6 +496,12 @@ impl Pipeline {
                             }
                         }
                         let is_live = live.load(Ordering::Relaxed);
+                        // Back from idle motion (a lost camera returned): a new reference pose.
+                        if is_live && !was_live {
+                            engine.recalibrate();
+                            got_frame = false;
+                        }
+                        was_live = is_live;
                         let received = if is_live {
                             idle_start = None;
                             frame_rx.recv_timeout(period)

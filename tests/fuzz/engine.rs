@@ -636,8 +636,8 @@ const COMMON_WORD: u32 = 1000;
 const WORDS_CAP: usize = 200_000;
 
 /// Turns outcomes into signatures: the message's words only (ASCII words of three letters or
-/// more, lower-case or capitalised, not hexadecimal, not found in the input, and seen in at least
-/// [`WORD_RECURRENCE`] messages and in one of 20000 words so far), so that messages differing only in numbers, bytes or pieces of
+/// more, lower-case or capitalised, not hexadecimal, outside quotes, not found in the input, and
+/// seen in at least [`WORD_RECURRENCE`] messages and in one of 20000 words so far; as a set), so that messages differing only in numbers, bytes or pieces of
 /// the input they quote count as one, while each distinct check's wording counts on its own.
 #[derive(Default)]
 pub struct Signatures {
@@ -655,6 +655,7 @@ impl Signatures {
                 }
             }
         }
+        let message = unquoted(message);
         let mut words: Vec<&str> = Vec::new();
         for w in message.split(|c: char| !c.is_ascii_alphanumeric()) {
             let mut chars = w.chars();
@@ -690,8 +691,33 @@ impl Signatures {
                 break;
             }
         }
+        words.sort_unstable();
+        words.dedup();
         words.join(" ")
     }
+}
+
+/// `message` without its quoted parts ('...', "...", `...`: pieces of the input, names), an
+/// apostrophe inside a word (file's) not counting as a quote.
+fn unquoted(message: &str) -> String {
+    let chars: Vec<char> = message.chars().collect();
+    let mut out = String::with_capacity(message.len());
+    let mut quote: Option<char> = None;
+    for (i, &c) in chars.iter().enumerate() {
+        let before = i.checked_sub(1).and_then(|j| chars.get(j));
+        let after = chars.get(i + 1);
+        let wordy = |x: Option<&char>| x.is_some_and(|x| x.is_alphanumeric());
+        match quote {
+            Some(q) if c == q && !wordy(after) => {
+                quote = None;
+                out.push(' ');
+            }
+            Some(_) => {}
+            None if matches!(c, '\'' | '"' | '`') && !wordy(before) => quote = Some(c),
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 /// One run on `input`: the signature and the memory used, or a finding.
@@ -849,6 +875,15 @@ pub fn fuzz(target: &Target, budget: Budget, seed: u64) -> Report {
                 corpus[i] = input.clone();
             }
         }
+    }
+    if let Some(dir) = std::env::var_os("FUZZ_DUMP_SIGNATURES") {
+        let mut all: Vec<&String> = seen.iter().collect();
+        all.sort();
+        let text: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+        let _ = std::fs::write(
+            PathBuf::from(dir).join(format!("{}.signatures", target.name)),
+            text.join("\n"),
+        );
     }
     report.elapsed = start.elapsed();
     report.corpus = corpus.len();

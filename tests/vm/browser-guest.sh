@@ -44,8 +44,11 @@ mkdir -p "$HOME"
 event start
 start_marionette yuyv
 # Chromium in the VM: no sandbox (no user namespaces for it there), no GPU, the camera prompt
-# answered yes, nothing fetched from the network.
-chromium --headless --no-sandbox --disable-gpu --use-fake-ui-for-media-stream \
+# answered yes, nothing fetched from the network. One process: under software emulation a
+# child process that has not connected within 15 s ends itself, and the page then never loads.
+chromium --headless --no-sandbox --disable-gpu --single-process --no-zygote \
+    --use-fake-ui-for-media-stream --disable-extensions \
+    --disable-features=OptimizationHints,OnDeviceModelService,Translate,MediaRouter,DialMediaRouteProvider \
     --disable-background-networking --disable-component-update --disable-sync \
     --disable-default-apps --no-first-run --no-default-browser-check --mute-audio \
     --autoplay-policy=no-user-gesture-required --user-data-dir=/tmp/browser-profile \

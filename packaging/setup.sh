@@ -12,7 +12,8 @@
 #     the Vulkan loader, and Mesa's Vulkan and GL drivers (software rendering where there is no
 #     GPU driver).
 # With --tests, also what the tests need: Xvfb, xdotool and ImageMagick for the real-window test,
-# mmdebstrap for the fresh-machine check (packaging/check-fresh.sh), and the QEMU test VM of
+# mmdebstrap for the fresh-machine check (packaging/check-fresh.sh), Chromium for the browser test
+# (it runs inside the test VM from the host's files), and the QEMU test VM of
 # tests/vm (qemu, a Debian kernel with the vivid and v4l2loopback drivers; tests/vm/build.sh,
 # cached in target/vm).
 set -euo pipefail
@@ -29,7 +30,7 @@ build_pkgs=(ffmpeg build-essential pkg-config libclang-dev nasm curl ca-certific
 window_pkgs=(libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon0 libxkbcommon-x11-0
     libwayland-client0 libwayland-cursor0 libwayland-egl1 libegl1 libgl1-mesa-dri libvulkan1
     mesa-vulkan-drivers)
-test_pkgs=(xvfb xdotool imagemagick mmdebstrap)
+test_pkgs=(xvfb xdotool imagemagick mmdebstrap chromium)
 pkgs=("${build_pkgs[@]}" "${window_pkgs[@]}")
 [ "$tests" = 1 ] && pkgs+=("${test_pkgs[@]}")
 

@@ -65,10 +65,7 @@ impl AvatarFile {
 
     /// Decoded as 8-bit RGB, the way [`crate::media::frames::load_rgb`] decodes a file.
     pub fn decode(&self) -> Result<RgbImage, MediaError> {
-        Ok(to_rgb8_like_pillow(decode_image(
-            self.bytes.to_vec(),
-            &self.path,
-        )?))
+        Ok(to_rgb8_like_pillow(decode_image(&self.bytes, &self.path)?))
     }
 }
 

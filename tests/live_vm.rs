@@ -15,6 +15,7 @@ mod common;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use marionette::frame::{Frame, Size};
@@ -95,8 +96,12 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-#[test]
-fn webcam_to_virtual_camera_on_real_v4l2_drivers() {
+/// One VM at a time: they share two host cores, and the checks on timing need them.
+static VM: Mutex<()> = Mutex::new(());
+
+/// A scratch folder for a guest's results under target/ (kept with LIVE_VM_KEEP=1), after
+/// checking that the VM is built.
+fn scratch(prefix: &str) -> (Option<tempfile::TempDir>, PathBuf) {
     let cache = vm_cache();
     assert!(
         cache.join("current/vmlinuz").is_file(),
@@ -104,17 +109,25 @@ fn webcam_to_virtual_camera_on_real_v4l2_drivers() {
         cache.display()
     );
     let out = tempfile::Builder::new()
-        .prefix("live-vm-")
+        .prefix(prefix)
         .tempdir_in(repo().join("target"))
         .expect("scratch folder");
     // LIVE_VM_KEEP=1 keeps the guest's results for a look.
-    let share = if std::env::var_os("LIVE_VM_KEEP").is_some() {
+    if std::env::var_os("LIVE_VM_KEEP").is_some() {
         let kept = out.keep();
         eprintln!("keeping {}", kept.display());
-        kept
+        (None, kept)
     } else {
-        out.path().to_path_buf()
-    };
+        let path = out.path().to_path_buf();
+        (Some(out), path)
+    }
+}
+
+#[test]
+fn webcam_to_virtual_camera_on_real_v4l2_drivers() {
+    let _one_vm = VM.lock().unwrap_or_else(|p| p.into_inner());
+    let cache = vm_cache();
+    let (_keep, share) = scratch("live-vm-");
     let share = share.as_path();
     let status = Command::new(repo().join("tests/vm/run.sh"))
         .current_dir(repo())
@@ -170,22 +183,41 @@ fn webcam_to_virtual_camera_on_real_v4l2_drivers() {
     }
     let want = expected_md5s(&share.join("rec-yuyv"), size, PixelFormat::Yuyv);
     // Before the engine has loaded, the virtual camera gets the still portrait (the bundled avatar
-    // at full resolution, marked as not calibrated); the pipeline then sends its own still.
-    let first_still = {
-        let avatar =
-            marionette::media::frames::load_rgb(&repo().join("assets/avatars/eileen-collins.png"))
-                .expect("bundled avatar");
-        let square = marionette::media::resize::center_square_crop(&avatar);
-        let still = Frame::from_image(0, Instant::now(), square);
+    // at full resolution, marked as not calibrated); the pipeline then sends its own still (the
+    // portrait at the engine's size, marked) until the first camera frame. Recordings hold only
+    // animated frames.
+    let avatar =
+        marionette::media::frames::load_rgb(&repo().join("assets/avatars/eileen-collins.png"))
+            .expect("bundled avatar");
+    let square = marionette::media::resize::center_square_crop(&avatar);
+    let still_md5 = |img: image::RgbImage| {
+        let still = Frame::from_image(0, Instant::now(), img);
         let marked = compose(&still, still.size, true);
         let mut yuv = Vec::new();
         convert(&compose(&marked, size, false), PixelFormat::Yuyv, &mut yuv);
         format!("{:x}", md5::compute(&yuv))
     };
+    let first_still = still_md5(square.clone());
+    // The tiny fixture's frame size (tiny.yaml: frame_shape 256x256).
+    let pipeline_still = still_md5(image::imageops::resize(
+        &square,
+        256,
+        256,
+        image::imageops::FilterType::Triangle,
+    ));
     let leading = got.iter().take_while(|(_, m)| *m == first_still).count();
     let got_before = got.len();
     let got: Vec<(usize, String)> = got.into_iter().skip(leading).collect();
     assert!(!got.is_empty(), "only the first still came through");
+    // From start-up: after the virtual camera's own stills, the pipeline's still portrait, not an
+    // animated frame.
+    assert_eq!(
+        got[0].1, pipeline_still,
+        "after {leading} of the virtual camera's first stills, the next frame read is not the pipeline's still, marked portrait ({got_before} read)"
+    );
+    let stills = got.iter().take_while(|(_, m)| *m == pipeline_still).count();
+    let got: Vec<(usize, String)> = got.into_iter().skip(stills).collect();
+    assert!(!got.is_empty(), "only still portraits came through");
     let m = match_in_order(&got, &want);
     let matched: Vec<usize> = m.indices.iter().flatten().copied().collect();
     assert!(
@@ -194,15 +226,8 @@ fn webcam_to_virtual_camera_on_real_v4l2_drivers() {
         matched.len(),
         got.len()
     );
-    // From start-up: the frames read begin with the still portrait (the virtual camera's own, then
-    // the pipeline's, recorded first), not with an animated frame.
-    let still = &want[0];
-    assert_eq!(
-        &got[0].1, still,
-        "after {leading} of the virtual camera's first stills, the next frame read is not the pipeline's still, marked portrait ({got_before} read)"
-    );
     // The avatar moves: several different animated frames came through.
-    let distinct: HashSet<&String> = got.iter().map(|(_, m)| m).filter(|m| *m != still).collect();
+    let distinct: HashSet<&String> = got.iter().map(|(_, m)| m).collect();
     assert!(
         distinct.len() >= 5,
         "only {} different animated frames read back",
@@ -234,3 +259,529 @@ fn webcam_to_virtual_camera_on_real_v4l2_drivers() {
         got.len()
     );
 }
+
+/// Runs a guest script in the VM (tests/vm/run.sh) with results in `share`; extra environment for
+/// run.sh in `env`. Returns whether it succeeded and how long it took.
+fn run_guest(share: &Path, script: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, f64) {
+    let t = Instant::now();
+    let mut cmd = Command::new(repo().join("tests/vm/run.sh"));
+    cmd.current_dir(repo())
+        .env("VM_CACHE", vm_cache())
+        .arg(share)
+        .arg("sh")
+        .arg(repo().join("tests/vm").join(script))
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let status = cmd.status().expect("running tests/vm/run.sh");
+    (status.success(), t.elapsed().as_secs_f64())
+}
+
+/// `<unix time> <event>` lines of a guest's events.txt.
+fn events(share: &Path) -> Vec<(f64, String)> {
+    read(&share.join("events.txt"))
+        .lines()
+        .filter_map(|l| {
+            let (t, e) = l.split_once(' ')?;
+            Some((t.parse().ok()?, e.to_string()))
+        })
+        .collect()
+}
+
+fn event_time(events: &[(f64, String)], name: &str) -> f64 {
+    events
+        .iter()
+        .find(|(_, e)| e == name)
+        .unwrap_or_else(|| panic!("no event {name:?} in {events:?}"))
+        .0
+}
+
+/// Frames of a framemd5 file written with `-ts abs -copyts`: (unix time, md5).
+fn timed_framemd5(path: &Path) -> Vec<(f64, String)> {
+    let text = read(path);
+    let mut tb = 1e-6;
+    let mut out = Vec::new();
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("#tb 0: ")
+            && let Some((n, d)) = rest.trim().split_once('/')
+            && let (Ok(n), Ok(d)) = (n.parse::<f64>(), d.parse::<f64>())
+        {
+            tb = n / d;
+        }
+        if l.starts_with('#') || l.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = l.split(',').map(str::trim).collect();
+        if f.len() == 6
+            && let Ok(pts) = f[2].parse::<f64>()
+        {
+            out.push((pts * tb, f[5].to_string()));
+        }
+    }
+    out
+}
+
+/// The longest time between two frames read within [from, to], and the frames read there.
+fn longest_gap(frames: &[(f64, String)], from: f64, to: f64) -> (f64, usize) {
+    let inside: Vec<f64> = frames
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| *t >= from && *t <= to)
+        .collect();
+    let mut worst = inside.first().map_or(to - from, |f| f - from);
+    for w in inside.windows(2) {
+        worst = worst.max(w[1] - w[0]);
+    }
+    if let Some(l) = inside.last() {
+        worst = worst.max(to - l);
+    }
+    (worst, inside.len())
+}
+
+/// The value of a numeric field in the last `--stats` line of a log.
+fn last_stat(log: &str, field: &str) -> Option<f64> {
+    let line = log.lines().rev().find(|l| l.starts_with('{'))?;
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v.get(field)?.as_f64()
+}
+
+/// The longest the virtual camera may go without a frame while marionette runs. It writes at
+/// least 30 times a second; under software emulation on a loaded two-core machine a write can
+/// take 150 ms, so this allows for a stall of ten of them.
+const SILENCE: f64 = 1.5;
+
+#[test]
+fn camera_unplugged_and_plugged_back_on_real_drivers() {
+    let _one_vm = VM.lock().unwrap_or_else(|p| p.into_inner());
+    let (_keep, share) = scratch("vm-unplug-");
+    let share = share.as_path();
+    let (ok, took) = run_guest(
+        share,
+        "unplug-guest.sh",
+        &[env!("CARGO_BIN_EXE_marionette"), "10"],
+        &[
+            ("VM_TIMEOUT", "1800"),
+            // vivid with its error-injection controls (the "disconnect" control).
+            (
+                "VM_VIVID_OPTS",
+                "n_devs=1 node_types=0x1 num_inputs=1 input_types=0x0",
+            ),
+        ],
+    );
+    let log = read(&share.join("run.log"));
+    let context = || {
+        format!(
+            "\n--- events\n{}\n--- guest.log\n{}\n--- run.log (no stats)\n{}",
+            read(&share.join("events.txt")),
+            read(&share.join("guest.log")),
+            log.lines()
+                .filter(|l| !l.starts_with('{'))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    };
+    eprintln!("unplug test: VM run {took:.0} s");
+    assert!(ok, "the VM run failed{}", context());
+    assert_eq!(read(&share.join("run.rc")).trim(), "0", "{}", context());
+    assert_eq!(
+        read(&share.join("disconnect.rc")).trim(),
+        "0",
+        "{}",
+        context()
+    );
+    let ev = events(share);
+    let unplug = event_time(&ev, "unplug");
+    // The driver could go: marionette let go of the device.
+    let removed = event_time(&ev, "removed");
+    let plug = event_time(&ev, "plug");
+    let stop = event_time(&ev, "stop");
+    assert_eq!(read(&share.join("insmod.rc")).trim(), "0", "{}", context());
+
+    // The loss is reported once, the return once, and the run recalibrated.
+    let lost = log.lines().filter(|l| l.contains(": lost (")).count();
+    let back = log
+        .lines()
+        .filter(|l| l.contains(": back; recalibrating"))
+        .count();
+    assert_eq!(lost, 1, "camera loss reported {lost} times{}", context());
+    assert_eq!(back, 1, "camera return reported {back} times{}", context());
+    let calibrations = last_stat(&log, "calibrations").unwrap_or(0.0);
+    assert!(
+        calibrations >= 2.0,
+        "{calibrations} calibrations{}",
+        context()
+    );
+
+    // The virtual camera never went silent, from the first frame read to the stop.
+    let frames = timed_framemd5(&share.join("recv.framemd5"));
+    assert!(
+        frames.len() > 20,
+        "read {} frames{}",
+        frames.len(),
+        context()
+    );
+    let first = frames[0].0;
+    let (gap, n) = longest_gap(&frames, first, stop);
+    eprintln!(
+        "unplug test: {n} frames read, longest gap {gap:.2} s; unplugged {:.1} s after the start, driver removed {:.1} s later, away {:.1} s",
+        unplug - first,
+        removed - unplug,
+        plug - removed
+    );
+    assert!(
+        gap < SILENCE,
+        "the virtual camera was silent for {gap:.2} s{}",
+        context()
+    );
+    // While the camera was away: idle motion (the portrait keeps moving).
+    let away: HashSet<&String> = frames
+        .iter()
+        .filter(|(t, _)| *t > removed && *t < plug)
+        .map(|(_, m)| m)
+        .collect();
+    assert!(
+        away.len() >= 3,
+        "only {} different frames while the camera was away{}",
+        away.len(),
+        context()
+    );
+    // After it came back: frames, moving.
+    let after: HashSet<&String> = frames
+        .iter()
+        .filter(|(t, _)| *t > plug)
+        .map(|(_, m)| m)
+        .collect();
+    assert!(
+        after.len() >= 3,
+        "only {} different frames after the camera came back",
+        after.len()
+    );
+}
+
+#[test]
+fn readers_coming_and_going_on_real_drivers() {
+    let _one_vm = VM.lock().unwrap_or_else(|p| p.into_inner());
+    let (_keep, share) = scratch("vm-churn-");
+    let share = share.as_path();
+    let readers = 20;
+    let (ok, took) = run_guest(
+        share,
+        "churn-guest.sh",
+        &[env!("CARGO_BIN_EXE_marionette"), &readers.to_string()],
+        &[("VM_TIMEOUT", "1800")],
+    );
+    let log = read(&share.join("run.log"));
+    let context = || {
+        format!(
+            "\n--- events\n{}\n--- run.log (no stats)\n{}",
+            read(&share.join("events.txt")),
+            log.lines()
+                .filter(|l| !l.starts_with('{'))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    };
+    eprintln!("churn test: VM run {took:.0} s");
+    assert!(ok, "the VM run failed{}", context());
+    // marionette never stopped nor complained.
+    assert_eq!(read(&share.join("run.rc")).trim(), "0", "{}", context());
+    let complaints: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            !l.starts_with('{')
+                && (l.contains("WARN") || l.contains("ERROR") || l.contains("error"))
+        })
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "marionette complained: {complaints:?}"
+    );
+    assert_eq!(read(&share.join("format.txt")).trim(), "YUYV:640x480@30");
+    assert_eq!(
+        read(&share.join("format-end.txt")).trim(),
+        "YUYV:640x480@30",
+        "a reader changed the device's format"
+    );
+    // Every reader got frames.
+    for i in 1..=readers {
+        let kind = read(&share.join(format!("reader-{i}.kind")));
+        let got: u64 = read(&share.join(format!("reader-{i}.frames")))
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        let rc = read(&share.join(format!("reader-{i}.rc")));
+        let killed = kind.contains("killed");
+        eprintln!(
+            "reader {i} ({}): {got} frames, exit {}",
+            kind.trim(),
+            rc.trim()
+        );
+        // v4l2loopback 0.12.7 shares its buffers' state between readers: two mmap readers at
+        // once sometimes see VIDIOC_DQBUF fail (EINVAL) after a few frames, whoever writes. A
+        // reader must get frames; all 8 is not required.
+        assert!(
+            got >= 3,
+            "reader {i} ({}) got {got} frames (exit {}): {}",
+            kind.trim(),
+            rc.trim(),
+            read(&share.join(format!("reader-{i}.log")))
+        );
+        if !killed {
+            assert_eq!(rc.trim(), "0", "reader {i} ({})", kind.trim());
+        }
+    }
+    // The monitor read frames the whole time.
+    let ev = events(share);
+    let frames: Vec<(f64, String)> = read(&share.join("monitor.txt"))
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            Some((f.first()?.parse().ok()?, f.get(2)?.to_string()))
+        })
+        .collect();
+    let (gap, n) = longest_gap(
+        &frames,
+        event_time(&ev, "readers"),
+        event_time(&ev, "readers-done"),
+    );
+    eprintln!(
+        "churn test: the monitor read {n} frames while the readers came and went, longest gap {gap:.2} s"
+    );
+    assert!(
+        gap < SILENCE,
+        "the virtual camera was silent for {gap:.2} s{}",
+        context()
+    );
+}
+
+/// Mean R, G, B of each 40x40 block of a 640x480 picture, as tests/vm/browser/camera.html
+/// computes them from what the browser drew.
+fn block_means(rgb: &[u8]) -> Vec<f64> {
+    let (w, h, b) = (640usize, 480usize, 40usize);
+    let mut out = Vec::with_capacity((w / b) * (h / b) * 3);
+    for by in 0..h / b {
+        for bx in 0..w / b {
+            let mut sum = [0u64; 3];
+            for y in by * b..(by + 1) * b {
+                for x in bx * b..(bx + 1) * b {
+                    let i = (y * w + x) * 3;
+                    for c in 0..3 {
+                        sum[c] += u64::from(rgb[i + c]);
+                    }
+                }
+            }
+            out.extend(sum.iter().map(|s| *s as f64 / (b * b) as f64));
+        }
+    }
+    out
+}
+
+/// The page's console lines (tests/vm/browser-guest.sh keeps them in page.log).
+struct PageLog {
+    lines: Vec<String>,
+}
+
+impl PageLog {
+    fn frames(&self, phase: usize) -> Vec<(String, Vec<f64>)> {
+        let prefix = format!("MARIONETTE frame {phase} ");
+        self.lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .filter_map(|rest| {
+                let mut parts = rest.splitn(3, ' ');
+                let _n = parts.next()?;
+                let size = parts.next()?.to_string();
+                let values: Vec<f64> = serde_json::from_str(parts.next()?).ok()?;
+                Some((size, values))
+            })
+            .collect()
+    }
+    fn first(&self, prefix: &str) -> Option<&String> {
+        self.lines.iter().find(|l| l.starts_with(prefix))
+    }
+}
+
+#[test]
+fn a_browser_lists_and_reads_the_virtual_camera_in_yuyv_and_i420() {
+    let _one_vm = VM.lock().unwrap_or_else(|p| p.into_inner());
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "Chromium is not installed: run `bash packaging/setup.sh --tests` (apt package chromium)"
+    );
+    let (_keep, share) = scratch("vm-browser-");
+    let share = share.as_path();
+    let page = repo().join("tests/vm/browser/camera.html");
+    let frames_per_phase = 40;
+    let (ok, took) = run_guest(
+        share,
+        "browser-guest.sh",
+        &[
+            env!("CARGO_BIN_EXE_marionette"),
+            &page.to_string_lossy(),
+            &frames_per_phase.to_string(),
+        ],
+        &[("VM_TIMEOUT", "3000"), ("VM_MEM", "3072")],
+    );
+    let page_log = PageLog {
+        lines: read(&share.join("page.log"))
+            .lines()
+            .map(str::to_string)
+            .collect(),
+    };
+    let context = || {
+        let chromium = read(&share.join("chromium.log"));
+        let tail: Vec<&str> = chromium.lines().rev().take(30).collect();
+        format!(
+            "\n--- events\n{}\n--- page (no frames)\n{}\n--- chromium.log (end)\n{}",
+            read(&share.join("events.txt")),
+            page_log
+                .lines
+                .iter()
+                .filter(|l| !l.starts_with("MARIONETTE frame"))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n"),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    };
+    let ev = events(share);
+    let started = event_time(&ev, "browser started");
+    let first_done = event_time(&ev, "phase 0 over");
+    eprintln!(
+        "browser test: VM run {took:.0} s; from the browser's start to its first {frames_per_phase} frames {:.0} s",
+        first_done - started
+    );
+    assert!(ok, "the VM run failed{}", context());
+    assert!(
+        page_log.first("MARIONETTE error").is_none(),
+        "{}",
+        context()
+    );
+    assert!(page_log.first("MARIONETTE done").is_some(), "{}", context());
+    // Between the phases marionette stopped: the camera left the list (exclusive_caps=1).
+    assert!(page_log.first("MARIONETTE gone").is_some(), "{}", context());
+
+    for (phase, format) in [(0, "yuyv"), (1, "i420")] {
+        assert_eq!(
+            read(&share.join(format!("run-{format}.rc"))).trim(),
+            "0",
+            "{}",
+            context()
+        );
+        // The label is listed while marionette writes.
+        let devices = page_log
+            .lines
+            .iter()
+            .filter(|l| l.starts_with("MARIONETTE devices"))
+            .nth(phase)
+            .unwrap_or_else(|| panic!("no device list for {format}{}", context()));
+        assert!(devices.contains("\"videoinput\",\"marionette"), "{devices}");
+        let opened = page_log
+            .first(&format!("MARIONETTE opened {phase} "))
+            .unwrap_or_else(|| panic!("{format} was not opened{}", context()));
+        assert!(
+            opened.contains("\"width\":640") && opened.contains("\"height\":480"),
+            "{opened}"
+        );
+
+        // The frames the browser drew are frames marionette recorded, within the colour
+        // conversions' rounding, in order, and they move.
+        let got = page_log.frames(phase);
+        assert_eq!(got.len(), frames_per_phase, "{format}{}", context());
+        // A frame per block-mean vector: (size, values).
+        let files =
+            marionette::media::frames::list_image_files(&share.join(format!("rec-{format}")))
+                .expect("recorded frames");
+        let want: Vec<Vec<f64>> = files
+            .iter()
+            .map(|p| {
+                let img = image::open(p).expect("recorded PNG").to_rgb8();
+                let frame = Frame::from_image(0, Instant::now(), img);
+                block_means(&compose(&frame, Size::new(640, 480), false).rgb)
+            })
+            .collect();
+        // Before the first animated frame the camera shows the still portrait (marked as not
+        // calibrated): marionette's own at start, then the pipeline's at the engine's size (the
+        // classic engine's 256); recordings hold only animated frames.
+        let stills: Vec<Vec<f64>> = {
+            let avatar = marionette::media::frames::load_rgb(
+                &repo().join("assets/avatars/eileen-collins.png"),
+            )
+            .expect("bundled avatar");
+            let square = marionette::media::resize::center_square_crop(&avatar);
+            let small =
+                image::imageops::resize(&square, 256, 256, image::imageops::FilterType::Triangle);
+            [square, small]
+                .into_iter()
+                .map(|img| {
+                    let f = Frame::from_image(0, Instant::now(), img);
+                    let marked = compose(&f, f.size, true);
+                    block_means(&compose(&marked, Size::new(640, 480), false).rgb)
+                })
+                .collect()
+        };
+        let distance = |a: &[f64], b: &[f64]| {
+            a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len() as f64
+        };
+        let leading = got
+            .iter()
+            .take_while(|(_, v)| stills.iter().any(|s| distance(s, v) < BROWSER_TOLERANCE))
+            .count();
+        let got = &got[leading..];
+        assert!(
+            got.len() >= 10,
+            "{format}: only {} animated frames",
+            got.len()
+        );
+        let mut last = 0usize;
+        let mut matched = HashSet::new();
+        let mut worst = 0f64;
+        for (i, (size, values)) in got.iter().enumerate() {
+            assert_eq!(size, "640x480", "{format} frame {i}");
+            assert_eq!(values.len(), want[0].len(), "{format} frame {i}");
+            let (best, err) = want
+                .iter()
+                .enumerate()
+                .map(|(k, w)| {
+                    let e = w
+                        .iter()
+                        .zip(values)
+                        .map(|(a, b)| (a - b).abs())
+                        .sum::<f64>()
+                        / w.len() as f64;
+                    (k, e)
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("recorded frames");
+            worst = worst.max(err);
+            assert!(
+                err < BROWSER_TOLERANCE,
+                "{format} frame {i} is no recorded frame: the nearest ({best} of {}) differs by {err:.2} levels on average",
+                want.len()
+            );
+            assert!(
+                best + 2 >= last,
+                "{format} frame {i} (recorded {best}) came after recorded {last}"
+            );
+            last = last.max(best);
+            matched.insert(best);
+        }
+        eprintln!(
+            "browser test: {format}: {leading} still frames, then {} animated frames, each within {worst:.2} levels of a recorded frame, {} different recorded frames",
+            got.len(),
+            matched.len()
+        );
+        assert!(
+            matched.len() >= 5,
+            "{format}: only {} different frames",
+            matched.len()
+        );
+    }
+}
+
+/// How far (mean absolute difference of the 40x40 block means, in 8-bit levels) a frame the
+/// browser drew may be from the recorded frame it shows: BT.601 to YUV and back in the browser,
+/// chroma subsampling, and the canvas's rounding.
+const BROWSER_TOLERANCE: f64 = 3.0;

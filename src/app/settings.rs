@@ -206,7 +206,13 @@ impl Settings {
                 });
             }
         };
-        let mut s: Settings = toml::from_str(&text).map_err(|e| SettingsError::Read {
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses the text of a settings file; `path` names it in errors. Values out of range are
+    /// brought into range.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, SettingsError> {
+        let mut s: Settings = toml::from_str(text).map_err(|e| SettingsError::Read {
             path: path.into(),
             message: format!("{e} (delete the file to start from the defaults)"),
         })?;

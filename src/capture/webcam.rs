@@ -291,10 +291,22 @@ impl FrameSource for Webcam {
             message: "not open".into(),
         })?;
         let fmt = camera.camera_format();
-        let raw = camera.frame_raw().map_err(|e| CaptureError::Camera {
-            camera: self.label.clone(),
-            message: format!("frame read failed ({e})"),
-        })?;
+        let raw = match camera.frame_raw() {
+            Ok(raw) => raw,
+            Err(e) => {
+                // Let go of the device at once (an unplugged camera's driver can only go away,
+                // and another program can only take it, once it is closed); `reopen` opens it
+                // again.
+                let message = format!("frame read failed ({e})");
+                if let Some(mut old) = self.camera.take() {
+                    let _ = old.stop_stream();
+                }
+                return Err(CaptureError::Camera {
+                    camera: self.label.clone(),
+                    message,
+                });
+            }
+        };
         let captured_at = Instant::now();
         let size = Size::new(fmt.width(), fmt.height());
         let rgb = match fmt.format() {

@@ -130,7 +130,9 @@ impl RunArgs {
             sinks.push(Box::new(vcam));
         }
         if let Some(path) = &self.record {
-            sinks.push(Box::new(Recorder::create(path, FPS)?));
+            sinks.push(Box::new(
+                Recorder::create(path, FPS)?.with_limit(self.frames),
+            ));
         }
         if sinks.is_empty() {
             eprintln!("no output: frames are discarded (use --vcam or --record to keep them)");

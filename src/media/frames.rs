@@ -4,7 +4,8 @@ use std::cmp::Ordering;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageReader, RgbImage};
+use image::error::{DecodingError, ImageError, ImageFormatHint};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 
 use super::{MediaError, jpeg};
 
@@ -95,6 +96,43 @@ fn trim_zeros(d: &[u8]) -> &[u8] {
     &d[n..]
 }
 
+/// Whatever its file size, a picture may decode to this many bytes (a 2900x2900 RGBA picture, or
+/// a flat 4K frame that compresses to almost nothing).
+pub const DECODE_FLOOR_BYTES: u64 = 32 << 20;
+
+/// Beyond [`DECODE_FLOOR_BYTES`], a picture may decode to at most this many bytes per byte of its
+/// file. Deflate (PNG, TIFF, zip) cannot expand data more than about 1032:1, and photos compress
+/// 5:1 to 50:1; a file that declares more pixels than that is damaged or built to exhaust memory,
+/// and is refused before its pixel buffer is reserved.
+pub const DECODE_BYTES_PER_FILE_BYTE: u64 = 2048;
+
+/// No picture decodes to more than 1 GiB (Pillow's limit of 178 million pixels is 537 MB as RGB).
+pub const DECODE_MAX_BYTES: u64 = 1 << 30;
+
+/// The most bytes a picture file of `file_len` bytes may decode to (see [`DECODE_FLOOR_BYTES`]).
+pub fn decode_budget(file_len: usize) -> u64 {
+    (file_len as u64)
+        .saturating_mul(DECODE_BYTES_PER_FILE_BYTE)
+        .clamp(DECODE_FLOOR_BYTES, DECODE_MAX_BYTES)
+}
+
+/// The message for a picture that declares more pixels than its file can hold, or `None` when
+/// `decoded_bytes` fits [`decode_budget`].
+pub fn check_declared_size(
+    width: u64,
+    height: u64,
+    decoded_bytes: u64,
+    file_len: usize,
+) -> Option<String> {
+    let budget = decode_budget(file_len);
+    (decoded_bytes > budget).then(|| {
+        format!(
+            "the picture declares {width}x{height} pixels ({decoded_bytes} bytes decoded), more \
+             than a {file_len}-byte file can hold (at most {budget} bytes): the file is damaged"
+        )
+    })
+}
+
 /// Decode any supported picture file (format from its content, not its name).
 ///
 /// JPEG files (content starting `FF D8 FF`) are decoded by libjpeg-turbo exactly as Pillow decodes
@@ -107,28 +145,120 @@ pub fn load_image(path: &Path) -> Result<DynamicImage, MediaError> {
         path: path.to_path_buf(),
         source: e,
     })?;
-    decode_image(bytes, path)
+    decode_image(&bytes, path)
 }
 
-/// [`load_image`] for a picture already in memory; `name` is what errors call it.
-pub fn decode_image(bytes: Vec<u8>, name: &Path) -> Result<DynamicImage, MediaError> {
-    let decoded = if jpeg::is_jpeg(&bytes) {
-        jpeg::decode_jpeg_like_pillow(&bytes)
-    } else {
-        ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| MediaError::Io {
-                action: "read the image",
-                path: name.to_path_buf(),
-                source: e,
-            })?
-            .decode()
-    };
-    decoded.map_err(|e| MediaError::Image {
+/// [`load_image`] for a file already in memory; `path` names it in errors. The size a picture
+/// declares is checked against its file size ([`decode_budget`]) before any pixel memory is
+/// reserved.
+pub fn decode_image(bytes: &[u8], path: &Path) -> Result<DynamicImage, MediaError> {
+    let image_err = |source| MediaError::Image {
         action: "read",
-        path: name.to_path_buf(),
-        source: e,
-    })
+        path: path.to_path_buf(),
+        source,
+    };
+    if jpeg::is_jpeg(bytes) {
+        return jpeg::decode_jpeg_like_pillow(bytes).map_err(image_err);
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| MediaError::Io {
+            action: "read the image",
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    let format = reader.format();
+    if format == Some(image::ImageFormat::Tiff)
+        && let Some(message) = check_tiff_directories(bytes)
+    {
+        return Err(image_err(ImageError::Decoding(DecodingError::new(
+            ImageFormatHint::Exact(image::ImageFormat::Tiff),
+            message,
+        ))));
+    }
+    let mut decoder = reader.into_decoder().map_err(image_err)?;
+    let (w, h) = decoder.dimensions();
+    if let Some(message) = check_declared_size(
+        u64::from(w),
+        u64::from(h),
+        decoder.total_bytes(),
+        bytes.len(),
+    ) {
+        let hint = format.map_or(ImageFormatHint::Unknown, ImageFormatHint::Exact);
+        return Err(image_err(ImageError::Decoding(DecodingError::new(
+            hint, message,
+        ))));
+    }
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(decode_budget(bytes.len()));
+    decoder.set_limits(limits).map_err(image_err)?;
+    DynamicImage::from_decoder(decoder).map_err(image_err)
+}
+
+/// Checks the entries of a TIFF file's directories before the `tiff` crate reads them: its
+/// decoder reserves memory for as many values as an entry declares before reading them (up to
+/// 256 MiB, whatever the file's size), so an entry whose values would lie beyond the end of the
+/// file is refused here. Returns the message for such an entry; `None` when every entry fits, or
+/// when the structure is too broken to walk (the decoder then reports it).
+fn check_tiff_directories(bytes: &[u8]) -> Option<String> {
+    let le = match bytes.get(..2)? {
+        b"II" => true,
+        b"MM" => false,
+        _ => return None,
+    };
+    let uint = |at: usize, n: usize| -> Option<u64> {
+        let b = bytes.get(at..at.checked_add(n)?)?;
+        Some(b.iter().enumerate().fold(0u64, |v, (i, &x)| {
+            let shift = if le { 8 * i } else { 8 * (n - 1 - i) };
+            v | (u64::from(x) << shift)
+        }))
+    };
+    let big = match uint(2, 2)? {
+        42 => false,
+        43 => true,
+        _ => return None,
+    };
+    // Classic TIFF: 2-byte entry count, 12-byte entries, 4-byte counts and offsets; BigTIFF: 8,
+    // 20, 8.
+    let (count_len, entry_len, word) = if big { (8, 20, 8) } else { (2, 12, 4) };
+    let mut ifd = uint(if big { 8 } else { 4 }, word)?;
+    // Directories are chained; a loop in the chain ends after 64.
+    for _ in 0..64 {
+        if ifd == 0 {
+            return None;
+        }
+        let at = usize::try_from(ifd).ok()?;
+        let entries = uint(at, count_len)?;
+        let first = at.checked_add(count_len)?;
+        let mut k = 0u64;
+        while k < entries {
+            let e = first.checked_add(usize::try_from(k).ok()?.checked_mul(entry_len)?)?;
+            let tag = uint(e, 2)?;
+            let value_size = match uint(e + 2, 2)? {
+                1 | 2 | 6 | 7 => 1,
+                3 | 8 => 2,
+                4 | 9 | 11 | 13 => 4,
+                5 | 10 | 12 | 16..=18 => 8,
+                _ => 0, // a type the decoder ignores
+            };
+            let count = uint(e + 4, word)?;
+            let needed = count.saturating_mul(value_size);
+            if needed > word as u64 {
+                let offset = uint(e + 4 + word, word)?;
+                if offset.saturating_add(needed) > bytes.len() as u64 {
+                    return Some(format!(
+                        "the TIFF entry for tag {tag} declares {count} values ({needed} bytes) \
+                         beyond the end of the {}-byte file: the file is damaged",
+                        bytes.len()
+                    ));
+                }
+            }
+            k += 1;
+        }
+        let next = first.checked_add(usize::try_from(entries).ok()?.checked_mul(entry_len)?)?;
+        ifd = uint(next, word)?;
+    }
+    None
 }
 
 /// Decode a picture as 8-bit RGB, the way the original demo's input ends up (imageio + Pillow, then
@@ -293,6 +423,49 @@ mod tests {
             natural_cmp("x123456789012345678901234567890", "x99"),
             Ordering::Greater
         );
+    }
+
+    fn png(img: &RgbImage) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png)
+            .expect("encode");
+        out.into_inner()
+    }
+
+    #[test]
+    fn a_flat_4k_picture_in_a_small_file_decodes() {
+        let flat = RgbImage::from_pixel(3840, 2160, image::Rgb([40, 90, 200]));
+        let bytes = png(&flat);
+        assert!(bytes.len() < 200_000, "{} bytes", bytes.len());
+        let img = decode_image(&bytes, Path::new("flat.png")).expect("decodes");
+        assert_eq!((img.width(), img.height()), (3840, 2160));
+    }
+
+    #[test]
+    fn a_picture_declaring_more_than_its_file_can_hold_is_refused() {
+        // A valid PNG header (IHDR with its CRC) for 20000x20000 RGB, and no pixel data.
+        let mut bytes = png(&RgbImage::new(1, 1));
+        bytes[16..20].copy_from_slice(&20000u32.to_be_bytes());
+        bytes[20..24].copy_from_slice(&20000u32.to_be_bytes());
+        let crc = {
+            let mut c = 0xffff_ffffu32;
+            for &b in &bytes[12..29] {
+                c ^= u32::from(b);
+                for _ in 0..8 {
+                    c = if c & 1 != 0 {
+                        (c >> 1) ^ 0xedb8_8320
+                    } else {
+                        c >> 1
+                    };
+                }
+            }
+            !c
+        };
+        bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+        let err = decode_image(&bytes, Path::new("bomb.png")).unwrap_err();
+        assert!(err.to_string().contains("more than a"), "{err}");
+        assert_eq!(decode_budget(0), DECODE_FLOOR_BYTES);
+        assert_eq!(decode_budget(usize::MAX), DECODE_MAX_BYTES);
     }
 
     #[test]

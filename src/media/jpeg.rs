@@ -150,6 +150,13 @@ fn decode(bytes: &[u8], hit_end: &Rc<Cell<bool>>) -> Result<DynamicImage, ImageE
              pixels Pillow accepts: scale it down first"
         )));
     }
+    // Before libjpeg reserves its buffers (a progressive file's coefficients) and before ours.
+    let decoded = pixels.saturating_mul(layout.channels() as u64);
+    if let Some(message) =
+        super::frames::check_declared_size(width as u64, height as u64, decoded, bytes.len())
+    {
+        return Err(jpeg_error(message));
+    }
     let (Ok(w32), Ok(h32)) = (u32::try_from(width), u32::try_from(height)) else {
         return Err(jpeg_error(format!(
             "the JPEG picture size {width}x{height} is out of range"

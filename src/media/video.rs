@@ -130,6 +130,26 @@ pub struct VideoInfo {
     pub rotation: i32,
 }
 
+impl VideoInfo {
+    /// Bytes of one decoded `rgb24` frame; `None` when over 2 GiB.
+    pub fn frame_bytes(&self) -> Option<usize> {
+        (self.width as usize)
+            .checked_mul(self.height as usize)
+            .and_then(|n| n.checked_mul(3))
+            .filter(|&n| n <= 1 << 31)
+    }
+
+    /// What [`VideoReader`] reserves for a frame before ffmpeg has sent any of it: the frame's size
+    /// up to 64 MiB (an 8K frame is 100 MB); a larger frame's buffer grows with the bytes that
+    /// actually arrive, so a size that `ffprobe` misreports cannot reserve memory by itself.
+    pub fn initial_frame_buffer(&self) -> usize {
+        self.frame_bytes().unwrap_or(0).min(FRAME_RESERVE_MAX)
+    }
+}
+
+/// See [`VideoInfo::initial_frame_buffer`].
+const FRAME_RESERVE_MAX: usize = 64 << 20;
+
 /// Describe a video file with `ffprobe` (found as [`FfmpegTools::from_env`] says).
 pub fn probe(path: &Path) -> Result<VideoInfo, MediaError> {
     probe_with(&FfmpegTools::from_env(), path)
@@ -229,8 +249,10 @@ fn parse_streams(text: &str) -> Vec<ProbedStream> {
     streams
 }
 
-/// The [`VideoInfo`] of parsed `ffprobe` output: the first video stream, and whether there is audio.
-fn parse_probe_output(text: &str, path: &Path) -> Result<VideoInfo, MediaError> {
+/// The [`VideoInfo`] of parsed `ffprobe` output (`-of default` text: `[STREAM]` sections of
+/// `key=value` lines): the first video stream, and whether there is audio. `path` names the file in
+/// errors.
+pub fn parse_probe_output(text: &str, path: &Path) -> Result<VideoInfo, MediaError> {
     let streams = parse_streams(text);
     let has_audio = streams.iter().any(|s| s.codec_type == "audio");
     let not_video = |reason: String| MediaError::NotAVideo {
@@ -305,14 +327,10 @@ impl VideoReader {
     /// [`VideoReader::open`] with explicit programs.
     pub fn open_with(tools: &FfmpegTools, path: &Path) -> Result<Self, MediaError> {
         let info = probe_with(tools, path)?;
-        let frame_bytes = (info.width as usize)
-            .checked_mul(info.height as usize)
-            .and_then(|n| n.checked_mul(3))
-            .filter(|&n| n <= 1 << 31)
-            .ok_or_else(|| MediaError::NotAVideo {
-                path: path.to_path_buf(),
-                reason: format!("its {}x{} frames are too large", info.width, info.height),
-            })?;
+        let frame_bytes = info.frame_bytes().ok_or_else(|| MediaError::NotAVideo {
+            path: path.to_path_buf(),
+            reason: format!("its {}x{} frames are too large", info.width, info.height),
+        })?;
         let sync = if ffmpeg_has_fps_mode(&tools.ffmpeg)? {
             ["-fps_mode", "passthrough"]
         } else {
@@ -384,28 +402,21 @@ impl Iterator for VideoReader {
 
     fn next(&mut self) -> Option<Self::Item> {
         let stdout = self.stdout.as_mut()?;
-        let mut buf = vec![0u8; self.frame_bytes];
-        let mut got = 0usize;
-        while got < buf.len() {
-            match stdout.read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.stdout = None;
-                    self.child = None; // kills and reaps ffmpeg
-                    return Some(Err(MediaError::Io {
-                        action: "read decoded frames of",
-                        path: self.path.clone(),
-                        source: e,
-                    }));
-                }
-            }
+        let mut buf = Vec::with_capacity(self.info.initial_frame_buffer());
+        if let Err(e) = stdout.take(self.frame_bytes as u64).read_to_end(&mut buf) {
+            self.stdout = None;
+            self.child = None; // kills and reaps ffmpeg
+            return Some(Err(MediaError::Io {
+                action: "read decoded frames of",
+                path: self.path.clone(),
+                source: e,
+            }));
         }
+        let got = buf.len();
         if got == 0 {
             return self.finish(None);
         }
-        if got < buf.len() {
+        if got < self.frame_bytes {
             return self.finish(Some(got));
         }
         self.next_index += 1;

@@ -14,7 +14,9 @@ pub(crate) mod hourglass;
 pub mod interpolate;
 pub mod keypoint_detector;
 pub mod motion_transfer;
-pub(crate) mod pickle;
+// Public (hidden from the docs) for the fuzz targets in tests/fuzz.
+#[doc(hidden)]
+pub mod pickle;
 pub mod precision;
 pub mod presets;
 pub mod quality;

@@ -27,6 +27,15 @@ pub enum SinkError {
     /// The recorder could not write its video or picture.
     #[error(transparent)]
     Media(#[from] MediaError),
+    /// A lossless sink's queue stayed full too long: the recorder cannot keep up.
+    #[error(
+        "the recording cannot keep up: a frame waited {waited:?} for room in its queue (the disk \
+         or the encoder is too slow); record to a faster disk, or as a video rather than PNGs"
+    )]
+    TooSlow {
+        /// How long the frame waited.
+        waited: std::time::Duration,
+    },
     /// A frame's buffer does not match its size (or the size the sink was opened for).
     #[error("a {got} frame does not fit the {sink} sink: it needs {want}")]
     WrongSize {
@@ -49,6 +58,12 @@ pub trait FrameSink: Send {
     /// Whether the last frame should be written again when no new one arrives in time (virtual
     /// cameras: browsers list a v4l2loopback device only while it is being written to).
     fn repeats(&self) -> bool {
+        false
+    }
+    /// Whether the sink must get every animated frame (a recording) rather than the newest one (a
+    /// live output). The pipeline then gives it a queue bounded in memory, waits for it when the
+    /// queue is full, drains the queue before stopping, and sends it no still frames.
+    fn lossless(&self) -> bool {
         false
     }
     /// Flush and close (a video file is finalised here).
@@ -83,10 +98,14 @@ enum RecorderTarget {
     Folder(FrameFolderWriter),
 }
 
-/// Records frames to a video file (by extension: H.264 mp4 etc.) or a folder of PNGs.
+/// Records frames to a video file (by extension: H.264 mp4 etc., at a constant frame rate) or a
+/// folder of PNGs: every animated frame the pipeline makes (a lossless sink), optionally only the
+/// first N.
 pub struct Recorder {
     path: PathBuf,
     target: RecorderTarget,
+    limit: Option<u64>,
+    written: u64,
 }
 
 impl Recorder {
@@ -101,7 +120,21 @@ impl Recorder {
         Ok(Self {
             path: path.to_path_buf(),
             target,
+            limit: None,
+            written: 0,
         })
+    }
+
+    /// Keeps only the first `limit` frames (`--frames N`: the run may make one or two more before
+    /// it stops).
+    pub fn with_limit(mut self, limit: Option<u64>) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Frames recorded so far.
+    pub fn frames_written(&self) -> u64 {
+        self.written
     }
 }
 
@@ -110,7 +143,14 @@ impl FrameSink for Recorder {
         format!("record:{}", self.path.display())
     }
 
+    fn lossless(&self) -> bool {
+        true
+    }
+
     fn write(&mut self, frame: &Frame) -> Result<(), SinkError> {
+        if self.limit.is_some_and(|n| self.written >= n) {
+            return Ok(());
+        }
         let img = frame.to_image().ok_or_else(|| SinkError::WrongSize {
             sink: self.name(),
             got: frame.size.to_string(),
@@ -135,6 +175,7 @@ impl FrameSink for Recorder {
                 }
             }
         }
+        self.written += 1;
         Ok(())
     }
 

@@ -57,14 +57,28 @@ impl Capture {
                         return Ok(());
                     }
                 }
+                // A lost camera: said once, idle motion meanwhile (`live` off, so the outputs
+                // never go silent), reopened with back-off; when it is back the run is live
+                // again and the inference thread recalibrates.
                 Err(e) if self.reopen && e.is_transient() => {
-                    tracing::warn!("{}: {e}; retrying in {backoff:?}", current.name());
+                    if shared.live.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "{}: lost ({e}); the portrait moves by itself until it is back",
+                            current.name()
+                        );
+                    } else {
+                        tracing::debug!("{}: {e}; retrying in {backoff:?}", current.name());
+                    }
                     shared.set_source_error(Some(e.to_string()));
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     match current.reopen() {
-                        Ok(()) => shared.set_source_error(None),
-                        Err(e) => tracing::warn!("{}: reopen failed: {e}", current.name()),
+                        Ok(()) => {
+                            tracing::warn!("{}: back; recalibrating", current.name());
+                            shared.set_source_error(None);
+                            shared.live.store(true, Ordering::Relaxed);
+                        }
+                        Err(e) => tracing::debug!("{}: reopen failed: {e}", current.name()),
                     }
                 }
                 Err(e) => {

@@ -21,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::framing::{Crop, crop_resize};
 use super::model::{Job, JobKind, ModelCommand, Rendered};
 use super::portraits::Portraits;
+use super::queue::SinkSender;
 use super::{Control, KeyframeMode, PipelineError, PipelineOptions, Shared};
 use crate::channel::{LatestReceiver, LatestSender, RecvError};
 use crate::engine::EngineError;
@@ -29,7 +30,7 @@ use crate::frame::{Frame, Size};
 use crate::media::resize::{rgb8_to_tensor, tensor_to_rgb8};
 
 /// The sinks' queues, by sink name: (frame, live) where live means it shows a driving frame.
-pub(super) type Outputs = Vec<(String, LatestSender<(Frame, bool)>)>;
+pub(super) type Outputs = Vec<(String, SinkSender)>;
 
 /// The inference loop's ends of the model thread's channels.
 pub(super) struct ModelLink {
@@ -78,6 +79,8 @@ pub(super) struct InferenceLoop {
     calibrate_next: bool,
     /// Whether a driving frame arrived since the last (re)calibration.
     got_frame: bool,
+    /// Whether the last pass ran on a driving source (a lost camera that returns recalibrates).
+    was_live: bool,
     fps: f64,
     idle: IdleClock,
     outputs: Outputs,
@@ -127,6 +130,7 @@ impl InferenceLoop {
             model_ms: Vec::new(),
             calibrate_next: true,
             got_frame: false,
+            was_live: shared.live.load(Ordering::Relaxed),
             fps: options.fps.max(1.0),
             idle: IdleClock::default(),
             outputs,
@@ -150,6 +154,11 @@ impl InferenceLoop {
                 self.on_rendered(r)?;
             }
             let live = self.shared.live.load(Ordering::Relaxed);
+            // Back from idle motion (a lost camera returned, a source picked): a new reference.
+            if live && !self.was_live {
+                self.recalibrate();
+            }
+            self.was_live = live;
             let received = if live {
                 self.idle = IdleClock::default();
                 frames.recv_timeout(period)

@@ -25,6 +25,7 @@ pub mod framing;
 mod inference;
 mod model;
 mod portraits;
+mod queue;
 mod sink;
 pub mod stats;
 
@@ -273,7 +274,7 @@ impl Pipeline {
         };
         let mut outputs = Vec::new();
         for sink in sinks {
-            let (tx, rx) = latest::<(Frame, bool)>();
+            let (tx, rx) = queue::sink_queue(sink.lossless(), shared.stop.clone());
             let name = sink.name();
             let (thread_shared, fps) = (shared.clone(), options.fps);
             pipeline.spawn(format!("sink:{name}"), move || {

@@ -1,18 +1,20 @@
 //! A sink's thread: writes each published frame, and repeats the last one when nothing new
-//! arrives within a frame period, so a virtual camera never goes silent.
+//! arrives within a frame period, so a virtual camera never goes silent. A lossless sink's
+//! queue is drained before it stops.
 
 use std::time::{Duration, Instant};
 
+use super::queue::SinkReceiver;
 use super::{PipelineError, Shared};
-use crate::channel::{LatestReceiver, RecvError};
+use crate::channel::RecvError;
 use crate::frame::Frame;
-use crate::output::FrameSink;
+use crate::output::{FrameSink, SinkError};
 
 /// The thread's body: `frames` carries (frame, live), live meaning it shows a driving frame (its
 /// capture-to-output latency is measured) rather than a still.
 pub(super) fn sink_thread(
     mut sink: Box<dyn FrameSink>,
-    frames: LatestReceiver<(Frame, bool)>,
+    frames: SinkReceiver,
     fps: f64,
     shared: &Shared,
 ) -> Result<(), PipelineError> {
@@ -24,8 +26,12 @@ pub(super) fn sink_thread(
     };
     let mut last: Option<Frame> = None;
     let result = loop {
-        if shared.stopped() {
+        // A lossless sink (a recording) writes out its queue before it stops.
+        if shared.stopped() && !frames.drains_on_stop() {
             break Ok(());
+        }
+        if let Some(waited) = frames.stalled() {
+            break Err(failed(SinkError::TooSlow { waited }));
         }
         match frames.recv_timeout(repeat) {
             Ok((frame, live)) => {

@@ -16,6 +16,7 @@ pub enum Flag {
     Overlay,
     MirrorPreview,
     MirrorOutput,
+    Badge,
     Passthrough,
     Relative,
     AdaptScale,
@@ -350,6 +351,15 @@ fn view_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
         "Mirror output",
         "Flip what the virtual camera sends",
         Flag::MirrorOutput,
+        out,
+    );
+    flag(
+        ui,
+        s.badge,
+        "AI badge",
+        "An \"AI ANIMATED\" label in a corner of what the virtual camera sends, so that \
+         viewers know the portrait is animated",
+        Flag::Badge,
         out,
     );
     flag(

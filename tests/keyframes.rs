@@ -168,6 +168,7 @@ fn animate_tiny(dir: &std::path::Path, name: &str, keyframes: Keyframes) -> Vec<
         crop_square: false,
         folder_fps: 25.0,
         keyframes,
+        badge: false,
     };
     let mut engine = tiny_engine();
     animate(&mut engine, &req, &mut |_, _| {}).unwrap();

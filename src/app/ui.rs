@@ -19,6 +19,8 @@ pub enum Flag {
     MirrorPreview,
     /// Flip what the virtual camera sends.
     MirrorOutput,
+    /// The "AI ANIMATED" badge on or off.
+    Badge,
     /// Send the camera crop instead of the portrait (P).
     Passthrough,
     /// Relative motion transfer; off means absolute (refused when the engine has only
@@ -389,6 +391,15 @@ fn view_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
         "Mirror output",
         "Flip what the virtual camera sends",
         Flag::MirrorOutput,
+        out,
+    );
+    flag(
+        ui,
+        s.badge,
+        "AI badge",
+        "An \"AI ANIMATED\" label in a corner of what the virtual camera sends, so that \
+         viewers know the portrait is animated",
+        Flag::Badge,
         out,
     );
     flag(

@@ -108,6 +108,7 @@ fn animate_sequence(model: &ModelArgs, keyframes: Keyframes, dir: &Path, out: &P
         crop_square: false,
         folder_fps: 25.0,
         keyframes,
+        badge: false,
     };
     let request = model.request(req.transfer, PrecisionChoice::Exact(Precision::F32));
     let mut loaded = super::load(&request)?;

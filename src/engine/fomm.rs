@@ -2,10 +2,11 @@
 
 use candle_core::Tensor;
 
-use super::{Animator, EngineError, EngineId, KeypointView, PortraitCache};
+use super::{Animator, EngineError, EngineId, KeypointView, PortraitCache, motion_mismatch};
 use crate::model::fomm::{Fomm, PreparedSource};
 use crate::model::keypoint_detector::Keypoints;
 use crate::model::motion_transfer::{MotionTransfer, TransferOptions};
+use crate::motion::{FrameMotion, KeypointSet, MotionEngine, MotionSource, ReferenceMotion};
 
 /// FOMM as an [`Animator`].
 pub struct FommAnimator {
@@ -14,6 +15,8 @@ pub struct FommAnimator {
     transfer: MotionTransfer,
     /// The last frame's driving and rendered keypoints (tensors: read only when asked for).
     last: Option<(Keypoints, Keypoints)>,
+    /// The checkpoint's file name, for motion files.
+    checkpoint: Option<String>,
 }
 
 impl FommAnimator {
@@ -24,6 +27,54 @@ impl FommAnimator {
             portraits: PortraitCache::default(),
             transfer: MotionTransfer::new(options),
             last: None,
+            checkpoint: None,
+        }
+    }
+
+    /// Names the checkpoint the weights came from (recorded in motion files: keypoints are the
+    /// detector's own and mean nothing to another checkpoint's generator).
+    pub fn with_checkpoint_name(mut self, name: impl Into<String>) -> Self {
+        self.checkpoint = Some(name.into());
+        self
+    }
+
+    /// Recorded keypoints as tensors on the model's device, after checking they fit the model.
+    fn recorded_keypoints(&self, kp: &KeypointSet) -> Result<Keypoints, EngineError> {
+        let common = &self.model.config.model.common_params;
+        let why = if kp.points.len() != common.num_kp {
+            Some(format!(
+                "it has {} keypoints and this model ({}) has {}; use the checkpoint and config it \
+                 was captured with",
+                kp.points.len(),
+                self.model.config.name,
+                common.num_kp
+            ))
+        } else if kp.jacobians.is_some() != common.estimate_jacobian {
+            Some(format!(
+                "it {} Jacobians and this model ({}) {}; use the checkpoint and config it was \
+                 captured with",
+                if kp.jacobians.is_some() {
+                    "has"
+                } else {
+                    "has no"
+                },
+                self.model.config.name,
+                if common.estimate_jacobian {
+                    "needs them"
+                } else {
+                    "has none"
+                }
+            ))
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(EngineError::MotionMismatch {
+                motion: MotionEngine::Fomm,
+                engine: "fomm",
+                why,
+            }),
+            None => Ok(kp.to_keypoints(self.model.device())?),
         }
     }
 
@@ -174,6 +225,66 @@ impl Animator for FommAnimator {
         self.transfer.options.relative = relative;
         self.transfer.options.adapt_scale = adapt_scale;
         Ok(())
+    }
+
+    fn motion_source(&self) -> Option<MotionSource> {
+        let config = &self.model.config;
+        let common = &config.model.common_params;
+        // A config given as a file is named by its file name.
+        let name = std::path::Path::new(&config.name)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| config.name.clone());
+        Some(MotionSource {
+            engine: MotionEngine::Fomm,
+            config: Some(name),
+            checkpoint: self.checkpoint.clone(),
+            frame_size: config.frame_size,
+            keypoints: common.num_kp,
+            jacobians: common.estimate_jacobian,
+        })
+    }
+
+    fn capture(&mut self, driving: &Tensor) -> Result<Option<FrameMotion>, EngineError> {
+        let kp = self.model.detect(driving)?;
+        if !self.transfer.is_calibrated() {
+            self.transfer.set_reference(kp.clone());
+        }
+        Ok(Some(FrameMotion::Fomm(KeypointSet::from_keypoints(&kp)?)))
+    }
+
+    fn last_motion(&self) -> Option<FrameMotion> {
+        let (driving, _) = self.last.as_ref()?;
+        KeypointSet::from_keypoints(driving)
+            .ok()
+            .map(FrameMotion::Fomm)
+    }
+
+    fn reference_motion(&self) -> Option<ReferenceMotion> {
+        KeypointSet::from_keypoints(self.transfer.reference()?)
+            .ok()
+            .map(ReferenceMotion::Fomm)
+    }
+
+    fn set_reference_motion(&mut self, reference: &ReferenceMotion) -> Result<(), EngineError> {
+        match reference {
+            ReferenceMotion::Fomm(kp) => {
+                let kp = self.recorded_keypoints(kp)?;
+                self.transfer.set_reference(kp);
+                Ok(())
+            }
+            other => Err(motion_mismatch(other.engine(), self.name())),
+        }
+    }
+
+    fn animate_motion(&mut self, motion: &FrameMotion) -> Result<Tensor, EngineError> {
+        match motion {
+            FrameMotion::Fomm(kp) => {
+                let kp = self.recorded_keypoints(kp)?;
+                self.animate_keypoints(&kp)
+            }
+            other => Err(motion_mismatch(other.engine(), self.name())),
+        }
     }
 
     fn keypoint_view(&self) -> Option<KeypointView> {

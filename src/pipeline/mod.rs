@@ -42,6 +42,7 @@ use crate::engine::{Animator, EngineError, KeypointView};
 use crate::frame::Frame;
 use crate::output::{FrameSink, SinkError};
 use framing::Crop;
+pub use model::MotionFile;
 use stats::Stats;
 
 /// Commands the UI (or a test) sends; applied by the inference thread between frames.
@@ -76,6 +77,8 @@ pub enum Control {
     /// Model keyframes with motion in between: on, off, or on while the model is slower than
     /// the camera.
     Keyframes(KeyframeMode),
+    /// The "AI ANIMATED" badge in a corner of the animated frames (not of passthrough).
+    Badge(bool),
 }
 
 /// Whether outputs are the model's frames or in-betweens made from them
@@ -118,6 +121,9 @@ pub enum PipelineError {
     /// The engine failed.
     #[error("inference: {0}")]
     Engine(#[from] EngineError),
+    /// The motion recording failed.
+    #[error("motion recording: {0}")]
+    Motion(#[from] crate::motion::file::MotionFileError),
     /// A sink failed to write.
     #[error("sink {sink}: {source}")]
     Sink {
@@ -175,6 +181,11 @@ pub struct PipelineOptions {
     pub keyframes: KeyframeMode,
     /// Motion transfer at start (changed later with [`Control::Transfer`]).
     pub transfer: crate::model::motion_transfer::TransferOptions,
+    /// The "AI ANIMATED" badge on the animated frames (changed later with [`Control::Badge`]).
+    pub badge: bool,
+    /// Records the motion of every frame the model renders (`run --record-motion`); the file is
+    /// flushed when the pipeline stops.
+    pub record_motion: Option<MotionFile>,
 }
 
 impl Default for PipelineOptions {
@@ -189,6 +200,8 @@ impl Default for PipelineOptions {
             preview: None,
             keyframes: KeyframeMode::Auto,
             transfer: Default::default(),
+            badge: false,
+            record_motion: None,
         }
     }
 }
@@ -297,8 +310,9 @@ impl Pipeline {
         let (result_tx, result_rx) = latest();
         let (command_tx, command_rx) = bounded(64);
         let model_shared = shared.clone();
+        let motion = options.record_motion.take();
         pipeline.spawn("model".into(), move || {
-            model::model_thread(engine, job_rx, command_rx, result_tx, &model_shared)
+            model::model_thread(engine, job_rx, command_rx, result_tx, &model_shared, motion)
         })?;
         let link = inference::ModelLink {
             jobs: job_tx,

@@ -29,8 +29,12 @@ pub mod tracker;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use super::{Animator, EngineError, EngineId, KeypointView, PortraitCache};
+use super::{Animator, EngineError, EngineId, KeypointView, PortraitCache, motion_mismatch};
 use crate::model::grid_sample::grid_sample;
+use crate::motion::{
+    AnchorMotion, BackwardMap, ClassicFrame, ClassicReference, FrameMotion, MotionEngine,
+    MotionSource, ReferenceMotion, TextureCloud,
+};
 use affine::LocalFitParams;
 use features::DetectParams;
 use flow::Blend;
@@ -64,6 +68,9 @@ pub enum ClassicError {
     /// A setting or the frame size is out of range (or a frame's data does not match its shape).
     #[error("classic engine: invalid setting: {0}")]
     InvalidParams(String),
+    /// A recorded motion does not fit this engine or portrait.
+    #[error("classic engine: a recorded motion {0}")]
+    BadMotion(String),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -161,6 +168,11 @@ struct RefPoint {
     lost: u32,
 }
 
+/// Determinant of a row-major 2x2 matrix (as [`Affine::det`]).
+fn det2(a: &[[f64; 2]; 2]) -> f64 {
+    a[0][0] * a[1][1] - a[0][1] * a[1][0]
+}
+
 /// A point's tracking request: from where it was last seen, else where `blend` (the last motion)
 /// puts it, with that motion's local linear part as the starting warp.
 fn track_request<'a>(blend: Option<&Blend>, p: &'a RefPoint) -> TrackRequest<'a> {
@@ -238,9 +250,13 @@ pub struct ClassicEngine {
     track: TrackParams,
     detect: DetectParams,
     reference: Option<Reference>,
+    /// A recorded reference frame ([`ClassicEngine::set_reference_motion`]) when replaying motion.
+    replay: Option<ClassicReference>,
     calibrate_next: bool,
     framing: Framing,
     motion: Option<Motion>,
+    /// The last driving frame's motion (what a motion file records).
+    last_frame: Option<ClassicFrame>,
     /// The portrait in use, and those selected by id before ([`ClassicEngine::select_portrait`]).
     portraits: PortraitCache<Source>,
 }
@@ -279,9 +295,11 @@ impl ClassicEngine {
             track,
             detect,
             reference: None,
+            replay: None,
             calibrate_next: true,
             framing: Framing::IDENTITY,
             motion: None,
+            last_frame: None,
             portraits: PortraitCache::default(),
         })
     }
@@ -394,14 +412,29 @@ impl ClassicEngine {
         if !self.params.adapt_scale {
             return;
         }
-        let (Some(source), Some(reference)) = (self.portraits.current(), &self.reference) else {
+        let Some(source_texture) = self.portraits.current().and_then(|s| s.texture.as_ref()) else {
             return;
         };
-        let Some(source_texture) = &source.texture else {
+        let (s, r) = if let Some(reference) = &self.reference {
+            let floor = source_texture.floor.max(reference.texture.floor);
+            (source_texture.cloud(floor), reference.texture.cloud(floor))
+        } else if let Some(TextureCloud {
+            centroid,
+            size,
+            floor,
+        }) = self.replay.as_ref().and_then(|r| r.texture)
+        {
+            // A recorded reference keeps its cloud above its own noise floor: the same as live
+            // unless the portrait is the noisier of the two.
+            let floor = source_texture.floor.max(floor);
+            (
+                source_texture.cloud(floor),
+                Some(features::Cloud { centroid, size }),
+            )
+        } else {
             return;
         };
-        let floor = source_texture.floor.max(reference.texture.floor);
-        if let (Some(s), Some(r)) = (source_texture.cloud(floor), reference.texture.cloud(floor)) {
+        if let (Some(s), Some(r)) = (s, r) {
             let scale = s.size / r.size;
             // A portrait's face is not 4x larger or smaller than the user's in a sensible setup.
             if scale.is_finite() && (0.25..=4.0).contains(&scale) {
@@ -417,14 +450,16 @@ impl ClassicEngine {
     /// The next driving frame becomes the reference frame D1.
     pub fn recalibrate(&mut self) {
         self.reference = None;
+        self.replay = None;
         self.calibrate_next = true;
         self.motion = None;
+        self.last_frame = None;
     }
 
     /// Whether a reference frame is set. A frame without enough texture to track (a blank frame) does
     /// not calibrate; the next one is tried.
     pub fn is_calibrated(&self) -> bool {
-        self.reference.is_some()
+        self.reference.is_some() || self.replay.is_some()
     }
 
     /// The last frame's motion (anchors, keypoints, Jacobians), for overlays.
@@ -438,25 +473,124 @@ impl ClassicEngine {
         if self.portraits.current().is_none() {
             return Err(ClassicError::NoSource);
         }
+        match self.capture(driving)? {
+            None => {
+                self.motion = None;
+                self.output(None)
+            }
+            Some(frame) => self.render_recorded(&frame),
+        }
+    }
+
+    /// The motion of `driving` (1, 3, H, W) relative to the reference frame, without rendering
+    /// (no portrait needed): the first frame after creation or [`ClassicEngine::recalibrate`]
+    /// becomes the reference (its motion is none). `None` while no frame had texture enough to
+    /// be the reference.
+    pub fn capture(&mut self, driving: &Tensor) -> Result<Option<ClassicFrame>, ClassicError> {
         let data = self.frame_data("driving frame", driving)?;
         let gray = GrayImage::from_planar_rgb(&data, self.width, self.height).ok_or_else(|| {
             ClassicError::InvalidParams("driving frame data does not match its shape".into())
         })?;
         let pyramid = Pyramid::build(gray, self.params.pyramid_levels);
+        self.replay = None;
         if self.reference.is_none() || self.calibrate_next {
             self.reference = self.calibrate(pyramid);
             self.calibrate_next = false;
             self.update_framing();
-            self.motion = self.reference.as_ref().map(|r| self.identity_motion(r));
-            return self.output(None);
+            self.last_frame = self.reference.as_ref().map(|r| ClassicFrame {
+                anchors: None,
+                points: (r.points.len(), r.points.len()),
+            });
+            return Ok(self.last_frame.clone());
         }
         let Some(mut reference) = self.reference.take() else {
-            return self.output(None);
+            return Ok(None);
         };
         let fits = self.step(&mut reference, &pyramid);
-        let result = self.render(&reference, fits.as_ref());
+        let frame = self.frame_motion(&reference, fits.as_ref());
         self.reference = Some(reference);
-        result
+        self.last_frame = Some(frame.clone());
+        Ok(Some(frame))
+    }
+
+    /// The reference frame in the form motion files keep, once one is set.
+    pub fn reference_motion(&self) -> Option<ClassicReference> {
+        if let Some(r) = &self.reference {
+            let t = &r.texture;
+            return Some(ClassicReference {
+                anchors: r.anchors.clone(),
+                spacing: r.spacing,
+                texture: t.cloud(t.floor).map(|c| TextureCloud {
+                    centroid: c.centroid,
+                    size: c.size,
+                    floor: t.floor,
+                }),
+            });
+        }
+        self.replay.clone()
+    }
+
+    /// Makes a recorded reference frame the reference: [`ClassicEngine::animate_motion`] renders
+    /// motions relative to it.
+    pub fn set_reference_motion(
+        &mut self,
+        reference: ClassicReference,
+    ) -> Result<(), ClassicError> {
+        let (w, h) = (self.width as f64, self.height as f64);
+        let inside = reference.anchors.iter().all(|a| {
+            a[0].is_finite() && a[1].is_finite() && a[0].abs() <= 4.0 * w && a[1].abs() <= 4.0 * h
+        });
+        if reference.anchors.is_empty()
+            || !inside
+            || reference.spacing.is_nan()
+            || reference.spacing <= 0.0
+        {
+            return Err(ClassicError::BadMotion(
+                "reference has no anchors, or anchors far outside the frame".into(),
+            ));
+        }
+        self.recalibrate();
+        self.calibrate_next = false;
+        self.replay = Some(reference);
+        self.update_framing();
+        Ok(())
+    }
+
+    /// The portrait moved by a recorded motion relative to the reference set with
+    /// [`ClassicEngine::set_reference_motion`] (or the live reference), with adapt scale as set.
+    pub fn animate_motion(&mut self, frame: &ClassicFrame) -> Result<Tensor, ClassicError> {
+        if self.portraits.current().is_none() {
+            return Err(ClassicError::NoSource);
+        }
+        if !self.is_calibrated() {
+            return Err(ClassicError::BadMotion(
+                "came before any reference frame".into(),
+            ));
+        }
+        self.render_recorded(frame)
+    }
+
+    /// Renders `frame` relative to the reference in use (live or recorded).
+    fn render_recorded(&mut self, frame: &ClassicFrame) -> Result<Tensor, ClassicError> {
+        let (anchors, spacing) = match (&self.reference, &self.replay) {
+            (Some(r), _) => (&r.anchors, r.spacing),
+            (None, Some(r)) => (&r.anchors, r.spacing),
+            (None, None) => return self.output(None),
+        };
+        if frame
+            .anchors
+            .as_ref()
+            .is_some_and(|m| m.len() != anchors.len())
+        {
+            return Err(ClassicError::BadMotion(format!(
+                "has {} anchor maps for a reference with {} anchors",
+                frame.anchors.as_ref().map_or(0, Vec::len),
+                anchors.len()
+            )));
+        }
+        let (blend, motion) = self.blend(anchors, spacing, frame);
+        self.motion = Some(motion);
+        self.output(blend.as_ref())
     }
 
     /// The frame's data as (3, H, W) f32 on the CPU, after checking its shape.
@@ -881,42 +1015,109 @@ impl ClassicEngine {
             self.params.falloff,
         );
         self.motion = Some(motion);
+        self.last_frame = None;
         self.output(Some(&blend))
     }
 
-    /// Warps the portrait by the fitted motion (`None`: the identity) and records the motion.
-    fn render(
-        &mut self,
-        reference: &Reference,
-        fits: Option<&Fits>,
-    ) -> Result<Tensor, ClassicError> {
+    /// The tracked motion in the form motion files keep: per anchor its map D1 -> D_t and the
+    /// backward map fitted around its position in D_t.
+    fn frame_motion(&self, reference: &Reference, fits: Option<&Fits>) -> ClassicFrame {
+        let points = (
+            reference.points.iter().filter(|p| p.last.is_some()).count(),
+            reference.points.len(),
+        );
         let Some(fits) = fits else {
-            let mut m = self.identity_motion(reference);
-            m.tracked_points = reference.points.iter().filter(|p| p.last.is_some()).count();
-            self.motion = Some(m);
-            return self.output(None);
+            return ClassicFrame {
+                anchors: None,
+                points,
+            };
+        };
+        let backward = self.fit_backward(reference, fits);
+        let anchors = reference
+            .anchors
+            .iter()
+            .zip(&fits.maps)
+            .enumerate()
+            .map(|(i, (anchor, fit))| {
+                let position = fit.apply(*anchor);
+                if !(position[0].is_finite() && position[1].is_finite()) {
+                    // Such a map would be dropped from the blend.
+                    return None;
+                }
+                let back = backward
+                    .as_ref()
+                    .and_then(|b| b.get(i))
+                    .filter(|m| m.affine.det() > 0.0);
+                if back.is_some_and(|m| !m.is_finite()) {
+                    // The blend drops a non-finite map, and the anchor with it.
+                    return None;
+                }
+                let back = back.map(|m| BackwardMap {
+                    a: m.affine.a,
+                    b: m.affine.b,
+                    q: m.q,
+                });
+                let jacobian = if fit.a.iter().flatten().all(|v| v.is_finite()) {
+                    fit.a
+                } else {
+                    [[1.0, 0.0], [0.0, 1.0]]
+                };
+                Some(AnchorMotion {
+                    position,
+                    jacobian,
+                    backward: back,
+                })
+            })
+            .collect();
+        ClassicFrame {
+            anchors: Some(anchors),
+            points,
+        }
+    }
+
+    /// The backward flow of a frame's motion moved onto the portrait (`None`: the identity), and
+    /// the motion as FOMM keypoints.
+    fn blend(
+        &self,
+        anchors: &[[f64; 2]],
+        spacing: f64,
+        frame: &ClassicFrame,
+    ) -> (Option<Blend>, Motion) {
+        let (tracked_points, total_points) = frame.points;
+        let Some(maps) = &frame.anchors else {
+            let kp: Vec<[f32; 2]> = anchors.iter().map(|a| self.normalise(*a)).collect();
+            let motion = Motion {
+                reference: kp.clone(),
+                keypoints: kp.clone(),
+                jacobians: vec![[[1.0, 0.0], [0.0, 1.0]]; kp.len()],
+                transferred: kp,
+                tracked_points,
+                total_points,
+            };
+            return (None, motion);
         };
         let Framing {
             reference: c1,
             portrait: cs,
             scale,
         } = self.framing;
-        let backward = self.fit_backward(reference, fits);
-        let fits = &fits.maps;
-        let mut locals = Vec::with_capacity(fits.len());
+        let mut locals = Vec::with_capacity(maps.len());
         let mut motion = Motion {
-            reference: Vec::with_capacity(fits.len()),
-            keypoints: Vec::with_capacity(fits.len()),
-            jacobians: Vec::with_capacity(fits.len()),
-            transferred: Vec::with_capacity(fits.len()),
-            tracked_points: reference.points.iter().filter(|p| p.last.is_some()).count(),
-            total_points: reference.points.len(),
+            reference: Vec::with_capacity(maps.len()),
+            keypoints: Vec::with_capacity(maps.len()),
+            jacobians: Vec::with_capacity(maps.len()),
+            transferred: Vec::with_capacity(maps.len()),
+            tracked_points,
+            total_points,
         };
-        for (i, (anchor, fit)) in reference.anchors.iter().zip(fits).enumerate() {
-            let kp_t = fit.apply(*anchor);
+        for (anchor, m) in anchors.iter().zip(maps) {
+            let Some(m) = m else {
+                continue;
+            };
+            let kp_t = m.position;
             // Without a usable Jacobian the anchor moves rigidly.
-            let (a, inv) = match maps::invert2(fit.a) {
-                Some(inv) if fit.det() > 0.0 => (fit.a, inv),
+            let (a, inv) = match maps::invert2(m.jacobian) {
+                Some(inv) if det2(&m.jacobian) > 0.0 => (m.jacobian, inv),
                 _ => ([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]),
             };
             // normalize_kp: kp_new = kp_s + scale (kp_t - kp_1); kp_s is the anchor placed on the portrait.
@@ -931,9 +1132,8 @@ impl ClassicEngine {
             // Backward map of the output pixel z into the portrait: the fitted backward map M moved
             // onto the portrait, z -> P(M(P^-1 z)) with P(x) = cs + scale (x - c1) (its second-order
             // terms scale by 1 / scale), or FOMM's kp_s + J^-1 (z - kp_new) where there is none.
-            let map = match backward.as_ref().and_then(|b| b.get(i)) {
-                Some(m) if m.affine.det() > 0.0 => {
-                    let (ma, mb) = (m.affine.a, m.affine.b);
+            let map = match m.backward {
+                Some(BackwardMap { a: ma, b: mb, q }) if det2(&ma) > 0.0 => {
                     let t = [
                         cs[0] + scale * (ma[0][0] * c1[0] + ma[0][1] * c1[1] + mb[0] - c1[0]),
                         cs[1] + scale * (ma[1][0] * c1[0] + ma[1][1] * c1[1] + mb[1] - c1[1]),
@@ -947,7 +1147,7 @@ impl ClassicEngine {
                                 t[1] - (ma[1][0] * cs[0] + ma[1][1] * cs[1]),
                             ],
                         },
-                        q: m.q.map(|row| row.map(|v| v / scale)),
+                        q: q.map(|row| row.map(|v| v / scale)),
                     }
                 }
                 _ => LocalMap::affine(
@@ -969,11 +1169,10 @@ impl ClassicEngine {
         }
         let blend = Blend::from_maps(
             locals,
-            scale * reference.spacing * self.params.blend_sigma,
+            scale * spacing * self.params.blend_sigma,
             self.params.falloff,
         );
-        self.motion = Some(motion);
-        self.output(Some(&blend))
+        (Some(blend), motion)
     }
 
     /// The portrait warped by `blend` (`None`: the portrait itself), on the portrait's device.
@@ -991,37 +1190,14 @@ impl ClassicEngine {
         Ok(out.to_device(&source.device)?)
     }
 
-    fn identity_motion(&self, reference: &Reference) -> Motion {
-        let kp: Vec<[f32; 2]> = reference
-            .anchors
-            .iter()
-            .map(|a| self.normalise(*a))
-            .collect();
-        Motion {
-            reference: kp.clone(),
-            keypoints: kp.clone(),
-            jacobians: vec![[[1.0, 0.0], [0.0, 1.0]]; kp.len()],
-            transferred: kp,
-            tracked_points: reference.points.len(),
-            total_points: reference.points.len(),
-        }
-    }
-
     /// Pixel position -> [-1, 1] (align_corners = true).
     fn normalise(&self, p: [f64; 2]) -> [f32; 2] {
-        [
-            (2.0 * p[0] / (self.width - 1) as f64 - 1.0) as f32,
-            (2.0 * p[1] / (self.height - 1) as f64 - 1.0) as f32,
-        ]
+        crate::motion::normalise_point(p, (self.height, self.width))
     }
 
     /// A pixel-space Jacobian in normalised coordinates: D A D^-1 with D = diag(2/(W-1), 2/(H-1)).
     fn normalise_jacobian(&self, a: [[f64; 2]; 2]) -> [[f32; 2]; 2] {
-        let ratio = (self.height - 1) as f64 / (self.width - 1) as f64;
-        [
-            [a[0][0] as f32, (a[0][1] * ratio) as f32],
-            [(a[1][0] / ratio) as f32, a[1][1] as f32],
-        ]
+        crate::motion::normalise_jacobian(a, (self.height, self.width))
     }
 }
 
@@ -1066,5 +1242,38 @@ impl Animator for ClassicEngine {
             driving: m.keypoints.clone(),
             portrait: m.transferred.clone(),
         })
+    }
+    fn motion_source(&self) -> Option<MotionSource> {
+        Some(MotionSource {
+            engine: MotionEngine::Classic,
+            config: None,
+            checkpoint: None,
+            frame_size: (self.height, self.width),
+            keypoints: 0,
+            jacobians: true,
+        })
+    }
+    fn capture(&mut self, driving: &Tensor) -> Result<Option<FrameMotion>, EngineError> {
+        Ok(ClassicEngine::capture(self, driving)?.map(FrameMotion::Classic))
+    }
+    fn last_motion(&self) -> Option<FrameMotion> {
+        self.last_frame.clone().map(FrameMotion::Classic)
+    }
+    fn reference_motion(&self) -> Option<ReferenceMotion> {
+        ClassicEngine::reference_motion(self).map(ReferenceMotion::Classic)
+    }
+    fn set_reference_motion(&mut self, reference: &ReferenceMotion) -> Result<(), EngineError> {
+        match reference {
+            ReferenceMotion::Classic(r) => {
+                Ok(ClassicEngine::set_reference_motion(self, r.clone())?)
+            }
+            other => Err(motion_mismatch(other.engine(), self.name())),
+        }
+    }
+    fn animate_motion(&mut self, motion: &FrameMotion) -> Result<Tensor, EngineError> {
+        match motion {
+            FrameMotion::Classic(f) => Ok(ClassicEngine::animate_motion(self, f)?),
+            other => Err(motion_mismatch(other.engine(), self.name())),
+        }
     }
 }

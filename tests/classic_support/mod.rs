@@ -24,9 +24,10 @@ pub fn fixtures_dir() -> PathBuf {
     );
 }
 
-/// `shared/assets/avatars`, next to the fixtures.
+/// The repository's own bundled avatars (`assets/avatars`; a clean clone has them, whatever lies
+/// beside it).
 pub fn avatars_dir() -> PathBuf {
-    fixtures_dir().join("../../assets/avatars")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/avatars")
 }
 
 /// A face photo cropped to a square and resized: planar RGB (3, size, size) in [0, 1], plus the face box

@@ -212,10 +212,8 @@ new_tree() {
     fi
 }
 
-# The ffprobe check of a recording of `--frames 30` (run inside a tree): H.264, and most of the
-# 30 frames. Not exactly 30: `--frames` counts the engine's frames (checked every 50 ms, so a few
-# more), and the recorder, like every live output, skips a frame when a newer one replaces it
-# before it was written (more on a loaded machine); the run's --stats count those.
+# The ffprobe check of a recording of `--frames 30` (run inside a tree): H.264, exactly 30
+# frames (the recorder gets every frame, and `--frames N` records N).
 probe_check='
 probe() {
     local f=$1 out codec frames
@@ -225,7 +223,7 @@ probe() {
     codec=$(echo "$out" | sed -n "s/^codec_name=//p")
     frames=$(echo "$out" | sed -n "s/^nb_read_frames=//p")
     [ "$codec" = h264 ] || { echo "expected h264, got \"$codec\"" >&2; return 1; }
-    [ "${frames:-0}" -ge 20 ] || { echo "expected about 30 frames, got \"$frames\"" >&2; return 1; }
+    [ "${frames:-0}" = 30 ] || { echo "expected 30 frames, got \"$frames\"" >&2; return 1; }
 }
 '
 

@@ -5,6 +5,7 @@
 //! * [`media`]: images and videos in and out, with the original demo's preprocessing.
 //! * [`animate`]: offline animation of a portrait from a driving video or folder of frames.
 //! * [`frame`], [`capture`], [`output`], [`pipeline`]: the live path.
+//! * [`face`]: face detection for automatic framing.
 //! * [`bench`](mod@bench): speed measurements.
 //! * [`synth`]: synthetic driving sequences with known motion, and the accuracy evaluation.
 //! * [`app`]: the desktop window.
@@ -20,6 +21,7 @@ pub mod capture;
 pub mod channel;
 pub mod devices;
 pub mod engine;
+pub mod face;
 pub mod frame;
 pub mod idle;
 pub mod media;

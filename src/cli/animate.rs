@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ModelArgs;
 use marionette::animate::{AnimateRequest, InBetweenMode, Keyframes, Reference, animate};
+use marionette::engine::smoothing::Smoothing;
 use marionette::model::fomm::RunOptions;
 use marionette::model::motion_transfer::TransferOptions;
 use marionette::model::precision::{Precision, PrecisionChoice};
@@ -50,6 +51,11 @@ pub struct AnimateArgs {
     fps: f64,
     #[command(flatten)]
     keyframes: KeyframeArgs,
+    /// Smooth the driving motion (One Euro filter on the keypoints): off (the default: the
+    /// original's results), on, or a strength from 0 (off) to 1. Removes the jitter of noisy
+    /// driving videos.
+    #[arg(long, default_value = "off", value_name = "off|on|0..1")]
+    smoothing: Smoothing,
 }
 
 /// The offline form of the live loop's keyframes.
@@ -138,6 +144,7 @@ pub fn run(args: AnimateArgs) -> Result<()> {
         crop_square: args.crop_square,
         folder_fps: args.fps,
         keyframes: args.keyframes.keyframes(),
+        smoothing: args.smoothing,
     };
     let bar = progress_bar();
     let summary = animate(loaded.engine.as_mut(), &req, &mut |done, total| {

@@ -2,7 +2,8 @@
 
 use candle_core::Tensor;
 
-use super::{Animator, EngineError, EngineId, KeypointView, PortraitCache};
+use super::smoothing::{FrameClock, MotionFilter, Smoothing};
+use super::{Animator, EngineError, EngineId, FrameInfo, FrameView, KeypointView, PortraitCache};
 use crate::model::fomm::{Fomm, PreparedSource};
 use crate::model::keypoint_detector::Keypoints;
 use crate::model::motion_transfer::{MotionTransfer, TransferOptions};
@@ -14,7 +15,18 @@ pub struct FommAnimator {
     transfer: MotionTransfer,
     /// The last frame's driving and rendered keypoints (tensors: read only when asked for).
     last: Option<(Keypoints, Keypoints)>,
+    /// Smoothing of the driving keypoints and Jacobians, before the motion transfer.
+    filter: MotionFilter,
+    clock: FrameClock,
+    /// Where the reference frame lay in the camera's picture: driving keypoints are moved into
+    /// its coordinates, so a crop change does not move the portrait.
+    reference_view: FrameView,
 }
+
+/// How far a keypoint's Jacobian moves the picture, normalised units: the filter's speed counts
+/// a Jacobian change times this. A keypoint's region in FOMM spans about a fifth of the frame
+/// (its heatmap's spread), so 0.2.
+const JACOBIAN_REACH: f64 = 0.2;
 
 impl FommAnimator {
     /// The engine around a loaded model, with the given motion transfer.
@@ -24,6 +36,21 @@ impl FommAnimator {
             portraits: PortraitCache::default(),
             transfer: MotionTransfer::new(options),
             last: None,
+            // Off until asked for ([`Animator::set_smoothing`]): offline results stay the
+            // original's.
+            filter: MotionFilter::new(
+                Smoothing::OFF,
+                vec![
+                    1.0,
+                    1.0,
+                    JACOBIAN_REACH,
+                    JACOBIAN_REACH,
+                    JACOBIAN_REACH,
+                    JACOBIAN_REACH,
+                ],
+            ),
+            clock: FrameClock::default(),
+            reference_view: FrameView::IDENTITY,
         }
     }
 
@@ -45,13 +72,75 @@ impl FommAnimator {
         Ok(self.model.render(source, &kp, false)?.prediction)
     }
 
-    /// Renders from driving keypoints already detected (relative to the current reference).
+    /// Renders from driving keypoints already detected (relative to the current reference),
+    /// without smoothing them.
     pub fn animate_keypoints(&mut self, kp_driving: &Keypoints) -> Result<Tensor, EngineError> {
         let source = self.portraits.current().ok_or(EngineError::NoSource)?;
         let kp = self.transfer.transfer(&source.keypoints, kp_driving)?;
         let prediction = self.model.render(source, &kp, false)?.prediction;
         self.last = Some((kp_driving.clone(), kp));
         Ok(prediction)
+    }
+}
+
+/// Keypoints (batch element 0) as rows of (x, y, J00, J01, J10, J11) (the identity where there
+/// is no Jacobian).
+fn keypoint_rows(kp: &Keypoints) -> Result<Vec<f64>, EngineError> {
+    use candle_core::DType;
+    let pts = kp.value.get(0)?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    let jacs = match &kp.jacobian {
+        Some(j) => Some(
+            j.get(0)?
+                .to_dtype(DType::F64)?
+                .flatten_from(1)?
+                .to_vec2::<f64>()?,
+        ),
+        None => None,
+    };
+    let mut rows = Vec::with_capacity(pts.len() * 6);
+    for (i, p) in pts.iter().enumerate() {
+        rows.push(p.first().copied().unwrap_or(0.0));
+        rows.push(p.get(1).copied().unwrap_or(0.0));
+        match jacs.as_ref().and_then(|j| j.get(i)) {
+            Some(m) => rows.extend((0..4).map(|c| m.get(c).copied().unwrap_or(0.0))),
+            None => rows.extend([1.0, 0.0, 0.0, 1.0]),
+        }
+    }
+    Ok(rows)
+}
+
+/// [`keypoint_rows`] back into keypoints shaped, typed and placed like `like`.
+fn keypoints_from_rows(rows: &[f64], like: &Keypoints) -> Result<Keypoints, EngineError> {
+    let k = rows.len() / 6;
+    let device = like.value.device();
+    let value: Vec<f64> = rows.chunks_exact(6).flat_map(|r| [r[0], r[1]]).collect();
+    let value = Tensor::from_vec(value, (1, k, 2), device)?.to_dtype(like.value.dtype())?;
+    let jacobian = match &like.jacobian {
+        Some(j) => {
+            let m: Vec<f64> = rows
+                .chunks_exact(6)
+                .flat_map(|r| [r[2], r[3], r[4], r[5]])
+                .collect();
+            Some(Tensor::from_vec(m, (1, k, 2, 2), device)?.to_dtype(j.dtype())?)
+        }
+        None => None,
+    };
+    Ok(Keypoints { value, jacobian })
+}
+
+/// Rows of (x, y, J) seen through `view` moved into `reference`'s coordinates: `u' = k u + d`,
+/// `J' = diag(k) J` (the driving frame's coordinates scale, the canonical frame's do not).
+fn into_reference(rows: &mut [f64], view: &FrameView, reference: &FrameView) {
+    let Some((k, d)) = view.into_view(reference) else {
+        return;
+    };
+    for r in rows.chunks_exact_mut(6) {
+        r[0] = k[0] * r[0] + d[0];
+        r[1] = k[1] * r[1] + d[1];
+        r[2] *= k[0];
+        r[3] *= k[0];
+        r[4] *= k[1];
+        r[5] *= k[1];
     }
 }
 
@@ -137,6 +226,7 @@ impl Animator for FommAnimator {
 
     fn recalibrate(&mut self) {
         self.transfer.recalibrate();
+        self.filter.reset();
     }
 
     fn is_calibrated(&self) -> bool {
@@ -144,8 +234,36 @@ impl Animator for FommAnimator {
     }
 
     fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError> {
+        self.animate_with(driving, &FrameInfo::default())
+    }
+
+    /// Detects the driving keypoints, moves them into the reference frame's view (relative
+    /// motion), smooths them, then transfers them: the smoothing acts on the driving motion
+    /// before the relative transfer, as the paper's keypoints and Jacobians.
+    fn animate_with(&mut self, driving: &Tensor, info: &FrameInfo) -> Result<Tensor, EngineError> {
+        let t = self.clock.tick(info.time);
         let kp = self.model.detect(driving)?;
+        let calibrating = !self.transfer.is_calibrated();
+        if calibrating {
+            self.reference_view = info.view;
+            self.filter.reset();
+        }
+        let relative = self.transfer.options.relative;
+        let moved = relative && !info.view.same_as(&self.reference_view);
+        if !moved && !self.filter.is_on() {
+            return self.animate_keypoints(&kp);
+        }
+        let mut rows = keypoint_rows(&kp)?;
+        if moved {
+            into_reference(&mut rows, &info.view, &self.reference_view);
+        }
+        self.filter.filter(t, &mut rows);
+        let kp = keypoints_from_rows(&rows, &kp)?;
         self.animate_keypoints(&kp)
+    }
+
+    fn set_smoothing(&mut self, smoothing: Smoothing) {
+        self.filter.set_smoothing(smoothing);
     }
 
     fn animate_idle(&mut self, t: f64) -> Result<Tensor, EngineError> {
@@ -155,6 +273,8 @@ impl Animator for FommAnimator {
     fn calibrate_on(&mut self, driving: &Tensor) -> Result<(), EngineError> {
         let kp = self.model.detect(driving)?;
         self.transfer.set_reference(kp);
+        self.reference_view = FrameView::IDENTITY;
+        self.filter.reset();
         Ok(())
     }
 

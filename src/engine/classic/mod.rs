@@ -16,7 +16,12 @@
 //!    flow agrees with the points and follows motion that curves between anchors (FOMM's
 //!    `z -> kp_s + J^-1 (z - kp_new)` where that fit fails); moved onto the portrait by the same transfer,
 //!    the maps are blended into a smooth backward flow that falls back to the identity away from the
-//!    anchors ([`flow`]), and the portrait is warped with `grid_sample`.
+//!    anchors ([`flow`]), and the portrait is warped with `grid_sample`, sampling the picture's edge
+//!    where the motion reaches outside it (no black borders);
+//! 6. the anchors' motion (keypoints, Jacobians, backward maps) is smoothed over time before the
+//!    transfer when asked ([`crate::engine::smoothing`], the One Euro filter), and is measured in the
+//!    reference frame's view of the camera ([`crate::engine::FrameView`]), so that moving the crop
+//!    does not move the portrait.
 
 pub mod affine;
 pub mod features;
@@ -29,7 +34,8 @@ pub mod tracker;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use super::{Animator, EngineError, EngineId, KeypointView, PortraitCache};
+use super::smoothing::{FrameClock, MotionFilter, Smoothing};
+use super::{Animator, EngineError, EngineId, FrameInfo, FrameView, KeypointView, PortraitCache};
 use crate::model::grid_sample::grid_sample;
 use affine::LocalFitParams;
 use features::DetectParams;
@@ -243,7 +249,28 @@ pub struct ClassicEngine {
     motion: Option<Motion>,
     /// The portrait in use, and those selected by id before ([`ClassicEngine::select_portrait`]).
     portraits: PortraitCache<Source>,
+    /// Smoothing of the anchors' motion (keypoints, Jacobians, backward maps), made anew at each
+    /// calibration (its speed weights depend on the anchor spacing).
+    smoothing: Smoothing,
+    filter: MotionFilter,
+    clock: FrameClock,
+    /// Where the reference frame lay in the camera's picture: the motion is moved into its
+    /// coordinates, so a crop change does not move the portrait.
+    reference_view: FrameView,
 }
+
+/// One anchor's motion in the reference view's pixels: the forward map D1 -> D_t (where the anchor
+/// went, FOMM's keypoint, and its Jacobian) and the backward map D_t -> D1 around that keypoint.
+#[derive(Debug, Clone, Copy)]
+struct AnchorMotion {
+    keypoint: [f64; 2],
+    jacobian: [[f64; 2]; 2],
+    backward: LocalMap,
+}
+
+/// Values per anchor in the smoothing filter: keypoint (2), Jacobian (4), the backward map's value
+/// at the keypoint (2), its linear part (4) and second-order terms (6).
+const ANCHOR_VALUES: usize = 18;
 
 impl ClassicEngine {
     /// An engine for frames of `frame_size` = (height, width); both sides at least 16 pixels.
@@ -283,7 +310,18 @@ impl ClassicEngine {
             framing: Framing::IDENTITY,
             motion: None,
             portraits: PortraitCache::default(),
+            smoothing: Smoothing::OFF,
+            filter: MotionFilter::new(Smoothing::OFF, vec![]),
+            clock: FrameClock::default(),
+            reference_view: FrameView::IDENTITY,
         })
+    }
+
+    /// Smoothing of the driving motion (One Euro filter, [`crate::engine::smoothing`]) from the
+    /// next frame on. Off by default.
+    pub fn set_smoothing(&mut self, smoothing: Smoothing) {
+        self.smoothing = smoothing;
+        self.filter.set_smoothing(smoothing);
     }
 
     /// Turns FOMM's adapt scale on or off, from the next frame on.
@@ -434,10 +472,23 @@ impl ClassicEngine {
 
     /// The portrait moved as `driving` (1, 3, H, W) moved relative to the reference frame. The first frame
     /// after creation or [`ClassicEngine::recalibrate`] becomes the reference and returns the portrait as is.
+    /// Frames are taken as 1/30 s apart and as the camera's whole picture ([`ClassicEngine::animate_with`]).
     pub fn animate(&mut self, driving: &Tensor) -> Result<Tensor, ClassicError> {
+        self.animate_with(driving, &FrameInfo::default())
+    }
+
+    /// As [`ClassicEngine::animate`] for a frame captured at `info.time` (the smoothing's clock) that
+    /// shows `info.view` of the camera's picture: the motion is measured in the reference frame's
+    /// view, so moving the crop does not move the portrait.
+    pub fn animate_with(
+        &mut self,
+        driving: &Tensor,
+        info: &FrameInfo,
+    ) -> Result<Tensor, ClassicError> {
         if self.portraits.current().is_none() {
             return Err(ClassicError::NoSource);
         }
+        let t = self.clock.tick(info.time);
         let data = self.frame_data("driving frame", driving)?;
         let gray = GrayImage::from_planar_rgb(&data, self.width, self.height).ok_or_else(|| {
             ClassicError::InvalidParams("driving frame data does not match its shape".into())
@@ -446,17 +497,44 @@ impl ClassicEngine {
         if self.reference.is_none() || self.calibrate_next {
             self.reference = self.calibrate(pyramid);
             self.calibrate_next = false;
+            self.reference_view = info.view;
             self.update_framing();
             self.motion = self.reference.as_ref().map(|r| self.identity_motion(r));
+            if let Some(r) = self.reference.take() {
+                self.restart_filter(&r, t);
+                self.reference = Some(r);
+            }
             return self.output(None);
         }
         let Some(mut reference) = self.reference.take() else {
             return self.output(None);
         };
         let fits = self.step(&mut reference, &pyramid);
-        let result = self.render(&reference, fits.as_ref());
+        let result = self.render(&reference, fits.as_ref(), &info.view, t);
         self.reference = Some(reference);
         result
+    }
+
+    /// A new smoothing filter for `reference`'s anchors, at rest on the identity motion at `t`.
+    fn restart_filter(&mut self, reference: &Reference, t: f64) {
+        // A Jacobian change moves the picture over about one anchor spacing.
+        let reach = reference.spacing * 2.0 / (self.width.max(self.height) - 1).max(1) as f64;
+        let mut weights = vec![0.0; ANCHOR_VALUES];
+        weights[0] = 1.0;
+        weights[1] = 1.0;
+        weights[2..6].iter_mut().for_each(|w| *w = reach);
+        self.filter = MotionFilter::new(self.smoothing, weights);
+        let identity: Vec<AnchorMotion> = reference
+            .anchors
+            .iter()
+            .map(|&a| AnchorMotion {
+                keypoint: a,
+                jacobian: [[1.0, 0.0], [0.0, 1.0]],
+                backward: LocalMap::affine(a, Affine::IDENTITY),
+            })
+            .collect();
+        let rows = self.motion_rows(&identity);
+        self.filter.seed(t, &rows);
     }
 
     /// The frame's data as (3, H, W) f32 on the CPU, after checking its shape.
@@ -884,41 +962,175 @@ impl ClassicEngine {
         self.output(Some(&blend))
     }
 
-    /// Warps the portrait by the fitted motion (`None`: the identity) and records the motion.
+    /// Each anchor's motion from the fits: the forward map (keypoint, Jacobian) and the fitted
+    /// backward map, or where that fit failed FOMM's `z -> kp_1 + J^-1 (z - kp_t)` (in the
+    /// driving frame's pixels).
+    fn anchor_motions(&self, reference: &Reference, fits: &Fits) -> Vec<AnchorMotion> {
+        let backward = self.fit_backward(reference, fits);
+        reference
+            .anchors
+            .iter()
+            .zip(&fits.maps)
+            .enumerate()
+            .map(|(i, (anchor, fit))| {
+                let keypoint = fit.apply(*anchor);
+                // Without a usable Jacobian the anchor moves rigidly.
+                let (jacobian, inv) = match maps::invert2(fit.a) {
+                    Some(inv) if fit.det() > 0.0 => (fit.a, inv),
+                    _ => ([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]),
+                };
+                let backward = match backward.as_ref().and_then(|b| b.get(i)) {
+                    Some(m) if m.affine.det() > 0.0 => *m,
+                    _ => LocalMap::affine(
+                        keypoint,
+                        Affine {
+                            a: inv,
+                            b: [
+                                anchor[0] - (inv[0][0] * keypoint[0] + inv[0][1] * keypoint[1]),
+                                anchor[1] - (inv[1][0] * keypoint[0] + inv[1][1] * keypoint[1]),
+                            ],
+                        },
+                    ),
+                };
+                AnchorMotion {
+                    keypoint,
+                    jacobian,
+                    backward,
+                }
+            })
+            .collect()
+    }
+
+    /// The motions seen through `view` moved into the reference frame's view: with `T` the map from
+    /// this frame's pixels into the reference frame's (`T(p) = k p + c` per axis), the forward maps
+    /// become `T o F` and the backward maps `M o T^-1`.
+    fn to_reference_view(&self, motions: &mut [AnchorMotion], view: &FrameView) {
+        if view.same_as(&self.reference_view) {
+            return;
+        }
+        let Some((k, d)) = view.into_view(&self.reference_view) else {
+            return;
+        };
+        // u = 2 p / (n - 1) - 1 per axis, so T(p) = k p + (n - 1) / 2 (1 - k + d).
+        let n = [(self.width - 1) as f64, (self.height - 1) as f64];
+        let c = [
+            n[0] / 2.0 * (1.0 - k[0] + d[0]),
+            n[1] / 2.0 * (1.0 - k[1] + d[1]),
+        ];
+        let t = |p: [f64; 2]| [k[0] * p[0] + c[0], k[1] * p[1] + c[1]];
+        for m in motions {
+            m.keypoint = t(m.keypoint);
+            for (r, row) in m.jacobian.iter_mut().enumerate() {
+                row.iter_mut().for_each(|v| *v *= k[r]);
+            }
+            let b = &mut m.backward;
+            let value = b.affine.apply(b.centre);
+            b.centre = t(b.centre);
+            for row in b.affine.a.iter_mut() {
+                row[0] /= k[0];
+                row[1] /= k[1];
+            }
+            for row in b.q.iter_mut() {
+                row[0] /= k[0] * k[0];
+                row[1] /= k[0] * k[1];
+                row[2] /= k[1] * k[1];
+            }
+            let a = b.affine.a;
+            b.affine.b = [
+                value[0] - (a[0][0] * b.centre[0] + a[0][1] * b.centre[1]),
+                value[1] - (a[1][0] * b.centre[0] + a[1][1] * b.centre[1]),
+            ];
+        }
+    }
+
+    /// The motions as the smoothing filter's rows ([`ANCHOR_VALUES`] per anchor; positions in
+    /// normalised units).
+    fn motion_rows(&self, motions: &[AnchorMotion]) -> Vec<f64> {
+        let mut rows = Vec::with_capacity(motions.len() * ANCHOR_VALUES);
+        for m in motions {
+            let kp = self.normalise(m.keypoint);
+            let value = self.normalise(m.backward.affine.apply(m.backward.centre));
+            rows.extend([kp[0] as f64, kp[1] as f64]);
+            rows.extend(m.jacobian.iter().flatten());
+            rows.extend([value[0] as f64, value[1] as f64]);
+            rows.extend(m.backward.affine.a.iter().flatten());
+            rows.extend(m.backward.q.iter().flatten());
+        }
+        rows
+    }
+
+    /// [`ClassicEngine::motion_rows`] back into motions.
+    fn motions_from_rows(&self, rows: &[f64]) -> Vec<AnchorMotion> {
+        let px = |x: f64, y: f64| {
+            [
+                (x + 1.0) * (self.width - 1) as f64 / 2.0,
+                (y + 1.0) * (self.height - 1) as f64 / 2.0,
+            ]
+        };
+        rows.chunks_exact(ANCHOR_VALUES)
+            .map(|r| {
+                let keypoint = px(r[0], r[1]);
+                let value = px(r[6], r[7]);
+                let a = [[r[8], r[9]], [r[10], r[11]]];
+                AnchorMotion {
+                    keypoint,
+                    jacobian: [[r[2], r[3]], [r[4], r[5]]],
+                    backward: LocalMap {
+                        centre: keypoint,
+                        affine: Affine {
+                            a,
+                            b: [
+                                value[0] - (a[0][0] * keypoint[0] + a[0][1] * keypoint[1]),
+                                value[1] - (a[1][0] * keypoint[0] + a[1][1] * keypoint[1]),
+                            ],
+                        },
+                        q: [[r[12], r[13], r[14]], [r[15], r[16], r[17]]],
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Warps the portrait by the fitted motion (`None`: the identity) seen through `view` at time `t`,
+    /// smoothed, and records the motion.
     fn render(
         &mut self,
         reference: &Reference,
         fits: Option<&Fits>,
+        view: &FrameView,
+        t: f64,
     ) -> Result<Tensor, ClassicError> {
         let Some(fits) = fits else {
             let mut m = self.identity_motion(reference);
             m.tracked_points = reference.points.iter().filter(|p| p.last.is_some()).count();
             self.motion = Some(m);
+            // The motion is lost: the smoothing restarts from the identity shown now.
+            self.restart_filter(reference, t);
             return self.output(None);
         };
+        let mut motions = self.anchor_motions(reference, fits);
+        self.to_reference_view(&mut motions, view);
+        if self.filter.is_on() {
+            let mut rows = self.motion_rows(&motions);
+            self.filter.filter(t, &mut rows);
+            motions = self.motions_from_rows(&rows);
+        }
         let Framing {
             reference: c1,
             portrait: cs,
             scale,
         } = self.framing;
-        let backward = self.fit_backward(reference, fits);
-        let fits = &fits.maps;
-        let mut locals = Vec::with_capacity(fits.len());
+        let mut locals = Vec::with_capacity(motions.len());
         let mut motion = Motion {
-            reference: Vec::with_capacity(fits.len()),
-            keypoints: Vec::with_capacity(fits.len()),
-            jacobians: Vec::with_capacity(fits.len()),
-            transferred: Vec::with_capacity(fits.len()),
+            reference: Vec::with_capacity(motions.len()),
+            keypoints: Vec::with_capacity(motions.len()),
+            jacobians: Vec::with_capacity(motions.len()),
+            transferred: Vec::with_capacity(motions.len()),
             tracked_points: reference.points.iter().filter(|p| p.last.is_some()).count(),
             total_points: reference.points.len(),
         };
-        for (i, (anchor, fit)) in reference.anchors.iter().zip(fits).enumerate() {
-            let kp_t = fit.apply(*anchor);
-            // Without a usable Jacobian the anchor moves rigidly.
-            let (a, inv) = match maps::invert2(fit.a) {
-                Some(inv) if fit.det() > 0.0 => (fit.a, inv),
-                _ => ([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]),
-            };
+        for (anchor, m) in reference.anchors.iter().zip(&motions) {
+            let kp_t = m.keypoint;
             // normalize_kp: kp_new = kp_s + scale (kp_t - kp_1); kp_s is the anchor placed on the portrait.
             let kp_s = [
                 cs[0] + scale * (anchor[0] - c1[0]),
@@ -928,43 +1140,42 @@ impl ClassicEngine {
                 kp_s[0] + scale * (kp_t[0] - anchor[0]),
                 kp_s[1] + scale * (kp_t[1] - anchor[1]),
             ];
-            // Backward map of the output pixel z into the portrait: the fitted backward map M moved
-            // onto the portrait, z -> P(M(P^-1 z)) with P(x) = cs + scale (x - c1) (its second-order
-            // terms scale by 1 / scale), or FOMM's kp_s + J^-1 (z - kp_new) where there is none.
-            let map = match backward.as_ref().and_then(|b| b.get(i)) {
-                Some(m) if m.affine.det() > 0.0 => {
-                    let (ma, mb) = (m.affine.a, m.affine.b);
-                    let t = [
-                        cs[0] + scale * (ma[0][0] * c1[0] + ma[0][1] * c1[1] + mb[0] - c1[0]),
-                        cs[1] + scale * (ma[1][0] * c1[0] + ma[1][1] * c1[1] + mb[1] - c1[1]),
-                    ];
-                    LocalMap {
-                        centre: kp_new,
-                        affine: Affine {
-                            a: ma,
-                            b: [
-                                t[0] - (ma[0][0] * cs[0] + ma[0][1] * cs[1]),
-                                t[1] - (ma[1][0] * cs[0] + ma[1][1] * cs[1]),
-                            ],
-                        },
-                        q: m.q.map(|row| row.map(|v| v / scale)),
-                    }
-                }
-                _ => LocalMap::affine(
-                    kp_new,
-                    Affine {
-                        a: inv,
+            // Backward map of the output pixel z into the portrait: the backward map M moved onto the
+            // portrait, z -> P(M(P^-1 z)) with P(x) = cs + scale (x - c1) (its second-order terms scale
+            // by 1 / scale). Where the fitted map failed, M is FOMM's kp_1 + J^-1 (z - kp_t), so this is
+            // FOMM's kp_s + J^-1 (z - kp_new).
+            let b = &m.backward;
+            let map = if b.affine.det() > 0.0 {
+                let (ma, mb) = (b.affine.a, b.affine.b);
+                let t = [
+                    cs[0] + scale * (ma[0][0] * c1[0] + ma[0][1] * c1[1] + mb[0] - c1[0]),
+                    cs[1] + scale * (ma[1][0] * c1[0] + ma[1][1] * c1[1] + mb[1] - c1[1]),
+                ];
+                LocalMap {
+                    centre: kp_new,
+                    affine: Affine {
+                        a: ma,
                         b: [
-                            kp_s[0] - (inv[0][0] * kp_new[0] + inv[0][1] * kp_new[1]),
-                            kp_s[1] - (inv[1][0] * kp_new[0] + inv[1][1] * kp_new[1]),
+                            t[0] - (ma[0][0] * cs[0] + ma[0][1] * cs[1]),
+                            t[1] - (ma[1][0] * cs[0] + ma[1][1] * cs[1]),
                         ],
                     },
-                ),
+                    q: b.q.map(|row| row.map(|v| v / scale)),
+                }
+            } else {
+                // A smoothed map that lost its orientation: move rigidly.
+                LocalMap::affine(
+                    kp_new,
+                    Affine {
+                        a: [[1.0, 0.0], [0.0, 1.0]],
+                        b: [kp_s[0] - kp_new[0], kp_s[1] - kp_new[1]],
+                    },
+                )
             };
             locals.push(map);
             motion.reference.push(self.normalise(*anchor));
             motion.keypoints.push(self.normalise(kp_t));
-            motion.jacobians.push(self.normalise_jacobian(a));
+            motion.jacobians.push(self.normalise_jacobian(m.jacobian));
             motion.transferred.push(self.normalise(kp_new));
         }
         let blend = Blend::from_maps(
@@ -983,7 +1194,12 @@ impl ClassicEngine {
             None => source.image.clone(),
             Some(blend) => {
                 let size = (self.height, self.width);
-                let grid = flow::sampling_grid(blend, size, size, self.params.flow_stride);
+                let mut grid = flow::sampling_grid(blend, size, size, self.params.flow_stride);
+                // Border padding: where the motion samples outside the picture, the picture's edge
+                // pixel is used (PyTorch's padding_mode="border": with align_corners = true, -1 and 1
+                // are the edge pixels' centres), never the zeros FOMM's grid_sample pads with, which
+                // show as black bands along the edges when the face sways or zooms out.
+                grid.iter_mut().for_each(|g| *g = g.clamp(-1.0, 1.0));
                 let grid = Tensor::from_vec(grid, (1, self.height, self.width, 2), &Device::Cpu)?;
                 grid_sample(&source.image, &grid, true)?
             }
@@ -1047,6 +1263,12 @@ impl Animator for ClassicEngine {
     }
     fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError> {
         Ok(ClassicEngine::animate(self, driving)?)
+    }
+    fn animate_with(&mut self, driving: &Tensor, info: &FrameInfo) -> Result<Tensor, EngineError> {
+        Ok(ClassicEngine::animate_with(self, driving, info)?)
+    }
+    fn set_smoothing(&mut self, smoothing: Smoothing) {
+        ClassicEngine::set_smoothing(self, smoothing)
     }
     fn animate_idle(&mut self, t: f64) -> Result<Tensor, EngineError> {
         Ok(ClassicEngine::animate_idle(self, t)?)

@@ -3,6 +3,7 @@
 //! * [`model`]: FOMM in Candle (networks, checkpoints, configs, motion transfer).
 //! * [`engine`]: the [`engine::Animator`] interface and its engines.
 //! * [`media`]: images and videos in and out, with the original demo's preprocessing.
+//! * [`motion`]: motion as data, and motion files.
 //! * [`animate`]: offline animation of a portrait from a driving video or folder of frames.
 //! * [`frame`], [`capture`], [`output`], [`pipeline`]: the live path.
 //! * [`face`]: face detection for automatic framing.
@@ -26,6 +27,8 @@ pub mod frame;
 pub mod idle;
 pub mod media;
 pub mod model;
+pub mod motion;
 pub mod output;
 pub mod pipeline;
+pub mod provenance;
 pub mod synth;

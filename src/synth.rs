@@ -768,13 +768,15 @@ fn load_rgb(path: &Path) -> Result<RgbImage, SynthError> {
         })
 }
 
+/// Writes a synthetic frame, saying it is one ([`crate::provenance`]).
 fn save_png(img: &RgbImage, path: &Path) -> Result<(), SynthError> {
-    img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| SynthError::Image {
-            action: "write",
-            path: path.to_path_buf(),
-            source: e,
-        })
+    let provenance = crate::provenance::Provenance::for_engine("make-sequences known-motion warp");
+    crate::media::frames::write_png(
+        path,
+        img,
+        &crate::media::frames::PngText::provenance(&provenance),
+    )?;
+    Ok(())
 }
 
 /// The pictures in `dir` (not its sub-folders), sorted by file name.

@@ -188,6 +188,7 @@ fn animate_tiny(dir: &std::path::Path, name: &str, keyframes: Keyframes) -> Vec<
         folder_fps: 25.0,
         keyframes,
         smoothing: Smoothing::OFF,
+        badge: false,
     };
     let mut engine = tiny_engine();
     animate(&mut engine, &req, &mut |_, _| {}).unwrap();

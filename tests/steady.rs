@@ -221,6 +221,7 @@ fn smoothing_adds_little_error_on_known_motions() {
                     folder_fps: 25.0,
                     keyframes: Keyframes::default(),
                     smoothing,
+                    badge: false,
                 };
                 animate(e.as_mut(), &req, &mut |_, _| {}).unwrap();
                 marionette::synth::evaluate(seq, &out, None)

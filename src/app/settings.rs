@@ -147,6 +147,8 @@ pub struct Settings {
     pub mirror_preview: bool,
     /// Mirror what the virtual camera and recorder get.
     pub mirror_output: bool,
+    /// The "AI ANIMATED" badge on what the virtual camera gets.
+    pub badge: bool,
     /// Send the camera crop instead of the portrait.
     pub passthrough: bool,
     /// Relative motion (the default); false: absolute.
@@ -179,6 +181,7 @@ impl Default for Settings {
             overlay_opacity: 0.4,
             mirror_preview: true,
             mirror_output: false,
+            badge: false,
             passthrough: false,
             relative: true,
             adapt_scale: None,

@@ -19,6 +19,8 @@ pub enum Flag {
     MirrorPreview,
     /// Flip what the virtual camera sends.
     MirrorOutput,
+    /// The "AI ANIMATED" badge on or off.
+    Badge,
     /// Send the camera crop instead of the portrait (P).
     Passthrough,
     /// Relative motion transfer; off means absolute (refused when the engine has only
@@ -427,6 +429,15 @@ fn view_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
         "Find your face and keep the crop around it (the box shows where it is); off: zoom and \
          move the crop yourself",
         Flag::AutoFraming,
+        out,
+    );
+    flag(
+        ui,
+        s.badge,
+        "AI badge",
+        "An \"AI ANIMATED\" label in a corner of what the virtual camera sends, so that \
+         viewers know the portrait is animated",
+        Flag::Badge,
         out,
     );
     flag(

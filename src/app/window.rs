@@ -338,6 +338,7 @@ impl App {
             fps: o.fps,
             reopen: true,
             mirror_output: settings.mirror_output,
+            badge: settings.badge,
             preview: Some(preview_tx),
             keyframes: o.keyframes.unwrap_or(settings.keyframes),
             smoothing: o
@@ -349,6 +350,7 @@ impl App {
                 adapt_scale: settings.adapt_scale.unwrap_or(engine_id == EngineId::Fomm),
                 ..Default::default()
             },
+            record_motion: None,
         };
         let pipeline = Pipeline::start(None, o.engine, sinks, options)
             .map_err(|e| WindowError::Pipeline(Box::new(e)))?;
@@ -633,6 +635,10 @@ impl App {
                     .link
                     .control
                     .send(Control::MirrorOutput(s.mirror_output));
+            }
+            Flag::Badge => {
+                s.badge = !s.badge;
+                let _ = self.link.control.send(Control::Badge(s.badge));
             }
             Flag::Passthrough => {
                 s.passthrough = !s.passthrough;

@@ -2,15 +2,21 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ModelArgs;
-use marionette::animate::{AnimateRequest, InBetweenMode, Keyframes, Reference, animate};
+use marionette::animate::{
+    AnimateRequest, AnimateSummary, InBetweenMode, Keyframes, MotionAnimateRequest, Reference,
+    animate, animate_motion_file,
+};
+use marionette::engine::select::EngineKind;
 use marionette::engine::smoothing::Smoothing;
 use marionette::model::fomm::RunOptions;
 use marionette::model::motion_transfer::TransferOptions;
 use marionette::model::precision::{Precision, PrecisionChoice};
+use marionette::motion::MotionEngine;
+use marionette::motion::file::MotionReader;
 
 /// Options of `animate`.
 #[derive(clap::Args, Debug)]
@@ -21,8 +27,15 @@ pub struct AnimateArgs {
     #[arg(long)]
     source: PathBuf,
     /// Driving video file, or a folder of frames (read in name order).
+    #[arg(long, required_unless_present = "motion", conflicts_with = "motion")]
+    driving: Option<PathBuf>,
+    /// A motion file (`capture-motion`, `run --record-motion`) instead of a driving video:
+    /// the recorded motion drives the portrait. With --engine auto the file's engine is used.
+    #[arg(long, value_name = "FILE")]
+    motion: Option<PathBuf>,
+    /// Draw an "AI ANIMATED" badge in the bottom-right corner of every frame.
     #[arg(long)]
-    driving: PathBuf,
+    badge: bool,
     /// Output video (.mp4, .mkv, ...: H.264 at the driving frame rate, with its audio) or
     /// folder (one PNG per frame).
     #[arg(long)]
@@ -46,9 +59,11 @@ pub struct AnimateArgs {
     /// Crop the source and driving images to a centred square before resizing.
     #[arg(long)]
     crop_square: bool,
-    /// Frame rate of an output video when the driving input is a folder of frames.
-    #[arg(long, default_value_t = 25.0, value_parser = positive_fps)]
-    fps: f64,
+    /// Frame rate of an output video when the driving input is a folder of frames (default 25),
+    /// or when a motion file has none (a live recording, resampled by its frames' times; default
+    /// 30).
+    #[arg(long, value_parser = positive_fps)]
+    fps: Option<f64>,
     #[command(flatten)]
     keyframes: KeyframeArgs,
     /// Smooth the driving motion (One Euro filter on the keypoints): off (the default: the
@@ -94,7 +109,7 @@ impl KeyframeArgs {
 }
 
 /// A frame rate: a positive, finite number.
-fn positive_fps(s: &str) -> Result<f64, String> {
+pub fn positive_fps(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         _ => Err(format!("a frame rate must be a positive number, got {s:?}")),
@@ -122,47 +137,117 @@ pub fn run(args: AnimateArgs) -> Result<()> {
             ..TransferOptions::default()
         }
     };
-    // Offline results stay faithful to the original unless asked otherwise.
-    let mut request = args
-        .model
-        .request(transfer, PrecisionChoice::Exact(Precision::F32));
-    request.run = RunOptions {
-        align_corners: args.align_corners,
-    };
-    let mut loaded = super::load(&request)?;
     let reference = match (args.best_frame, args.find_best_frame) {
         (Some(n), _) => Reference::Frame(n),
         (None, true) => Reference::Best,
         (None, false) => Reference::First,
     };
-    let req = AnimateRequest {
-        source: args.source,
-        driving: args.driving,
-        output: args.output,
-        transfer,
-        reference,
-        crop_square: args.crop_square,
-        folder_fps: args.fps,
-        keyframes: args.keyframes.keyframes(),
-        smoothing: args.smoothing,
+    let mut model = args.model.clone();
+    if let Some(motion) = &args.motion {
+        if args.smoothing.is_on() {
+            bail!(
+                "--smoothing smooths the motion measured in a driving video; a motion file is \
+                 replayed as it was recorded (drop --smoothing, or animate the driving video)"
+            );
+        }
+        if args.keyframes.keyframe_every > 1 {
+            bail!(
+                "--keyframe-every makes in-between frames from the driving video's pixels; a \
+                 motion file has none (drop --keyframe-every)"
+            );
+        }
+        // The file says which engine (and classic frame size) it needs.
+        let header = MotionReader::open(motion)
+            .with_context(|| format!("reading the motion file {}", motion.display()))?
+            .header()
+            .clone();
+        let recorded = header.source.engine;
+        if model.engine == EngineKind::Auto {
+            model.engine = match recorded {
+                MotionEngine::Fomm => EngineKind::Fomm,
+                MotionEngine::Classic => EngineKind::Classic,
+            };
+        }
+        if recorded == MotionEngine::Classic && model.classic_size == DEFAULT_CLASSIC_SIZE {
+            model.classic_size = header.source.frame_size.0;
+        }
+    }
+    // Offline results stay faithful to the original unless asked otherwise.
+    let mut request = model.request(transfer, PrecisionChoice::Exact(Precision::F32));
+    request.run = RunOptions {
+        align_corners: args.align_corners,
     };
+    let mut loaded = super::load(&request)?;
     let bar = progress_bar();
-    let summary = animate(loaded.engine.as_mut(), &req, &mut |done, total| {
+    let mut on_progress = |done: usize, total: Option<usize>| {
         bar.set_length(total.unwrap_or(done) as u64);
         bar.set_position(done as u64);
-    })
-    .with_context(|| {
-        format!(
-            "animating {} with {}",
-            req.source.display(),
-            req.driving.display()
-        )
-    })?;
+    };
+    let (summary, output) = match (&args.motion, &args.driving) {
+        (Some(motion), _) => {
+            let req = MotionAnimateRequest {
+                source: args.source.clone(),
+                motion: motion.clone(),
+                output: args.output.clone(),
+                transfer,
+                reference,
+                crop_square: args.crop_square,
+                fps: args.fps,
+                badge: args.badge,
+            };
+            let (summary, notes) =
+                animate_motion_file(loaded.engine.as_mut(), &req, &mut on_progress).with_context(
+                    || {
+                        format!(
+                            "animating {} with the motion file {}",
+                            req.source.display(),
+                            motion.display()
+                        )
+                    },
+                )?;
+            for note in notes {
+                eprintln!("warning: {note}");
+            }
+            (summary, req.output)
+        }
+        (None, Some(driving)) => {
+            let req = AnimateRequest {
+                source: args.source.clone(),
+                driving: driving.clone(),
+                output: args.output.clone(),
+                transfer,
+                reference,
+                crop_square: args.crop_square,
+                folder_fps: args.fps.unwrap_or(25.0),
+                keyframes: args.keyframes.keyframes(),
+                smoothing: args.smoothing,
+                badge: args.badge,
+            };
+            let summary =
+                animate(loaded.engine.as_mut(), &req, &mut on_progress).with_context(|| {
+                    format!(
+                        "animating {} with {}",
+                        req.source.display(),
+                        req.driving.display()
+                    )
+                })?;
+            (summary, req.output)
+        }
+        (None, None) => bail!("give --driving VIDEO|FOLDER or --motion FILE"),
+    };
     bar.finish();
+    report(&summary, &output);
+    Ok(())
+}
+
+/// `--classic-size`'s default (a motion file's own size replaces it).
+const DEFAULT_CLASSIC_SIZE: usize = 256;
+
+fn report(summary: &AnimateSummary, output: &std::path::Path) {
     eprintln!(
         "wrote {} frames to {} ({}; reference frame {})",
         summary.frames,
-        req.output.display(),
+        output.display(),
         if summary.output_is_video {
             format!("H.264 video at {:.3} fps", summary.fps)
         } else {
@@ -170,5 +255,4 @@ pub fn run(args: AnimateArgs) -> Result<()> {
         },
         summary.reference_frame
     );
-    Ok(())
 }

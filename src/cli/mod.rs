@@ -5,6 +5,7 @@
 
 pub mod animate;
 pub mod bench;
+pub mod capture;
 pub mod convert;
 pub mod devices;
 pub mod generate;
@@ -60,8 +61,12 @@ pub enum Command {
     /// The live loop without a window: driving frames -> animated portrait -> virtual camera
     /// and/or recorder.
     Run(run::RunArgs),
-    /// Animate a portrait with a driving video or folder of frames (offline).
+    /// Animate a portrait with a driving video or folder of frames, or a motion file (offline).
     Animate(animate::AnimateArgs),
+    /// Record the motion of a driving video or folder of frames into a motion file (FOMM's
+    /// keypoints and Jacobians, or the classic engine's anchors and local maps), to animate any
+    /// portrait with later (`animate --motion`).
+    CaptureMotion(capture::CaptureArgs),
     /// Convert a checkpoint (.pth.tar legacy or zip, or .safetensors) to .safetensors holding
     /// kp_detector.* and generator.*.
     Convert(convert::ConvertArgs),
@@ -88,6 +93,7 @@ impl Command {
             Command::Window(a) => window::run(a),
             Command::Run(a) => run::run(a),
             Command::Animate(a) => animate::run(a),
+            Command::CaptureMotion(a) => capture::run(a),
             Command::Convert(a) => convert::run(a),
             Command::Devices => devices::run(),
             Command::MakeSequences(a) => sequences::make(a),

@@ -13,12 +13,15 @@ use marionette::engine::smoothing::Smoothing;
 use marionette::frame::{Frame, Size};
 use marionette::model::motion_transfer::TransferOptions;
 use marionette::model::precision::PrecisionChoice;
+use marionette::motion::file::{MotionHeader, MotionWriter};
+use marionette::output::badge::badged;
 use marionette::output::compose::compose;
 use marionette::output::convert::PixelFormat;
 use marionette::output::v4l2::V4l2Sink;
 use marionette::output::{FrameSink, NullSink, Recorder};
 use marionette::pipeline::framing::{Crop, FramingMode};
 use marionette::pipeline::{KeyframeMode, Pipeline, PipelineOptions};
+use marionette::provenance::Provenance;
 
 /// The live loop's frame rate (idle motion, repeated frames, the virtual camera's rate).
 const FPS: f64 = 30.0;
@@ -58,6 +61,15 @@ pub struct RunArgs {
     /// Also record the animated frames (video file or folder of PNGs).
     #[arg(long)]
     record: Option<PathBuf>,
+    /// Record the motion of every frame the engine renders into a motion file (FOMM keypoints
+    /// and Jacobians, or the classic engine's anchors and maps; a reference line at each
+    /// calibration), to animate any portrait with later (`animate --motion FILE`).
+    #[arg(long, value_name = "FILE")]
+    record_motion: Option<PathBuf>,
+    /// Draw an "AI ANIMATED" badge in the bottom-right corner of the virtual camera and the
+    /// recording.
+    #[arg(long)]
+    badge: bool,
     /// Stop after this many output frames.
     #[arg(long)]
     frames: Option<u64>,
@@ -117,7 +129,11 @@ impl RunArgs {
 
     /// The virtual camera (with the still portrait written at once: browsers list a virtual
     /// camera only once something writes to it), the recorder, or a null sink.
-    fn sinks(&self, portrait: &image::RgbImage) -> Result<Vec<Box<dyn FrameSink>>> {
+    fn sinks(
+        &self,
+        portrait: &image::RgbImage,
+        provenance: &Provenance,
+    ) -> Result<Vec<Box<dyn FrameSink>>> {
         let mut sinks: Vec<Box<dyn FrameSink>> = Vec::new();
         let device = match self.vcam.resolve(&list_devices()) {
             Ok(d) => d,
@@ -128,7 +144,10 @@ impl RunArgs {
         };
         if let Some(dev) = device {
             let mut vcam = V4l2Sink::open(&dev, self.vcam_size, self.vcam_format, FPS as u32)?;
-            let still = Frame::from_image(0, Instant::now(), portrait.clone());
+            let mut still = Frame::from_image(0, Instant::now(), portrait.clone());
+            if self.badge {
+                still = badged(&still);
+            }
             vcam.write(&compose(&still, still.size, true))?;
             eprintln!(
                 "virtual camera: {} {} {}",
@@ -140,7 +159,9 @@ impl RunArgs {
         }
         if let Some(path) = &self.record {
             sinks.push(Box::new(
-                Recorder::create(path, FPS)?.with_limit(self.frames),
+                Recorder::create(path, FPS)?
+                    .with_limit(self.frames)
+                    .with_provenance(provenance),
             ));
         }
         if sinks.is_empty() {
@@ -148,6 +169,19 @@ impl RunArgs {
             sinks.push(Box::new(NullSink::default()));
         }
         Ok(sinks)
+    }
+}
+
+/// What drove a live recording, for the motion file's header.
+fn source_name(args: &RunArgs) -> String {
+    if let Some(path) = &args.driving_file {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "a driving file".into())
+    } else if args.test_pattern {
+        "test pattern".into()
+    } else {
+        "camera".into()
     }
 }
 
@@ -159,7 +193,6 @@ pub fn run(args: RunArgs) -> Result<()> {
     if source == SourceSpec::Idle {
         eprintln!("source: idle motion (the portrait moves by itself)");
     }
-    let sinks = args.sinks(&portrait)?;
     let request = args
         .model
         .request(TransferOptions::default(), PrecisionChoice::Auto);
@@ -168,6 +201,23 @@ pub fn run(args: RunArgs) -> Result<()> {
     if h != w {
         bail!("the live loop needs a square frame size, the engine has {w}x{h}");
     }
+    let sinks = args.sinks(&portrait, &Provenance::for_engine(loaded.engine.name()))?;
+    let record_motion = match &args.record_motion {
+        Some(path) => {
+            let source = loaded.engine.motion_source().with_context(|| {
+                format!(
+                    "the {} engine cannot record its motion",
+                    loaded.engine.name()
+                )
+            })?;
+            let header = MotionHeader::new(source, None, Some(source_name(&args)));
+            let writer = MotionWriter::create(path, header)
+                .with_context(|| format!("creating the motion file {}", path.display()))?;
+            eprintln!("recording the motion to {}", path.display());
+            Some(writer)
+        }
+        None => None,
+    };
     let options = PipelineOptions {
         portrait: (0, portrait.clone()),
         crop: Crop {
@@ -180,6 +230,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         keyframes: args.keyframes,
         smoothing: args.smoothing,
         framing: args.framing,
+        badge: args.badge,
+        record_motion,
         ..PipelineOptions::default()
     };
     let pipeline = Pipeline::start(source.factory(portrait), loaded.engine, sinks, options)?;

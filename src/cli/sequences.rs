@@ -120,6 +120,7 @@ fn animate_sequence(
         folder_fps: 25.0,
         keyframes,
         smoothing,
+        badge: false,
     };
     let request = model.request(req.transfer, PrecisionChoice::Exact(Precision::F32));
     let mut loaded = super::load(&request)?;

@@ -3,10 +3,14 @@
 use candle_core::Tensor;
 
 use super::smoothing::{FrameClock, MotionFilter, Smoothing};
-use super::{Animator, EngineError, EngineId, FrameInfo, FrameView, KeypointView, PortraitCache};
+use super::{
+    Animator, EngineError, EngineId, FrameInfo, FrameView, KeypointView, PortraitCache,
+    motion_mismatch,
+};
 use crate::model::fomm::{Fomm, PreparedSource};
 use crate::model::keypoint_detector::Keypoints;
 use crate::model::motion_transfer::{MotionTransfer, TransferOptions};
+use crate::motion::{FrameMotion, KeypointSet, MotionEngine, MotionSource, ReferenceMotion};
 
 /// FOMM as an [`Animator`].
 pub struct FommAnimator {
@@ -21,6 +25,11 @@ pub struct FommAnimator {
     /// Where the reference frame lay in the camera's picture: driving keypoints are moved into
     /// its coordinates, so a crop change does not move the portrait.
     reference_view: FrameView,
+    /// The last driving frame's keypoints as measured, in the reference frame's view and before
+    /// smoothing: what a motion file records.
+    measured: Option<Keypoints>,
+    /// The checkpoint's file name, for motion files.
+    checkpoint: Option<String>,
 }
 
 /// How far a keypoint's Jacobian moves the picture, normalised units: the filter's speed counts
@@ -51,6 +60,55 @@ impl FommAnimator {
             ),
             clock: FrameClock::default(),
             reference_view: FrameView::IDENTITY,
+            measured: None,
+            checkpoint: None,
+        }
+    }
+
+    /// Names the checkpoint the weights came from (recorded in motion files: keypoints are the
+    /// detector's own and mean nothing to another checkpoint's generator).
+    pub fn with_checkpoint_name(mut self, name: impl Into<String>) -> Self {
+        self.checkpoint = Some(name.into());
+        self
+    }
+
+    /// Recorded keypoints as tensors on the model's device, after checking they fit the model.
+    fn recorded_keypoints(&self, kp: &KeypointSet) -> Result<Keypoints, EngineError> {
+        let common = &self.model.config.model.common_params;
+        let why = if kp.points.len() != common.num_kp {
+            Some(format!(
+                "it has {} keypoints and this model ({}) has {}; use the checkpoint and config it \
+                 was captured with",
+                kp.points.len(),
+                self.model.config.name,
+                common.num_kp
+            ))
+        } else if kp.jacobians.is_some() != common.estimate_jacobian {
+            Some(format!(
+                "it {} Jacobians and this model ({}) {}; use the checkpoint and config it was \
+                 captured with",
+                if kp.jacobians.is_some() {
+                    "has"
+                } else {
+                    "has no"
+                },
+                self.model.config.name,
+                if common.estimate_jacobian {
+                    "needs them"
+                } else {
+                    "has none"
+                }
+            ))
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(EngineError::MotionMismatch {
+                motion: MotionEngine::Fomm,
+                engine: "fomm",
+                why,
+            }),
+            None => Ok(kp.to_keypoints(self.model.device())?),
         }
     }
 
@@ -78,6 +136,7 @@ impl FommAnimator {
         let source = self.portraits.current().ok_or(EngineError::NoSource)?;
         let kp = self.transfer.transfer(&source.keypoints, kp_driving)?;
         let prediction = self.model.render(source, &kp, false)?.prediction;
+        self.measured = Some(kp_driving.clone());
         self.last = Some((kp_driving.clone(), kp));
         Ok(prediction)
     }
@@ -254,12 +313,17 @@ impl Animator for FommAnimator {
             return self.animate_keypoints(&kp);
         }
         let mut rows = keypoint_rows(&kp)?;
-        if moved {
+        let measured = if moved {
             into_reference(&mut rows, &info.view, &self.reference_view);
-        }
+            keypoints_from_rows(&rows, &kp)?
+        } else {
+            kp
+        };
         self.filter.filter(t, &mut rows);
-        let kp = keypoints_from_rows(&rows, &kp)?;
-        self.animate_keypoints(&kp)
+        let smoothed = keypoints_from_rows(&rows, &measured)?;
+        let frame = self.animate_keypoints(&smoothed)?;
+        self.measured = Some(measured);
+        Ok(frame)
     }
 
     fn set_smoothing(&mut self, smoothing: Smoothing) {
@@ -294,6 +358,71 @@ impl Animator for FommAnimator {
         self.transfer.options.relative = relative;
         self.transfer.options.adapt_scale = adapt_scale;
         Ok(())
+    }
+
+    fn motion_source(&self) -> Option<MotionSource> {
+        let config = &self.model.config;
+        let common = &config.model.common_params;
+        // A config given as a file is named by its file name.
+        let name = std::path::Path::new(&config.name)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| config.name.clone());
+        Some(MotionSource {
+            engine: MotionEngine::Fomm,
+            config: Some(name),
+            checkpoint: self.checkpoint.clone(),
+            frame_size: config.frame_size,
+            keypoints: common.num_kp,
+            jacobians: common.estimate_jacobian,
+        })
+    }
+
+    fn capture(&mut self, driving: &Tensor) -> Result<Option<FrameMotion>, EngineError> {
+        let kp = self.model.detect(driving)?;
+        if !self.transfer.is_calibrated() {
+            self.transfer.set_reference(kp.clone());
+        }
+        Ok(Some(FrameMotion::Fomm(KeypointSet::from_keypoints(&kp)?)))
+    }
+
+    /// The last driving frame's keypoints as measured: moved into the reference frame's view
+    /// (a crop change is geometry, not motion) but before smoothing, so that a recording keeps
+    /// the motion itself and a replay can smooth it or not.
+    fn last_motion(&self) -> Option<FrameMotion> {
+        let driving = self.measured.as_ref()?;
+        KeypointSet::from_keypoints(driving)
+            .ok()
+            .map(FrameMotion::Fomm)
+    }
+
+    fn reference_motion(&self) -> Option<ReferenceMotion> {
+        KeypointSet::from_keypoints(self.transfer.reference()?)
+            .ok()
+            .map(ReferenceMotion::Fomm)
+    }
+
+    fn set_reference_motion(&mut self, reference: &ReferenceMotion) -> Result<(), EngineError> {
+        match reference {
+            ReferenceMotion::Fomm(kp) => {
+                let kp = self.recorded_keypoints(kp)?;
+                self.transfer.set_reference(kp);
+                self.reference_view = FrameView::IDENTITY;
+                self.filter.reset();
+                Ok(())
+            }
+            other => Err(motion_mismatch(other.engine(), self.name())),
+        }
+    }
+
+    fn animate_motion(&mut self, motion: &FrameMotion) -> Result<Tensor, EngineError> {
+        match motion {
+            FrameMotion::Fomm(kp) => {
+                let kp = self.recorded_keypoints(kp)?;
+                self.animate_keypoints(&kp)
+            }
+            other => Err(motion_mismatch(other.engine(), self.name())),
+        }
     }
 
     fn keypoint_view(&self) -> Option<KeypointView> {

@@ -28,6 +28,7 @@ use candle_core::Tensor;
 use crate::media::MediaError;
 use crate::model::fomm::ModelError;
 use crate::model::keypoint_detector::Keypoints;
+use crate::motion::{FrameMotion, MotionEngine, MotionSource, ReferenceMotion};
 
 /// What went wrong in an engine.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,18 @@ pub enum EngineError {
     /// A frame was asked for before a portrait was set.
     #[error("no portrait is set: choose a source image first")]
     NoSource,
+    /// A recorded motion of another engine, or one that does not fit this engine's model.
+    #[error(
+        "this motion was captured with the {motion} engine and cannot drive the {engine} engine: {why}"
+    )]
+    MotionMismatch {
+        /// The engine that captured the motion.
+        motion: MotionEngine,
+        /// This engine's name.
+        engine: &'static str,
+        /// What to do about it.
+        why: String,
+    },
     /// The engine cannot do what was asked.
     #[error("the {engine} engine does not support {what}")]
     Unsupported {
@@ -227,6 +240,66 @@ pub trait Animator {
     /// The keypoints of the last animated frame, when the engine has any.
     fn keypoint_view(&self) -> Option<KeypointView> {
         None
+    }
+
+    // Motion as data ([`crate::motion`]): captured once, replayed onto any portrait.
+
+    /// What a motion file records about this engine (engine, model, frame size); `None` when the
+    /// engine's motion cannot be recorded.
+    fn motion_source(&self) -> Option<MotionSource> {
+        None
+    }
+    /// The motion of `driving` relative to the reference frame, without rendering (no portrait
+    /// needed); `driving` becomes the reference frame first when none is set. `None` when it
+    /// could not be measured (a classic reference frame with too little texture).
+    fn capture(&mut self, driving: &Tensor) -> Result<Option<FrameMotion>, EngineError> {
+        let _ = driving;
+        Err(EngineError::Unsupported {
+            engine: self.name(),
+            what: "capturing motion",
+        })
+    }
+    /// The motion of the last frame animated from a driving frame ([`Animator::animate`]).
+    fn last_motion(&self) -> Option<FrameMotion> {
+        None
+    }
+    /// The reference frame's motion, once a reference is set.
+    fn reference_motion(&self) -> Option<ReferenceMotion> {
+        None
+    }
+    /// Makes a recorded reference frame the reference D_1 (the motions replayed next are relative
+    /// to it).
+    fn set_reference_motion(&mut self, reference: &ReferenceMotion) -> Result<(), EngineError> {
+        Err(EngineError::MotionMismatch {
+            motion: reference.engine(),
+            engine: self.name(),
+            why: "this engine does not replay recorded motion".into(),
+        })
+    }
+    /// The portrait moved by a recorded motion, relative to the reference set with
+    /// [`Animator::set_reference_motion`], with the engine's motion transfer (relative motion,
+    /// adapt scale) as for a driving frame.
+    fn animate_motion(&mut self, motion: &FrameMotion) -> Result<Tensor, EngineError> {
+        Err(EngineError::MotionMismatch {
+            motion: motion.engine(),
+            engine: self.name(),
+            why: "this engine does not replay recorded motion".into(),
+        })
+    }
+}
+
+/// The error for a motion of `motion`'s engine given to the `engine` engine.
+pub fn motion_mismatch(motion: MotionEngine, engine: &'static str) -> EngineError {
+    EngineError::MotionMismatch {
+        motion,
+        engine,
+        why: format!(
+            "motions do not transfer between engines; animate it with --engine {motion}{}",
+            match motion {
+                MotionEngine::Fomm => " and the checkpoint it was captured with",
+                MotionEngine::Classic => "",
+            }
+        ),
     }
 }
 

@@ -217,7 +217,7 @@ pub fn load_engine(req: &EngineRequest) -> Result<LoadedEngine, LoadError> {
             Ok(LoadedEngine {
                 status: format!("FOMM ({}) from {file}, {device}, {precision}", config.name),
                 notes,
-                engine: Box::new(FommAnimator::new(model, req.transfer)),
+                engine: Box::new(FommAnimator::new(model, req.transfer).with_checkpoint_name(file)),
             })
         }
         EngineChoice::Classic { fallback } => {

@@ -184,6 +184,11 @@ impl MotionFilter {
         self.params.is_some()
     }
 
+    /// The last output (`None` before the first sample, after a reset, or when off).
+    pub fn last(&self) -> Option<&[f64]> {
+        self.state.as_ref().map(|s| s.x.as_slice())
+    }
+
     /// Forgets the past: the next sample passes as it is.
     pub fn reset(&mut self) {
         self.state = None;

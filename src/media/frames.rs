@@ -302,11 +302,58 @@ fn hi(v: u16) -> u8 {
     (v >> 8) as u8
 }
 
+/// Text a PNG carries besides its pixels: `tEXt` chunks (keyword, Latin-1 text) and `iTXt`
+/// chunks (keyword, UTF-8 text), e.g. [`crate::provenance::Provenance`]'s.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PngText {
+    /// `tEXt` chunks.
+    pub text: Vec<(String, String)>,
+    /// `iTXt` chunks.
+    pub itxt: Vec<(String, String)>,
+}
+
+impl PngText {
+    /// The chunks that say a picture is a synthetic animation, and what made it.
+    pub fn provenance(p: &crate::provenance::Provenance) -> Self {
+        Self {
+            text: p.png_text(),
+            itxt: vec![("XML:com.adobe.xmp".into(), p.xmp())],
+        }
+    }
+}
+
+/// Writes `img` as a PNG with `text`'s chunks (the same compression and filters as the `image`
+/// crate's default PNG encoder).
+pub fn write_png(path: &Path, img: &RgbImage, text: &PngText) -> Result<(), MediaError> {
+    let io = |e: std::io::Error| MediaError::Io {
+        action: "write the image",
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let png = |e: png::EncodingError| io(std::io::Error::other(e));
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), img.width(), img.height());
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(png::Compression::Balanced);
+    encoder.set_filter(png::Filter::Adaptive);
+    for (k, v) in &text.text {
+        encoder.add_text_chunk(k.clone(), v.clone()).map_err(png)?;
+    }
+    for (k, v) in &text.itxt {
+        encoder.add_itxt_chunk(k.clone(), v.clone()).map_err(png)?;
+    }
+    let mut writer = encoder.write_header().map_err(png)?;
+    writer.write_image_data(img.as_raw()).map_err(png)?;
+    writer.finish().map_err(png)
+}
+
 /// Writes numbered PNG frames (`frame_000000.png`, ...) into a folder.
 pub struct FrameFolderWriter {
     dir: PathBuf,
     digits: usize,
     next_index: u64,
+    text: PngText,
 }
 
 /// File-name prefix of written frames.
@@ -341,7 +388,14 @@ impl FrameFolderWriter {
             dir: dir.to_path_buf(),
             digits,
             next_index: 0,
+            text: PngText::default(),
         })
+    }
+
+    /// Every frame carries these text chunks.
+    pub fn with_text(mut self, text: PngText) -> Self {
+        self.text = text;
+        self
     }
 
     /// Path the next frame will be written to.
@@ -356,13 +410,7 @@ impl FrameFolderWriter {
     /// Write one frame as PNG; returns its path.
     pub fn write(&mut self, frame: &RgbImage) -> Result<PathBuf, MediaError> {
         let path = self.next_path();
-        frame
-            .save_with_format(&path, image::ImageFormat::Png)
-            .map_err(|e| MediaError::Image {
-                action: "write",
-                path: path.clone(),
-                source: e,
-            })?;
+        write_png(&path, frame, &self.text)?;
         self.next_index += 1;
         Ok(path)
     }

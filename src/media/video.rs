@@ -464,6 +464,26 @@ impl VideoWriter {
         )
     }
 
+    /// [`VideoWriter::create`] with metadata entries (`-metadata key=value`, e.g. a `comment`;
+    /// formats without such entries, GIF, drop them).
+    pub fn create_tagged(
+        path: &Path,
+        width: u32,
+        height: u32,
+        fps: f64,
+        audio_from: Option<&Path>,
+        tags: &[(String, String)],
+    ) -> Result<Self, MediaError> {
+        Self::create_full(
+            &FfmpegTools::from_env(),
+            path,
+            (width, height),
+            fps,
+            audio_from,
+            tags,
+        )
+    }
+
     /// [`VideoWriter::create`] with explicit programs.
     pub fn create_with(
         tools: &FfmpegTools,
@@ -472,6 +492,18 @@ impl VideoWriter {
         height: u32,
         fps: f64,
         audio_from: Option<&Path>,
+    ) -> Result<Self, MediaError> {
+        Self::create_full(tools, path, (width, height), fps, audio_from, &[])
+    }
+
+    /// [`VideoWriter::create_tagged`] with explicit programs.
+    pub fn create_full(
+        tools: &FfmpegTools,
+        path: &Path,
+        (width, height): (u32, u32),
+        fps: f64,
+        audio_from: Option<&Path>,
+        tags: &[(String, String)],
     ) -> Result<Self, MediaError> {
         if width == 0 || height == 0 || width > 16384 || height > 16384 {
             return Err(MediaError::InvalidArgument(format!(
@@ -546,6 +578,9 @@ impl VideoWriter {
             // Pad the audio with silence and stop at the end of the video: plain `-shortest` would
             // drop video frames when the audio track is shorter than the video.
             cmd.args(["-af", "apad", "-shortest"]);
+        }
+        for (key, value) in tags {
+            cmd.arg("-metadata").arg(format!("{key}={value}"));
         }
         cmd.arg(file_url(path))
             .stdin(Stdio::piped())

@@ -1,6 +1,7 @@
 //! Where animated frames go: a v4l2loopback virtual camera, a recorder (video file or PNG
 //! folder), or nowhere. One [`FrameSink`] interface; sinks know only [`crate::frame`].
 
+pub mod badge;
 pub mod compose;
 pub mod convert;
 pub mod switch;
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::frame::Frame;
 use crate::media::MediaError;
-use crate::media::frames::FrameFolderWriter;
+use crate::media::frames::{FrameFolderWriter, PngText};
 use crate::media::video::{VideoWriter, is_video_path};
 
 /// Why a sink could not be opened or written.
@@ -94,6 +95,8 @@ enum RecorderTarget {
     Video {
         writer: Option<VideoWriter>,
         fps: f64,
+        /// `-metadata` entries.
+        tags: Vec<(String, String)>,
     },
     Folder(FrameFolderWriter),
 }
@@ -113,7 +116,11 @@ impl Recorder {
     /// first frame, at its size), else a folder of PNGs (created now).
     pub fn create(path: &Path, fps: f64) -> Result<Self, SinkError> {
         let target = if is_video_path(path) {
-            RecorderTarget::Video { writer: None, fps }
+            RecorderTarget::Video {
+                writer: None,
+                fps,
+                tags: Vec::new(),
+            }
         } else {
             RecorderTarget::Folder(FrameFolderWriter::create(path, 0)?)
         };
@@ -135,6 +142,22 @@ impl Recorder {
     /// Frames recorded so far.
     pub fn frames_written(&self) -> u64 {
         self.written
+    }
+
+    /// Every recording says it is a synthetic animation and what made it
+    /// ([`crate::provenance`]): the video's `comment`, or each PNG's text chunks.
+    pub fn with_provenance(mut self, provenance: &crate::provenance::Provenance) -> Self {
+        self.target = match self.target {
+            RecorderTarget::Video { writer, fps, .. } => RecorderTarget::Video {
+                writer,
+                fps,
+                tags: provenance.video_tags(),
+            },
+            RecorderTarget::Folder(w) => {
+                RecorderTarget::Folder(w.with_text(PngText::provenance(provenance)))
+            }
+        };
+        self
     }
 }
 
@@ -160,14 +183,15 @@ impl FrameSink for Recorder {
             RecorderTarget::Folder(w) => {
                 w.write(&img)?;
             }
-            RecorderTarget::Video { writer, fps } => {
+            RecorderTarget::Video { writer, fps, tags } => {
                 if writer.is_none() {
-                    *writer = Some(VideoWriter::create(
+                    *writer = Some(VideoWriter::create_tagged(
                         &self.path,
                         frame.size.width,
                         frame.size.height,
                         *fps,
                         None,
+                        tags,
                     )?);
                 }
                 if let Some(w) = writer {

@@ -106,6 +106,7 @@ pub(super) struct InferenceLoop {
     crop: Crop,
     passthrough: bool,
     mirror_output: bool,
+    badge: bool,
     report_keypoints: bool,
     transfer: Transfer,
     mode: KeyframeMode,
@@ -139,7 +140,11 @@ impl InferenceLoop {
         let mut portraits = Portraits::new(side);
         let (id, image) = &options.portrait;
         let first = portraits.select(*id, image)?.clone();
-        publish_still(&first.still, &outputs, &shared, options.mirror_output);
+        let look = Look {
+            mirror: options.mirror_output,
+            badge: options.badge,
+        };
+        publish_still(&first.still, &outputs, &shared, look);
         let _ = model.commands.send(ModelCommand::SetPortrait {
             id: *id,
             tensor: first.tensor.clone(),
@@ -182,6 +187,7 @@ impl InferenceLoop {
             crop,
             passthrough: options.passthrough,
             mirror_output: options.mirror_output,
+            badge: options.badge,
             report_keypoints: false,
             transfer,
             mode: options.keyframes,
@@ -269,6 +275,7 @@ impl InferenceLoop {
                 }
             }
             Control::MirrorOutput(m) => self.mirror_output = m,
+            Control::Badge(b) => self.badge = b,
             Control::ReportKeypoints(on) => {
                 self.report_keypoints = on;
                 if let Ok(mut k) = self.shared.keypoints.lock() {
@@ -392,7 +399,8 @@ impl InferenceLoop {
                 rgb: Arc::new(square),
             };
             self.shared.stats(|s| s.record_inference(t.elapsed()));
-            self.publish(out, true);
+            // The camera itself: no badge.
+            publish(out, true, &self.outputs, &self.shared, self.look(false));
             return Ok(());
         }
         let side = self.side as usize;
@@ -517,7 +525,7 @@ impl InferenceLoop {
                 && !self.inbetween.has_keyframe()
                 && let Some(p) = self.portraits.current()
             {
-                publish_still(&p.still, &self.outputs, &self.shared, self.mirror_output);
+                publish_still(&p.still, &self.outputs, &self.shared, self.look(self.badge));
             }
             return Ok(());
         }
@@ -556,25 +564,47 @@ impl InferenceLoop {
         self.shared.stats(|s| s.notice = Some(msg));
     }
 
-    /// Sends a frame to every sink.
+    /// How outputs look now; `badge`: whether this frame may carry the badge.
+    fn look(&self, badge: bool) -> Look {
+        Look {
+            mirror: self.mirror_output,
+            badge: badge && self.badge,
+        }
+    }
+
+    /// Sends an animated frame to every sink.
     fn publish(&self, frame: Frame, live: bool) {
-        publish(frame, live, &self.outputs, &self.shared, self.mirror_output);
+        publish(frame, live, &self.outputs, &self.shared, self.look(true));
     }
 }
 
+/// How a published frame is finished.
+#[derive(Clone, Copy)]
+struct Look {
+    /// Flipped left to right.
+    mirror: bool,
+    /// With the "AI ANIMATED" badge (drawn after mirroring, so it reads).
+    badge: bool,
+}
+
 /// A portrait's still (marked as not calibrated), stamped now.
-fn publish_still(still: &Frame, outputs: &Outputs, shared: &Shared, mirror: bool) {
+fn publish_still(still: &Frame, outputs: &Outputs, shared: &Shared, look: Look) {
     shared.stats(|s| s.record_still());
     let frame = Frame {
         captured_at: Instant::now(),
         ..still.clone()
     };
-    publish(frame, false, outputs, shared, mirror);
+    publish(frame, false, outputs, shared, look);
 }
 
-/// Sends a frame to every sink (mirrored if asked), counting what their queues dropped.
-fn publish(frame: Frame, live: bool, outputs: &Outputs, shared: &Shared, mirror: bool) {
-    let frame = if mirror { mirrored(&frame) } else { frame };
+/// Sends a frame to every sink (mirrored, badged if asked), counting what their queues dropped.
+fn publish(frame: Frame, live: bool, outputs: &Outputs, shared: &Shared, look: Look) {
+    let frame = if look.mirror { mirrored(&frame) } else { frame };
+    let frame = if look.badge {
+        crate::output::badge::badged(&frame)
+    } else {
+        frame
+    };
     for (_, o) in outputs {
         let _ = o.send((frame.clone(), live));
     }

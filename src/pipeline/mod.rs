@@ -45,6 +45,7 @@ use crate::face::FaceBox;
 use crate::frame::{Frame, Size};
 use crate::output::{FrameSink, SinkError};
 use framing::{Crop, FramingMode};
+pub use model::MotionFile;
 use stats::Stats;
 
 /// Commands the UI (or a test) sends; applied by the inference thread between frames.
@@ -83,6 +84,8 @@ pub enum Control {
     Smoothing(Smoothing),
     /// Automatic framing around the face, or the crop set with [`Control::SetCrop`].
     Framing(FramingMode),
+    /// The "AI ANIMATED" badge in a corner of the animated frames (not of passthrough).
+    Badge(bool),
 }
 
 /// Where the model's crop is and where the face is, for the window.
@@ -149,6 +152,9 @@ pub enum PipelineError {
     /// The engine failed.
     #[error("inference: {0}")]
     Engine(#[from] EngineError),
+    /// The motion recording failed.
+    #[error("motion recording: {0}")]
+    Motion(#[from] crate::motion::file::MotionFileError),
     /// A sink failed to write.
     #[error("sink {sink}: {source}")]
     Sink {
@@ -210,6 +216,11 @@ pub struct PipelineOptions {
     pub smoothing: Smoothing,
     /// How the crop is placed at start (default: manual, `crop` as given).
     pub framing: FramingMode,
+    /// The "AI ANIMATED" badge on the animated frames (changed later with [`Control::Badge`]).
+    pub badge: bool,
+    /// Records the motion of every frame the model renders (`run --record-motion`); the file is
+    /// flushed when the pipeline stops.
+    pub record_motion: Option<MotionFile>,
 }
 
 impl Default for PipelineOptions {
@@ -226,6 +237,8 @@ impl Default for PipelineOptions {
             transfer: Default::default(),
             smoothing: Smoothing::default(),
             framing: FramingMode::Manual,
+            badge: false,
+            record_motion: None,
         }
     }
 }
@@ -341,8 +354,9 @@ impl Pipeline {
         let (result_tx, result_rx) = latest();
         let (command_tx, command_rx) = bounded(64);
         let model_shared = shared.clone();
+        let motion = options.record_motion.take();
         pipeline.spawn("model".into(), move || {
-            model::model_thread(engine, job_rx, command_rx, result_tx, &model_shared)
+            model::model_thread(engine, job_rx, command_rx, result_tx, &model_shared, motion)
         })?;
         let link = inference::ModelLink {
             jobs: job_tx,

@@ -12,6 +12,37 @@ use super::{PipelineError, Shared};
 use crate::channel::{LatestReceiver, LatestSender, RecvError};
 use crate::engine::smoothing::Smoothing;
 use crate::engine::{Animator, EngineError, FrameInfo, KeypointView};
+use crate::motion::file::{MotionFileError, MotionWriter};
+
+/// Where `run --record-motion` writes: a motion file ([`crate::motion::file`]).
+pub type MotionFile = MotionWriter<std::io::BufWriter<std::fs::File>>;
+
+/// Records the motion of every frame the model renders from a driving frame, with a reference
+/// line at each calibration; times are seconds since the first recorded frame was captured.
+struct MotionLog {
+    writer: MotionFile,
+    start: Option<Instant>,
+}
+
+impl MotionLog {
+    fn record(&mut self, engine: &dyn Animator, r: &Rendered) -> Result<(), MotionFileError> {
+        if r.driving.is_none() {
+            // Idle poses have no driving frame: nothing to record.
+            return Ok(());
+        }
+        let Some(motion) = engine.last_motion() else {
+            return Ok(());
+        };
+        let start = *self.start.get_or_insert(r.captured_at);
+        let t = r.captured_at.saturating_duration_since(start).as_secs_f64();
+        if r.calibrated
+            && let Some(reference) = engine.reference_motion()
+        {
+            self.writer.reference(r.seq, t, &reference)?;
+        }
+        self.writer.frame(r.seq, t, &motion)
+    }
+}
 
 /// What to render.
 pub(super) enum JobKind {
@@ -84,13 +115,35 @@ pub(super) fn lower_priority() {
     }
 }
 
-/// The model thread's body.
+/// The model thread's body; `motion` records the rendered frames' motion.
 pub(super) fn model_thread(
+    engine: Box<dyn Animator + Send>,
+    jobs: LatestReceiver<Job>,
+    commands: Receiver<ModelCommand>,
+    results: LatestSender<Rendered>,
+    shared: &Shared,
+    motion: Option<MotionFile>,
+) -> Result<(), PipelineError> {
+    let mut log = motion.map(|writer| MotionLog {
+        writer,
+        start: None,
+    });
+    let result = model_loop(engine, jobs, commands, results, shared, &mut log);
+    let finished = match log {
+        Some(log) => log.writer.finish().map(drop),
+        None => Ok(()),
+    };
+    result?;
+    Ok(finished?)
+}
+
+fn model_loop(
     mut engine: Box<dyn Animator + Send>,
     jobs: LatestReceiver<Job>,
     commands: Receiver<ModelCommand>,
     results: LatestSender<Rendered>,
     shared: &Shared,
+    log: &mut Option<MotionLog>,
 ) -> Result<(), PipelineError> {
     lower_priority();
     let pool = rayon::ThreadPoolBuilder::new()
@@ -105,10 +158,13 @@ pub(super) fn model_thread(
     while !shared.stopped() {
         while let Ok(cmd) = commands.try_recv() {
             let rendered = pool.install(|| apply(engine.as_mut(), cmd, shared))?;
-            if let Some(r) = rendered
-                && results.send(r).is_err()
-            {
-                return Ok(());
+            if let Some(r) = rendered {
+                if let Some(log) = log.as_mut() {
+                    log.record(engine.as_ref(), &r)?;
+                }
+                if results.send(r).is_err() {
+                    return Ok(());
+                }
             }
         }
         let job = match jobs.recv_timeout(poll) {
@@ -126,6 +182,9 @@ pub(super) fn model_thread(
             }
         }
         let rendered = pool.install(|| render(engine.as_mut(), job))?;
+        if let Some(log) = log.as_mut() {
+            log.record(engine.as_ref(), &rendered)?;
+        }
         if results.send(rendered).is_err() {
             return Ok(());
         }

@@ -18,10 +18,11 @@
 //!    the maps are blended into a smooth backward flow that falls back to the identity away from the
 //!    anchors ([`flow`]), and the portrait is warped with `grid_sample`, sampling the picture's edge
 //!    where the motion reaches outside it (no black borders);
-//! 6. the anchors' motion (keypoints, Jacobians, backward maps) is smoothed over time before the
-//!    transfer when asked ([`crate::engine::smoothing`], the One Euro filter), and is measured in the
-//!    reference frame's view of the camera ([`crate::engine::FrameView`]), so that moving the crop
-//!    does not move the portrait.
+//! 6. the anchors' motion (keypoints, Jacobians, backward maps) is measured in the reference
+//!    frame's view of the camera ([`crate::engine::FrameView`]), so that moving the crop does not
+//!    move the portrait, and smoothed over time before the transfer when asked
+//!    ([`crate::engine::smoothing`], the One Euro filter). Motion files keep it as measured
+//!    (before smoothing).
 
 pub mod affine;
 pub mod features;
@@ -35,8 +36,15 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use super::smoothing::{FrameClock, MotionFilter, Smoothing};
-use super::{Animator, EngineError, EngineId, FrameInfo, FrameView, KeypointView, PortraitCache};
+use super::{
+    Animator, EngineError, EngineId, FrameInfo, FrameView, KeypointView, PortraitCache,
+    motion_mismatch,
+};
 use crate::model::grid_sample::grid_sample;
+use crate::motion::{
+    AnchorMotion, BackwardMap, ClassicFrame, ClassicReference, FrameMotion, MotionEngine,
+    MotionSource, ReferenceMotion, TextureCloud,
+};
 use affine::LocalFitParams;
 use features::DetectParams;
 use flow::Blend;
@@ -70,6 +78,9 @@ pub enum ClassicError {
     /// A setting or the frame size is out of range (or a frame's data does not match its shape).
     #[error("classic engine: invalid setting: {0}")]
     InvalidParams(String),
+    /// A recorded motion does not fit this engine or portrait.
+    #[error("classic engine: a recorded motion {0}")]
+    BadMotion(String),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -167,6 +178,11 @@ struct RefPoint {
     lost: u32,
 }
 
+/// Determinant of a row-major 2x2 matrix (as [`Affine::det`]).
+fn det2(a: &[[f64; 2]; 2]) -> f64 {
+    a[0][0] * a[1][1] - a[0][1] * a[1][0]
+}
+
 /// A point's tracking request: from where it was last seen, else where `blend` (the last motion)
 /// puts it, with that motion's local linear part as the starting warp.
 fn track_request<'a>(blend: Option<&Blend>, p: &'a RefPoint) -> TrackRequest<'a> {
@@ -244,11 +260,14 @@ pub struct ClassicEngine {
     track: TrackParams,
     detect: DetectParams,
     reference: Option<Reference>,
+    /// A recorded reference frame ([`ClassicEngine::set_reference_motion`]) when replaying motion.
+    replay: Option<ClassicReference>,
     calibrate_next: bool,
     framing: Framing,
     motion: Option<Motion>,
-    /// The portrait in use, and those selected by id before ([`ClassicEngine::select_portrait`]).
-    portraits: PortraitCache<Source>,
+    /// The last driving frame's motion (what a motion file records): in the reference frame's
+    /// view, before smoothing.
+    last_frame: Option<ClassicFrame>,
     /// Smoothing of the anchors' motion (keypoints, Jacobians, backward maps), made anew at each
     /// calibration (its speed weights depend on the anchor spacing).
     smoothing: Smoothing,
@@ -257,15 +276,8 @@ pub struct ClassicEngine {
     /// Where the reference frame lay in the camera's picture: the motion is moved into its
     /// coordinates, so a crop change does not move the portrait.
     reference_view: FrameView,
-}
-
-/// One anchor's motion in the reference view's pixels: the forward map D1 -> D_t (where the anchor
-/// went, FOMM's keypoint, and its Jacobian) and the backward map D_t -> D1 around that keypoint.
-#[derive(Debug, Clone, Copy)]
-struct AnchorMotion {
-    keypoint: [f64; 2],
-    jacobian: [[f64; 2]; 2],
-    backward: LocalMap,
+    /// The portrait in use, and those selected by id before ([`ClassicEngine::select_portrait`]).
+    portraits: PortraitCache<Source>,
 }
 
 /// Values per anchor in the smoothing filter: keypoint (2), Jacobian (4), the backward map's value
@@ -306,9 +318,11 @@ impl ClassicEngine {
             track,
             detect,
             reference: None,
+            replay: None,
             calibrate_next: true,
             framing: Framing::IDENTITY,
             motion: None,
+            last_frame: None,
             portraits: PortraitCache::default(),
             smoothing: Smoothing::OFF,
             filter: MotionFilter::new(Smoothing::OFF, vec![]),
@@ -432,14 +446,29 @@ impl ClassicEngine {
         if !self.params.adapt_scale {
             return;
         }
-        let (Some(source), Some(reference)) = (self.portraits.current(), &self.reference) else {
+        let Some(source_texture) = self.portraits.current().and_then(|s| s.texture.as_ref()) else {
             return;
         };
-        let Some(source_texture) = &source.texture else {
+        let (s, r) = if let Some(reference) = &self.reference {
+            let floor = source_texture.floor.max(reference.texture.floor);
+            (source_texture.cloud(floor), reference.texture.cloud(floor))
+        } else if let Some(TextureCloud {
+            centroid,
+            size,
+            floor,
+        }) = self.replay.as_ref().and_then(|r| r.texture)
+        {
+            // A recorded reference keeps its cloud above its own noise floor: the same as live
+            // unless the portrait is the noisier of the two.
+            let floor = source_texture.floor.max(floor);
+            (
+                source_texture.cloud(floor),
+                Some(features::Cloud { centroid, size }),
+            )
+        } else {
             return;
         };
-        let floor = source_texture.floor.max(reference.texture.floor);
-        if let (Some(s), Some(r)) = (source_texture.cloud(floor), reference.texture.cloud(floor)) {
+        if let (Some(s), Some(r)) = (s, r) {
             let scale = s.size / r.size;
             // A portrait's face is not 4x larger or smaller than the user's in a sensible setup.
             if scale.is_finite() && (0.25..=4.0).contains(&scale) {
@@ -455,14 +484,17 @@ impl ClassicEngine {
     /// The next driving frame becomes the reference frame D1.
     pub fn recalibrate(&mut self) {
         self.reference = None;
+        self.replay = None;
         self.calibrate_next = true;
         self.motion = None;
+        self.last_frame = None;
+        self.filter.reset();
     }
 
     /// Whether a reference frame is set. A frame without enough texture to track (a blank frame) does
     /// not calibrate; the next one is tried.
     pub fn is_calibrated(&self) -> bool {
-        self.reference.is_some()
+        self.reference.is_some() || self.replay.is_some()
     }
 
     /// The last frame's motion (anchors, keypoints, Jacobians), for overlays.
@@ -472,14 +504,15 @@ impl ClassicEngine {
 
     /// The portrait moved as `driving` (1, 3, H, W) moved relative to the reference frame. The first frame
     /// after creation or [`ClassicEngine::recalibrate`] becomes the reference and returns the portrait as is.
-    /// Frames are taken as 1/30 s apart and as the camera's whole picture ([`ClassicEngine::animate_with`]).
+    /// Frames are taken as 1/30 s apart and as the camera's whole picture
+    /// ([`ClassicEngine::animate_with`]).
     pub fn animate(&mut self, driving: &Tensor) -> Result<Tensor, ClassicError> {
         self.animate_with(driving, &FrameInfo::default())
     }
 
-    /// As [`ClassicEngine::animate`] for a frame captured at `info.time` (the smoothing's clock) that
-    /// shows `info.view` of the camera's picture: the motion is measured in the reference frame's
-    /// view, so moving the crop does not move the portrait.
+    /// As [`ClassicEngine::animate`] for a frame captured at `info.time` (the smoothing's clock)
+    /// that shows `info.view` of the camera's picture: the motion is measured in the reference
+    /// frame's view, so moving the crop does not move the portrait, then smoothed.
     pub fn animate_with(
         &mut self,
         driving: &Tensor,
@@ -489,52 +522,336 @@ impl ClassicEngine {
             return Err(ClassicError::NoSource);
         }
         let t = self.clock.tick(info.time);
+        match self.capture_view(driving, &info.view)? {
+            None => {
+                self.motion = None;
+                self.output(None)
+            }
+            Some(frame) => {
+                let frame = self.smooth(frame, t);
+                self.render_recorded(&frame)
+            }
+        }
+    }
+
+    /// The motion of `driving` (1, 3, H, W) relative to the reference frame, without rendering
+    /// (no portrait needed): the first frame after creation or [`ClassicEngine::recalibrate`]
+    /// becomes the reference (its motion is none). `None` while no frame had texture enough to
+    /// be the reference.
+    pub fn capture(&mut self, driving: &Tensor) -> Result<Option<ClassicFrame>, ClassicError> {
+        self.capture_view(driving, &FrameView::IDENTITY)
+    }
+
+    /// As [`ClassicEngine::capture`] for a frame that shows `view` of the camera's picture: the
+    /// motion is moved into the reference frame's view.
+    pub fn capture_view(
+        &mut self,
+        driving: &Tensor,
+        view: &FrameView,
+    ) -> Result<Option<ClassicFrame>, ClassicError> {
         let data = self.frame_data("driving frame", driving)?;
         let gray = GrayImage::from_planar_rgb(&data, self.width, self.height).ok_or_else(|| {
             ClassicError::InvalidParams("driving frame data does not match its shape".into())
         })?;
         let pyramid = Pyramid::build(gray, self.params.pyramid_levels);
+        self.replay = None;
         if self.reference.is_none() || self.calibrate_next {
             self.reference = self.calibrate(pyramid);
             self.calibrate_next = false;
-            self.reference_view = info.view;
+            self.reference_view = *view;
             self.update_framing();
-            self.motion = self.reference.as_ref().map(|r| self.identity_motion(r));
-            if let Some(r) = self.reference.take() {
-                self.restart_filter(&r, t);
-                self.reference = Some(r);
-            }
-            return self.output(None);
+            self.last_frame = self.reference.as_ref().map(|r| ClassicFrame {
+                anchors: None,
+                points: (r.points.len(), r.points.len()),
+            });
+            return Ok(self.last_frame.clone());
         }
         let Some(mut reference) = self.reference.take() else {
-            return self.output(None);
+            return Ok(None);
         };
         let fits = self.step(&mut reference, &pyramid);
-        let result = self.render(&reference, fits.as_ref(), &info.view, t);
+        let mut frame = self.frame_motion(&reference, fits.as_ref());
         self.reference = Some(reference);
-        result
+        self.to_reference_view(&mut frame, view);
+        self.last_frame = Some(frame.clone());
+        Ok(Some(frame))
     }
 
-    /// A new smoothing filter for `reference`'s anchors, at rest on the identity motion at `t`.
-    fn restart_filter(&mut self, reference: &Reference, t: f64) {
-        // A Jacobian change moves the picture over about one anchor spacing.
-        let reach = reference.spacing * 2.0 / (self.width.max(self.height) - 1).max(1) as f64;
+    /// The reference anchors and their spacing (live or recorded reference).
+    fn reference_anchors(&self) -> Option<(Vec<[f64; 2]>, f64)> {
+        match (&self.reference, &self.replay) {
+            (Some(r), _) => Some((r.anchors.clone(), r.spacing)),
+            (None, Some(r)) => Some((r.anchors.clone(), r.spacing)),
+            (None, None) => None,
+        }
+    }
+
+    /// A new smoothing filter for the reference's anchors, at rest on the identity motion at `t`.
+    fn restart_filter(&mut self, anchors: &[[f64; 2]], spacing: f64, t: f64) {
+        // A Jacobian change dJ moves the picture one anchor spacing away by spacing * dJ pixels:
+        // its weight in the filter's speed, in normalised units.
+        let reach = spacing * 2.0 / (self.width.max(self.height) - 1).max(1) as f64;
         let mut weights = vec![0.0; ANCHOR_VALUES];
         weights[0] = 1.0;
         weights[1] = 1.0;
         weights[2..6].iter_mut().for_each(|w| *w = reach);
         self.filter = MotionFilter::new(self.smoothing, weights);
-        let identity: Vec<AnchorMotion> = reference
-            .anchors
-            .iter()
-            .map(|&a| AnchorMotion {
-                keypoint: a,
-                jacobian: [[1.0, 0.0], [0.0, 1.0]],
-                backward: LocalMap::affine(a, Affine::IDENTITY),
-            })
-            .collect();
-        let rows = self.motion_rows(&identity);
+        let mut rows = Vec::with_capacity(anchors.len() * ANCHOR_VALUES);
+        for &a in anchors {
+            rows.extend(self.anchor_rows(a, &Self::identity_anchor(a)));
+        }
         self.filter.seed(t, &rows);
+    }
+
+    /// The motion of an anchor that did not move.
+    fn identity_anchor(anchor: [f64; 2]) -> AnchorMotion {
+        AnchorMotion {
+            position: anchor,
+            jacobian: [[1.0, 0.0], [0.0, 1.0]],
+            backward: Some(BackwardMap {
+                a: [[1.0, 0.0], [0.0, 1.0]],
+                b: [0.0, 0.0],
+                q: [[0.0; 3]; 2],
+            }),
+        }
+    }
+
+    /// `frame`'s motion smoothed over time (the One Euro filter on every anchor's values, at
+    /// time `t`). A frame without motion (the reference frame, or the motion lost) restarts the
+    /// filter at rest on the identity it shows. Smoothed, every anchor has a backward map (where
+    /// none was fitted, FOMM's `kp_1 + J^-1 (z - kp_t)`, which the blend would use anyway); an
+    /// anchor lost in this frame stays lost, and the filter holds its last value.
+    fn smooth(&mut self, frame: ClassicFrame, t: f64) -> ClassicFrame {
+        let Some((anchors, spacing)) = self.reference_anchors() else {
+            return frame;
+        };
+        let Some(maps) = &frame.anchors else {
+            self.restart_filter(&anchors, spacing, t);
+            return frame;
+        };
+        if !self.filter.is_on() || maps.len() != anchors.len() {
+            return frame;
+        }
+        let previous = self.filter.last().map(<[f64]>::to_vec);
+        let mut rows = Vec::with_capacity(anchors.len() * ANCHOR_VALUES);
+        for (i, (&anchor, m)) in anchors.iter().zip(maps).enumerate() {
+            let held = previous
+                .as_ref()
+                .and_then(|p| p.get(i * ANCHOR_VALUES..(i + 1) * ANCHOR_VALUES));
+            match (m, held) {
+                (Some(m), _) => rows.extend(self.anchor_rows(anchor, m)),
+                (None, Some(held)) => rows.extend_from_slice(held),
+                (None, None) => {
+                    rows.extend(self.anchor_rows(anchor, &Self::identity_anchor(anchor)))
+                }
+            }
+        }
+        self.filter.filter(t, &mut rows);
+        let anchors = maps
+            .iter()
+            .zip(rows.chunks_exact(ANCHOR_VALUES))
+            .map(|(m, r)| m.as_ref().map(|_| self.anchor_from_row(r)))
+            .collect();
+        ClassicFrame {
+            anchors: Some(anchors),
+            points: frame.points,
+        }
+    }
+
+    /// Pixels -> normalised units (align_corners = true), in f64.
+    fn to_unit(&self, p: [f64; 2]) -> [f64; 2] {
+        [
+            2.0 * p[0] / (self.width - 1) as f64 - 1.0,
+            2.0 * p[1] / (self.height - 1) as f64 - 1.0,
+        ]
+    }
+
+    /// Normalised units -> pixels.
+    fn to_pixels(&self, u: [f64; 2]) -> [f64; 2] {
+        [
+            (u[0] + 1.0) * (self.width - 1) as f64 / 2.0,
+            (u[1] + 1.0) * (self.height - 1) as f64 / 2.0,
+        ]
+    }
+
+    /// An anchor's motion as the smoothing filter's row ([`ANCHOR_VALUES`] values; positions in
+    /// normalised units). Without a fitted backward map, FOMM's `kp_1 + J^-1 (z - kp_t)`.
+    fn anchor_rows(&self, anchor: [f64; 2], m: &AnchorMotion) -> [f64; ANCHOR_VALUES] {
+        let p = m.position;
+        let (a, value, q) = match m.backward {
+            Some(b) => (
+                b.a,
+                [
+                    b.a[0][0] * p[0] + b.a[0][1] * p[1] + b.b[0],
+                    b.a[1][0] * p[0] + b.a[1][1] * p[1] + b.b[1],
+                ],
+                b.q,
+            ),
+            None => {
+                let inv = match maps::invert2(m.jacobian) {
+                    Some(inv) if det2(&m.jacobian) > 0.0 => inv,
+                    _ => [[1.0, 0.0], [0.0, 1.0]],
+                };
+                (inv, anchor, [[0.0; 3]; 2])
+            }
+        };
+        let kp = self.to_unit(p);
+        let value = self.to_unit(value);
+        let j = m.jacobian;
+        [
+            kp[0], kp[1], j[0][0], j[0][1], j[1][0], j[1][1], value[0], value[1], a[0][0], a[0][1],
+            a[1][0], a[1][1], q[0][0], q[0][1], q[0][2], q[1][0], q[1][1], q[1][2],
+        ]
+    }
+
+    /// [`ClassicEngine::anchor_rows`] back into a motion.
+    fn anchor_from_row(&self, r: &[f64]) -> AnchorMotion {
+        let position = self.to_pixels([r[0], r[1]]);
+        let value = self.to_pixels([r[6], r[7]]);
+        let a = [[r[8], r[9]], [r[10], r[11]]];
+        AnchorMotion {
+            position,
+            jacobian: [[r[2], r[3]], [r[4], r[5]]],
+            backward: Some(BackwardMap {
+                a,
+                b: [
+                    value[0] - (a[0][0] * position[0] + a[0][1] * position[1]),
+                    value[1] - (a[1][0] * position[0] + a[1][1] * position[1]),
+                ],
+                q: [[r[12], r[13], r[14]], [r[15], r[16], r[17]]],
+            }),
+        }
+    }
+
+    /// A frame's motion seen through `view` moved into the reference frame's view: with `T` the
+    /// map from this frame's pixels into the reference frame's (`T(p) = k p + c` per axis), the
+    /// forward maps become `T o F` and the backward maps `M o T^-1`.
+    fn to_reference_view(&self, frame: &mut ClassicFrame, view: &FrameView) {
+        if view.same_as(&self.reference_view) {
+            return;
+        }
+        let Some((k, d)) = view.into_view(&self.reference_view) else {
+            return;
+        };
+        let Some(anchors) = frame.anchors.as_mut() else {
+            return;
+        };
+        // u = 2 p / (n - 1) - 1 per axis, so T(p) = k p + (n - 1) / 2 (1 - k + d).
+        let n = [(self.width - 1) as f64, (self.height - 1) as f64];
+        let c = [
+            n[0] / 2.0 * (1.0 - k[0] + d[0]),
+            n[1] / 2.0 * (1.0 - k[1] + d[1]),
+        ];
+        let t = |p: [f64; 2]| [k[0] * p[0] + c[0], k[1] * p[1] + c[1]];
+        for m in anchors.iter_mut().flatten() {
+            let old = m.position;
+            m.position = t(old);
+            for (r, row) in m.jacobian.iter_mut().enumerate() {
+                row.iter_mut().for_each(|v| *v *= k[r]);
+            }
+            if let Some(b) = m.backward.as_mut() {
+                // M(z) = a z + b + q m(z - position): its value at the position stays, z scales.
+                let value = [
+                    b.a[0][0] * old[0] + b.a[0][1] * old[1] + b.b[0],
+                    b.a[1][0] * old[0] + b.a[1][1] * old[1] + b.b[1],
+                ];
+                for row in b.a.iter_mut() {
+                    row[0] /= k[0];
+                    row[1] /= k[1];
+                }
+                for row in b.q.iter_mut() {
+                    row[0] /= k[0] * k[0];
+                    row[1] /= k[0] * k[1];
+                    row[2] /= k[1] * k[1];
+                }
+                let (a, p) = (b.a, m.position);
+                b.b = [
+                    value[0] - (a[0][0] * p[0] + a[0][1] * p[1]),
+                    value[1] - (a[1][0] * p[0] + a[1][1] * p[1]),
+                ];
+            }
+        }
+    }
+
+    /// The reference frame in the form motion files keep, once one is set.
+    pub fn reference_motion(&self) -> Option<ClassicReference> {
+        if let Some(r) = &self.reference {
+            let t = &r.texture;
+            return Some(ClassicReference {
+                anchors: r.anchors.clone(),
+                spacing: r.spacing,
+                texture: t.cloud(t.floor).map(|c| TextureCloud {
+                    centroid: c.centroid,
+                    size: c.size,
+                    floor: t.floor,
+                }),
+            });
+        }
+        self.replay.clone()
+    }
+
+    /// Makes a recorded reference frame the reference: [`ClassicEngine::animate_motion`] renders
+    /// motions relative to it.
+    pub fn set_reference_motion(
+        &mut self,
+        reference: ClassicReference,
+    ) -> Result<(), ClassicError> {
+        let (w, h) = (self.width as f64, self.height as f64);
+        let inside = reference.anchors.iter().all(|a| {
+            a[0].is_finite() && a[1].is_finite() && a[0].abs() <= 4.0 * w && a[1].abs() <= 4.0 * h
+        });
+        if reference.anchors.is_empty()
+            || !inside
+            || reference.spacing.is_nan()
+            || reference.spacing <= 0.0
+        {
+            return Err(ClassicError::BadMotion(
+                "reference has no anchors, or anchors far outside the frame".into(),
+            ));
+        }
+        self.recalibrate();
+        self.calibrate_next = false;
+        self.reference_view = FrameView::IDENTITY;
+        self.replay = Some(reference);
+        self.update_framing();
+        Ok(())
+    }
+
+    /// The portrait moved by a recorded motion relative to the reference set with
+    /// [`ClassicEngine::set_reference_motion`] (or the live reference), with adapt scale as set.
+    pub fn animate_motion(&mut self, frame: &ClassicFrame) -> Result<Tensor, ClassicError> {
+        if self.portraits.current().is_none() {
+            return Err(ClassicError::NoSource);
+        }
+        if !self.is_calibrated() {
+            return Err(ClassicError::BadMotion(
+                "came before any reference frame".into(),
+            ));
+        }
+        self.render_recorded(frame)
+    }
+
+    /// Renders `frame` relative to the reference in use (live or recorded).
+    fn render_recorded(&mut self, frame: &ClassicFrame) -> Result<Tensor, ClassicError> {
+        let (anchors, spacing) = match (&self.reference, &self.replay) {
+            (Some(r), _) => (&r.anchors, r.spacing),
+            (None, Some(r)) => (&r.anchors, r.spacing),
+            (None, None) => return self.output(None),
+        };
+        if frame
+            .anchors
+            .as_ref()
+            .is_some_and(|m| m.len() != anchors.len())
+        {
+            return Err(ClassicError::BadMotion(format!(
+                "has {} anchor maps for a reference with {} anchors",
+                frame.anchors.as_ref().map_or(0, Vec::len),
+                anchors.len()
+            )));
+        }
+        let (blend, motion) = self.blend(anchors, spacing, frame);
+        self.motion = Some(motion);
+        self.output(blend.as_ref())
     }
 
     /// The frame's data as (3, H, W) f32 on the CPU, after checking its shape.
@@ -959,178 +1276,111 @@ impl ClassicEngine {
             self.params.falloff,
         );
         self.motion = Some(motion);
+        self.last_frame = None;
         self.output(Some(&blend))
     }
 
-    /// Each anchor's motion from the fits: the forward map (keypoint, Jacobian) and the fitted
-    /// backward map, or where that fit failed FOMM's `z -> kp_1 + J^-1 (z - kp_t)` (in the
-    /// driving frame's pixels).
-    fn anchor_motions(&self, reference: &Reference, fits: &Fits) -> Vec<AnchorMotion> {
+    /// The tracked motion in the form motion files keep: per anchor its map D1 -> D_t and the
+    /// backward map fitted around its position in D_t.
+    fn frame_motion(&self, reference: &Reference, fits: Option<&Fits>) -> ClassicFrame {
+        let points = (
+            reference.points.iter().filter(|p| p.last.is_some()).count(),
+            reference.points.len(),
+        );
+        let Some(fits) = fits else {
+            return ClassicFrame {
+                anchors: None,
+                points,
+            };
+        };
         let backward = self.fit_backward(reference, fits);
-        reference
+        let anchors = reference
             .anchors
             .iter()
             .zip(&fits.maps)
             .enumerate()
             .map(|(i, (anchor, fit))| {
-                let keypoint = fit.apply(*anchor);
-                // Without a usable Jacobian the anchor moves rigidly.
-                let (jacobian, inv) = match maps::invert2(fit.a) {
-                    Some(inv) if fit.det() > 0.0 => (fit.a, inv),
-                    _ => ([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]),
+                let position = fit.apply(*anchor);
+                if !(position[0].is_finite() && position[1].is_finite()) {
+                    // Such a map would be dropped from the blend.
+                    return None;
+                }
+                let back = backward
+                    .as_ref()
+                    .and_then(|b| b.get(i))
+                    .filter(|m| m.affine.det() > 0.0);
+                if back.is_some_and(|m| !m.is_finite()) {
+                    // The blend drops a non-finite map, and the anchor with it.
+                    return None;
+                }
+                let back = back.map(|m| BackwardMap {
+                    a: m.affine.a,
+                    b: m.affine.b,
+                    q: m.q,
+                });
+                let jacobian = if fit.a.iter().flatten().all(|v| v.is_finite()) {
+                    fit.a
+                } else {
+                    [[1.0, 0.0], [0.0, 1.0]]
                 };
-                let backward = match backward.as_ref().and_then(|b| b.get(i)) {
-                    Some(m) if m.affine.det() > 0.0 => *m,
-                    _ => LocalMap::affine(
-                        keypoint,
-                        Affine {
-                            a: inv,
-                            b: [
-                                anchor[0] - (inv[0][0] * keypoint[0] + inv[0][1] * keypoint[1]),
-                                anchor[1] - (inv[1][0] * keypoint[0] + inv[1][1] * keypoint[1]),
-                            ],
-                        },
-                    ),
-                };
-                AnchorMotion {
-                    keypoint,
+                Some(AnchorMotion {
+                    position,
                     jacobian,
-                    backward,
-                }
+                    backward: back,
+                })
             })
-            .collect()
+            .collect();
+        ClassicFrame {
+            anchors: Some(anchors),
+            points,
+        }
     }
 
-    /// The motions seen through `view` moved into the reference frame's view: with `T` the map from
-    /// this frame's pixels into the reference frame's (`T(p) = k p + c` per axis), the forward maps
-    /// become `T o F` and the backward maps `M o T^-1`.
-    fn to_reference_view(&self, motions: &mut [AnchorMotion], view: &FrameView) {
-        if view.same_as(&self.reference_view) {
-            return;
-        }
-        let Some((k, d)) = view.into_view(&self.reference_view) else {
-            return;
+    /// The backward flow of a frame's motion moved onto the portrait (`None`: the identity), and
+    /// the motion as FOMM keypoints.
+    fn blend(
+        &self,
+        anchors: &[[f64; 2]],
+        spacing: f64,
+        frame: &ClassicFrame,
+    ) -> (Option<Blend>, Motion) {
+        let (tracked_points, total_points) = frame.points;
+        let Some(maps) = &frame.anchors else {
+            let kp: Vec<[f32; 2]> = anchors.iter().map(|a| self.normalise(*a)).collect();
+            let motion = Motion {
+                reference: kp.clone(),
+                keypoints: kp.clone(),
+                jacobians: vec![[[1.0, 0.0], [0.0, 1.0]]; kp.len()],
+                transferred: kp,
+                tracked_points,
+                total_points,
+            };
+            return (None, motion);
         };
-        // u = 2 p / (n - 1) - 1 per axis, so T(p) = k p + (n - 1) / 2 (1 - k + d).
-        let n = [(self.width - 1) as f64, (self.height - 1) as f64];
-        let c = [
-            n[0] / 2.0 * (1.0 - k[0] + d[0]),
-            n[1] / 2.0 * (1.0 - k[1] + d[1]),
-        ];
-        let t = |p: [f64; 2]| [k[0] * p[0] + c[0], k[1] * p[1] + c[1]];
-        for m in motions {
-            m.keypoint = t(m.keypoint);
-            for (r, row) in m.jacobian.iter_mut().enumerate() {
-                row.iter_mut().for_each(|v| *v *= k[r]);
-            }
-            let b = &mut m.backward;
-            let value = b.affine.apply(b.centre);
-            b.centre = t(b.centre);
-            for row in b.affine.a.iter_mut() {
-                row[0] /= k[0];
-                row[1] /= k[1];
-            }
-            for row in b.q.iter_mut() {
-                row[0] /= k[0] * k[0];
-                row[1] /= k[0] * k[1];
-                row[2] /= k[1] * k[1];
-            }
-            let a = b.affine.a;
-            b.affine.b = [
-                value[0] - (a[0][0] * b.centre[0] + a[0][1] * b.centre[1]),
-                value[1] - (a[1][0] * b.centre[0] + a[1][1] * b.centre[1]),
-            ];
-        }
-    }
-
-    /// The motions as the smoothing filter's rows ([`ANCHOR_VALUES`] per anchor; positions in
-    /// normalised units).
-    fn motion_rows(&self, motions: &[AnchorMotion]) -> Vec<f64> {
-        let mut rows = Vec::with_capacity(motions.len() * ANCHOR_VALUES);
-        for m in motions {
-            let kp = self.normalise(m.keypoint);
-            let value = self.normalise(m.backward.affine.apply(m.backward.centre));
-            rows.extend([kp[0] as f64, kp[1] as f64]);
-            rows.extend(m.jacobian.iter().flatten());
-            rows.extend([value[0] as f64, value[1] as f64]);
-            rows.extend(m.backward.affine.a.iter().flatten());
-            rows.extend(m.backward.q.iter().flatten());
-        }
-        rows
-    }
-
-    /// [`ClassicEngine::motion_rows`] back into motions.
-    fn motions_from_rows(&self, rows: &[f64]) -> Vec<AnchorMotion> {
-        let px = |x: f64, y: f64| {
-            [
-                (x + 1.0) * (self.width - 1) as f64 / 2.0,
-                (y + 1.0) * (self.height - 1) as f64 / 2.0,
-            ]
-        };
-        rows.chunks_exact(ANCHOR_VALUES)
-            .map(|r| {
-                let keypoint = px(r[0], r[1]);
-                let value = px(r[6], r[7]);
-                let a = [[r[8], r[9]], [r[10], r[11]]];
-                AnchorMotion {
-                    keypoint,
-                    jacobian: [[r[2], r[3]], [r[4], r[5]]],
-                    backward: LocalMap {
-                        centre: keypoint,
-                        affine: Affine {
-                            a,
-                            b: [
-                                value[0] - (a[0][0] * keypoint[0] + a[0][1] * keypoint[1]),
-                                value[1] - (a[1][0] * keypoint[0] + a[1][1] * keypoint[1]),
-                            ],
-                        },
-                        q: [[r[12], r[13], r[14]], [r[15], r[16], r[17]]],
-                    },
-                }
-            })
-            .collect()
-    }
-
-    /// Warps the portrait by the fitted motion (`None`: the identity) seen through `view` at time `t`,
-    /// smoothed, and records the motion.
-    fn render(
-        &mut self,
-        reference: &Reference,
-        fits: Option<&Fits>,
-        view: &FrameView,
-        t: f64,
-    ) -> Result<Tensor, ClassicError> {
-        let Some(fits) = fits else {
-            let mut m = self.identity_motion(reference);
-            m.tracked_points = reference.points.iter().filter(|p| p.last.is_some()).count();
-            self.motion = Some(m);
-            // The motion is lost: the smoothing restarts from the identity shown now.
-            self.restart_filter(reference, t);
-            return self.output(None);
-        };
-        let mut motions = self.anchor_motions(reference, fits);
-        self.to_reference_view(&mut motions, view);
-        if self.filter.is_on() {
-            let mut rows = self.motion_rows(&motions);
-            self.filter.filter(t, &mut rows);
-            motions = self.motions_from_rows(&rows);
-        }
         let Framing {
             reference: c1,
             portrait: cs,
             scale,
         } = self.framing;
-        let mut locals = Vec::with_capacity(motions.len());
+        let mut locals = Vec::with_capacity(maps.len());
         let mut motion = Motion {
-            reference: Vec::with_capacity(motions.len()),
-            keypoints: Vec::with_capacity(motions.len()),
-            jacobians: Vec::with_capacity(motions.len()),
-            transferred: Vec::with_capacity(motions.len()),
-            tracked_points: reference.points.iter().filter(|p| p.last.is_some()).count(),
-            total_points: reference.points.len(),
+            reference: Vec::with_capacity(maps.len()),
+            keypoints: Vec::with_capacity(maps.len()),
+            jacobians: Vec::with_capacity(maps.len()),
+            transferred: Vec::with_capacity(maps.len()),
+            tracked_points,
+            total_points,
         };
-        for (anchor, m) in reference.anchors.iter().zip(&motions) {
-            let kp_t = m.keypoint;
+        for (anchor, m) in anchors.iter().zip(maps) {
+            let Some(m) = m else {
+                continue;
+            };
+            let kp_t = m.position;
+            // Without a usable Jacobian the anchor moves rigidly.
+            let (a, inv) = match maps::invert2(m.jacobian) {
+                Some(inv) if det2(&m.jacobian) > 0.0 => (m.jacobian, inv),
+                _ => ([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]),
+            };
             // normalize_kp: kp_new = kp_s + scale (kp_t - kp_1); kp_s is the anchor placed on the portrait.
             let kp_s = [
                 cs[0] + scale * (anchor[0] - c1[0]),
@@ -1140,51 +1390,50 @@ impl ClassicEngine {
                 kp_s[0] + scale * (kp_t[0] - anchor[0]),
                 kp_s[1] + scale * (kp_t[1] - anchor[1]),
             ];
-            // Backward map of the output pixel z into the portrait: the backward map M moved onto the
-            // portrait, z -> P(M(P^-1 z)) with P(x) = cs + scale (x - c1) (its second-order terms scale
-            // by 1 / scale). Where the fitted map failed, M is FOMM's kp_1 + J^-1 (z - kp_t), so this is
-            // FOMM's kp_s + J^-1 (z - kp_new).
-            let b = &m.backward;
-            let map = if b.affine.det() > 0.0 {
-                let (ma, mb) = (b.affine.a, b.affine.b);
-                let t = [
-                    cs[0] + scale * (ma[0][0] * c1[0] + ma[0][1] * c1[1] + mb[0] - c1[0]),
-                    cs[1] + scale * (ma[1][0] * c1[0] + ma[1][1] * c1[1] + mb[1] - c1[1]),
-                ];
-                LocalMap {
-                    centre: kp_new,
-                    affine: Affine {
-                        a: ma,
-                        b: [
-                            t[0] - (ma[0][0] * cs[0] + ma[0][1] * cs[1]),
-                            t[1] - (ma[1][0] * cs[0] + ma[1][1] * cs[1]),
-                        ],
-                    },
-                    q: b.q.map(|row| row.map(|v| v / scale)),
+            // Backward map of the output pixel z into the portrait: the fitted backward map M moved
+            // onto the portrait, z -> P(M(P^-1 z)) with P(x) = cs + scale (x - c1) (its second-order
+            // terms scale by 1 / scale), or FOMM's kp_s + J^-1 (z - kp_new) where there is none.
+            let map = match m.backward {
+                Some(BackwardMap { a: ma, b: mb, q }) if det2(&ma) > 0.0 => {
+                    let t = [
+                        cs[0] + scale * (ma[0][0] * c1[0] + ma[0][1] * c1[1] + mb[0] - c1[0]),
+                        cs[1] + scale * (ma[1][0] * c1[0] + ma[1][1] * c1[1] + mb[1] - c1[1]),
+                    ];
+                    LocalMap {
+                        centre: kp_new,
+                        affine: Affine {
+                            a: ma,
+                            b: [
+                                t[0] - (ma[0][0] * cs[0] + ma[0][1] * cs[1]),
+                                t[1] - (ma[1][0] * cs[0] + ma[1][1] * cs[1]),
+                            ],
+                        },
+                        q: q.map(|row| row.map(|v| v / scale)),
+                    }
                 }
-            } else {
-                // A smoothed map that lost its orientation: move rigidly.
-                LocalMap::affine(
+                _ => LocalMap::affine(
                     kp_new,
                     Affine {
-                        a: [[1.0, 0.0], [0.0, 1.0]],
-                        b: [kp_s[0] - kp_new[0], kp_s[1] - kp_new[1]],
+                        a: inv,
+                        b: [
+                            kp_s[0] - (inv[0][0] * kp_new[0] + inv[0][1] * kp_new[1]),
+                            kp_s[1] - (inv[1][0] * kp_new[0] + inv[1][1] * kp_new[1]),
+                        ],
                     },
-                )
+                ),
             };
             locals.push(map);
             motion.reference.push(self.normalise(*anchor));
             motion.keypoints.push(self.normalise(kp_t));
-            motion.jacobians.push(self.normalise_jacobian(m.jacobian));
+            motion.jacobians.push(self.normalise_jacobian(a));
             motion.transferred.push(self.normalise(kp_new));
         }
         let blend = Blend::from_maps(
             locals,
-            scale * reference.spacing * self.params.blend_sigma,
+            scale * spacing * self.params.blend_sigma,
             self.params.falloff,
         );
-        self.motion = Some(motion);
-        self.output(Some(&blend))
+        (Some(blend), motion)
     }
 
     /// The portrait warped by `blend` (`None`: the portrait itself), on the portrait's device.
@@ -1196,9 +1445,9 @@ impl ClassicEngine {
                 let size = (self.height, self.width);
                 let mut grid = flow::sampling_grid(blend, size, size, self.params.flow_stride);
                 // Border padding: where the motion samples outside the picture, the picture's edge
-                // pixel is used (PyTorch's padding_mode="border": with align_corners = true, -1 and 1
-                // are the edge pixels' centres), never the zeros FOMM's grid_sample pads with, which
-                // show as black bands along the edges when the face sways or zooms out.
+                // pixel is used (PyTorch's padding_mode="border": with align_corners = true, -1 and
+                // 1 are the edge pixels' centres), never the zeros FOMM's grid_sample pads with,
+                // which show as black bands along the edges when the face sways or zooms out.
                 grid.iter_mut().for_each(|g| *g = g.clamp(-1.0, 1.0));
                 let grid = Tensor::from_vec(grid, (1, self.height, self.width, 2), &Device::Cpu)?;
                 grid_sample(&source.image, &grid, true)?
@@ -1207,37 +1456,14 @@ impl ClassicEngine {
         Ok(out.to_device(&source.device)?)
     }
 
-    fn identity_motion(&self, reference: &Reference) -> Motion {
-        let kp: Vec<[f32; 2]> = reference
-            .anchors
-            .iter()
-            .map(|a| self.normalise(*a))
-            .collect();
-        Motion {
-            reference: kp.clone(),
-            keypoints: kp.clone(),
-            jacobians: vec![[[1.0, 0.0], [0.0, 1.0]]; kp.len()],
-            transferred: kp,
-            tracked_points: reference.points.len(),
-            total_points: reference.points.len(),
-        }
-    }
-
     /// Pixel position -> [-1, 1] (align_corners = true).
     fn normalise(&self, p: [f64; 2]) -> [f32; 2] {
-        [
-            (2.0 * p[0] / (self.width - 1) as f64 - 1.0) as f32,
-            (2.0 * p[1] / (self.height - 1) as f64 - 1.0) as f32,
-        ]
+        crate::motion::normalise_point(p, (self.height, self.width))
     }
 
     /// A pixel-space Jacobian in normalised coordinates: D A D^-1 with D = diag(2/(W-1), 2/(H-1)).
     fn normalise_jacobian(&self, a: [[f64; 2]; 2]) -> [[f32; 2]; 2] {
-        let ratio = (self.height - 1) as f64 / (self.width - 1) as f64;
-        [
-            [a[0][0] as f32, (a[0][1] * ratio) as f32],
-            [(a[1][0] / ratio) as f32, a[1][1] as f32],
-        ]
+        crate::motion::normalise_jacobian(a, (self.height, self.width))
     }
 }
 
@@ -1288,5 +1514,38 @@ impl Animator for ClassicEngine {
             driving: m.keypoints.clone(),
             portrait: m.transferred.clone(),
         })
+    }
+    fn motion_source(&self) -> Option<MotionSource> {
+        Some(MotionSource {
+            engine: MotionEngine::Classic,
+            config: None,
+            checkpoint: None,
+            frame_size: (self.height, self.width),
+            keypoints: 0,
+            jacobians: true,
+        })
+    }
+    fn capture(&mut self, driving: &Tensor) -> Result<Option<FrameMotion>, EngineError> {
+        Ok(ClassicEngine::capture(self, driving)?.map(FrameMotion::Classic))
+    }
+    fn last_motion(&self) -> Option<FrameMotion> {
+        self.last_frame.clone().map(FrameMotion::Classic)
+    }
+    fn reference_motion(&self) -> Option<ReferenceMotion> {
+        ClassicEngine::reference_motion(self).map(ReferenceMotion::Classic)
+    }
+    fn set_reference_motion(&mut self, reference: &ReferenceMotion) -> Result<(), EngineError> {
+        match reference {
+            ReferenceMotion::Classic(r) => {
+                Ok(ClassicEngine::set_reference_motion(self, r.clone())?)
+            }
+            other => Err(motion_mismatch(other.engine(), self.name())),
+        }
+    }
+    fn animate_motion(&mut self, motion: &FrameMotion) -> Result<Tensor, EngineError> {
+        match motion {
+            FrameMotion::Classic(f) => Ok(ClassicEngine::animate_motion(self, f)?),
+            other => Err(motion_mismatch(other.engine(), self.name())),
+        }
     }
 }

@@ -32,6 +32,12 @@ pub struct FommAnimator {
     checkpoint: Option<String>,
 }
 
+/// How much FOMM's driving keypoints move from frame to frame on a still face with sensor noise
+/// (Gaussian, sigma 2.5 levels, 1 % exposure flicker), normalised units: 0.0145 measured on the
+/// tiny fixture (`tests/steady.rs` prints it). It sets the smoothing's `beta`
+/// ([`crate::engine::smoothing::BETA_TIMES_JITTER`]).
+pub const KEYPOINT_JITTER: f64 = 0.0145;
+
 /// How far a keypoint's Jacobian moves the picture, normalised units: the filter's speed counts
 /// a Jacobian change times this. A keypoint's region in FOMM spans about a fifth of the frame
 /// (its heatmap's spread), so 0.2.
@@ -49,6 +55,7 @@ impl FommAnimator {
             // original's.
             filter: MotionFilter::new(
                 Smoothing::OFF,
+                KEYPOINT_JITTER,
                 vec![
                     1.0,
                     1.0,

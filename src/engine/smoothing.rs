@@ -40,8 +40,8 @@ pub struct OneEuroParams {
 
 /// How strongly the driving motion is smoothed: 0 (off) to 1 (strongest). The strength sets the
 /// One Euro filter's rest cutoff on a log scale, from 8 Hz (barely smoothed) at 0+ through
-/// [`DEFAULT_STRENGTH`]'s 1 Hz (the paper's suggested starting point) to 0.125 Hz at 1; `beta` and
-/// `d_cutoff` are fixed (see [`Smoothing::params`]).
+/// [`DEFAULT_STRENGTH`]'s 1 Hz (the paper's suggested starting point) to 0.125 Hz at 1; `beta`
+/// follows from the engine's keypoint jitter and `d_cutoff` is fixed (see [`Smoothing::params`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Smoothing {
     strength: f64,
@@ -50,11 +50,20 @@ pub struct Smoothing {
 /// The default strength: a 1 Hz rest cutoff.
 pub const DEFAULT_STRENGTH: f64 = 0.5;
 
-/// The filter's `beta` for every strength, Hz per (normalised unit / s). Chosen so that the
-/// greatest lag of a steady motion, `1 / (2 pi beta)` normalised units (0.04 px on a 256-pixel
-/// frame), stays far below a pixel: on the `make-sequences` motions the error rises by under 10 %
-/// (README, "Smoothing").
-pub const BETA: f64 = 500.0;
+/// `beta` times the engine's keypoint jitter (see [`Smoothing::params`]), Hz per (1 / s).
+///
+/// Casiez et al. (CHI 2012, Sec. 5, "Tuning") set `beta` per signal: with `min_cutoff` fixed, raise
+/// `beta` until the lag on fast motion is acceptable, as long as the filter stays closed at rest.
+/// What opens it at rest is the noise's own speed: a keypoint that jitters by `j` normalised units
+/// a frame at 30 fps has a speed estimate (after the 1 Hz speed low-pass, which keeps about 0.3 of
+/// white noise's spread) of about `0.3 * 30 * j = 9 j` units/s, so `beta = 0.15 / j` adds about
+/// 1.4 Hz to the 1 Hz rest cutoff: still a strong low-pass at 30 fps. Real motion is far faster
+/// than the noise and opens the filter fully. The figure was chosen on `tests/steady.rs`: the
+/// jitter is cut to at most a third for both engines, and the classic engine's error on the
+/// `make-sequences` motions rises by under 10 % (README, "Smoothing"). The largest lag of a steady
+/// motion is `1 / (2 pi beta)` normalised units: 0.04 px for the classic engine's anchors at 256
+/// px, 2 px for FOMM's keypoints, which are a hundred times noisier.
+pub const BETA_TIMES_JITTER: f64 = 0.15;
 
 /// The speed low-pass's cutoff, Hz: 1 Hz, the paper's value.
 pub const D_CUTOFF: f64 = 1.0;
@@ -95,12 +104,15 @@ impl Smoothing {
         self.strength > 0.0
     }
 
-    /// The filter's parameters, `None` when off.
-    pub fn params(&self) -> Option<OneEuroParams> {
+    /// The filter's parameters for keypoints that jitter by `jitter` normalised units a frame on a
+    /// still face with sensor noise (the engine's own figure, e.g.
+    /// [`crate::engine::fomm::KEYPOINT_JITTER`]): `beta = BETA_TIMES_JITTER / jitter`. `None`
+    /// when off.
+    pub fn params(&self, jitter: f64) -> Option<OneEuroParams> {
         self.is_on().then(|| OneEuroParams {
             // 8 Hz * 64^-strength: 8 Hz, 1 Hz at 0.5, 0.125 Hz at 1.
             min_cutoff: 8.0 * 64f64.powf(-self.strength),
-            beta: BETA,
+            beta: BETA_TIMES_JITTER / jitter.max(1e-9),
             d_cutoff: D_CUTOFF,
         })
     }
@@ -155,17 +167,21 @@ struct State {
 #[derive(Debug, Clone)]
 pub struct MotionFilter {
     params: Option<OneEuroParams>,
+    jitter: f64,
     speed_weights: Vec<f64>,
     state: Option<State>,
 }
 
 impl MotionFilter {
-    /// A filter for points of `speed_weights.len()` values each; `speed_weights[i]` is how much
-    /// a unit change of value `i` moves the picture, in normalised units (1 for a position; the
-    /// reach of a Jacobian; 0 for values that should not open the filter).
-    pub fn new(smoothing: Smoothing, speed_weights: Vec<f64>) -> Self {
+    /// A filter for points of `speed_weights.len()` values each, whose positions jitter by
+    /// `jitter` normalised units a frame at rest (sets `beta`, [`Smoothing::params`]);
+    /// `speed_weights[i]` is how much a unit change of value `i` moves the picture, in normalised
+    /// units (1 for a position; the reach of a Jacobian; 0 for values that should not open the
+    /// filter).
+    pub fn new(smoothing: Smoothing, jitter: f64, speed_weights: Vec<f64>) -> Self {
         Self {
-            params: smoothing.params(),
+            params: smoothing.params(jitter),
+            jitter,
             speed_weights,
             state: None,
         }
@@ -173,7 +189,7 @@ impl MotionFilter {
 
     /// Changes the strength from the next sample on (the filter's state is kept).
     pub fn set_smoothing(&mut self, smoothing: Smoothing) {
-        self.params = smoothing.params();
+        self.params = smoothing.params(self.jitter);
         if self.params.is_none() {
             self.state = None;
         }
@@ -290,12 +306,13 @@ mod tests {
 
     #[test]
     fn still_noise_is_removed_and_a_ramp_is_followed() {
-        let mut f = MotionFilter::new(Smoothing::default(), vec![1.0, 1.0]);
+        let jitter = 1e-3;
+        let mut f = MotionFilter::new(Smoothing::default(), jitter, vec![1.0, 1.0]);
         let mut seed = 0x9e3779b97f4a7c15u64;
         let (mut raw_change, mut out_change, mut last_raw, mut last_out) = (0.0, 0.0, 0.0, 0.0);
         for i in 0..300 {
             let t = i as f64 / 30.0;
-            let v = 1e-3 * noise(&mut seed);
+            let v = jitter * noise(&mut seed);
             let mut x = [v, 0.0];
             f.filter(t, &mut x);
             if i > 0 {
@@ -309,6 +326,7 @@ mod tests {
             "{out_change} vs {raw_change}"
         );
         // A steady motion of 0.2 units/s (25 px/s at 256 px): the lag is at most 1/(2 pi beta).
+        let beta = BETA_TIMES_JITTER / jitter;
         let mut worst: f64 = 0.0;
         for i in 300..360 {
             let t = i as f64 / 30.0;
@@ -319,17 +337,17 @@ mod tests {
                 worst = worst.max((x[0] - v).abs());
             }
         }
-        assert!(worst < 1.5 / (std::f64::consts::TAU * BETA), "lag {worst}");
+        assert!(worst < 1.5 / (std::f64::consts::TAU * beta), "lag {worst}");
     }
 
     #[test]
     fn off_passes_and_shape_changes_restart() {
-        let mut off = MotionFilter::new(Smoothing::OFF, vec![1.0, 1.0]);
+        let mut off = MotionFilter::new(Smoothing::OFF, 1e-3, vec![1.0, 1.0]);
         let mut x = [0.3, -0.2];
         off.filter(0.0, &mut x);
         off.filter(1.0, &mut x);
         assert_eq!(x, [0.3, -0.2]);
-        let mut f = MotionFilter::new(Smoothing::new(1.0), vec![1.0, 1.0]);
+        let mut f = MotionFilter::new(Smoothing::new(1.0), 1e-3, vec![1.0, 1.0]);
         f.filter(0.0, &mut [0.0, 0.0]);
         let mut y = [1.0, 1.0, 1.0, 1.0];
         f.filter(0.1, &mut y);
@@ -347,7 +365,7 @@ mod tests {
         assert_eq!("0.25".parse::<Smoothing>().unwrap().strength(), 0.25);
         assert!("2".parse::<Smoothing>().is_err());
         assert!("x".parse::<Smoothing>().is_err());
-        let p = Smoothing::default().params().unwrap();
+        let p = Smoothing::default().params(1e-3).unwrap();
         assert!((p.min_cutoff - 1.0).abs() < 1e-12);
     }
 }

@@ -13,7 +13,7 @@ use rustface::{Detector, ImageData};
 static MODEL: &[u8] = include_bytes!("../assets/models/seeta_fd_frontal_v1.0.bin");
 
 /// Frames are searched with their longer side reduced to this many pixels.
-pub const SEARCH_SIDE: u32 = 320;
+pub const SEARCH_SIDE: u32 = 480;
 
 /// Smallest face searched for, pixels at the search size (the model's window is 40; rustface
 /// refuses less than 20).

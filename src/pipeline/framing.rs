@@ -259,15 +259,17 @@ impl AutoFraming {
     }
 }
 
-/// Time constant (seconds) with which the reference view re-centres on the crop after the crop
-/// moved ([`ViewStabiliser`]): a crop move of half a second shows as under a fifth of its size on
-/// the portrait, and after a drift the portrait returns to its rest pose within a few seconds
-/// instead of staying displaced (or leaving the picture after a long drift).
-pub const RECENTRE_TAU: f64 = 2.0;
+/// Time constant (seconds) of each of the two stages with which the reference view re-centres on
+/// the crop after the crop moved ([`ViewStabiliser`]). Two cascaded first-order stages (a
+/// critically damped follower) start with zero slope: a crop move of half a second shows as about
+/// 3 % of its size on the portrait by its end (one stage of twice the time constant would show
+/// 11 %), and after a drift the portrait returns to its rest pose within a few seconds (mean delay
+/// `2 RECENTRE_TAU`) instead of staying displaced (or leaving the picture after a long drift).
+pub const RECENTRE_TAU: f64 = 1.0;
 
 /// The views handed to the engines, so that a crop change does not move the portrait: the
 /// engines measure motion in their reference frame's view ([`FrameView`]); this makes that
-/// reference follow the crop slowly ([`RECENTRE_TAU`]) instead of never. With the reference view
+/// reference follow the crop slowly (two stages of [`RECENTRE_TAU`]) instead of never. With the reference view
 /// `R0` (at calibration) and the slowly following one `R(t)`, a frame's view `V(t)` (`c = S u +
 /// O`) is handed on as `V'` with `S' = S S0 / SR` and `O' = O0 + (O - OR) S0 / SR`, so that the
 /// engines' map into `R0`'s coordinates is the map into `R(t)`'s. While the crop stands still
@@ -276,8 +278,9 @@ pub const RECENTRE_TAU: f64 = 2.0;
 /// given back only gradually.
 #[derive(Debug, Clone, Default)]
 pub struct ViewStabiliser {
-    /// `R0` and `R(t)`, and the last frame's time.
-    state: Option<(FrameView, FrameView, f64)>,
+    /// `R0`, the first stage of the follower, `R(t)` (its second stage), and the last frame's
+    /// time.
+    state: Option<(FrameView, FrameView, FrameView, f64)>,
 }
 
 impl ViewStabiliser {
@@ -292,24 +295,28 @@ impl ViewStabiliser {
         let flipped = |a: &FrameView, b: &FrameView| {
             (a.scale[0] < 0.0) != (b.scale[0] < 0.0) || (a.scale[1] < 0.0) != (b.scale[1] < 0.0)
         };
-        let (origin, mut leaky, last) = match self.state {
-            Some((o, r, last)) if !calibrate && !flipped(&o, &view) => (o, r, last),
+        let (origin, mut first, mut leaky, last) = match self.state {
+            Some((o, f, r, last)) if !calibrate && !flipped(&o, &view) => (o, f, r, last),
             _ => {
-                self.state = Some((view, view, t));
+                self.state = Some((view, view, view, t));
                 return view;
             }
         };
         let dt = if t > last { (t - last).min(10.0) } else { 0.0 };
         let k = 1.0 - (-dt / RECENTRE_TAU).exp();
-        for i in 0..2 {
-            leaky.offset[i] += k * (view.offset[i] - leaky.offset[i]);
-            // Scales approach geometrically (zoom is a ratio); signs agree (checked above).
-            let ratio = view.scale[i] / leaky.scale[i];
-            if ratio.is_finite() && ratio > 0.0 {
-                leaky.scale[i] *= ratio.powf(k);
+        let approach = |from: &mut FrameView, to: &FrameView| {
+            for i in 0..2 {
+                from.offset[i] += k * (to.offset[i] - from.offset[i]);
+                // Scales approach geometrically (zoom is a ratio); signs agree (checked above).
+                let ratio = to.scale[i] / from.scale[i];
+                if ratio.is_finite() && ratio > 0.0 {
+                    from.scale[i] *= ratio.powf(k);
+                }
             }
-        }
-        self.state = Some((origin, leaky, t));
+        };
+        approach(&mut first, &view);
+        approach(&mut leaky, &first);
+        self.state = Some((origin, first, leaky, t));
         let mut out = view;
         for i in 0..2 {
             let s = origin.scale[i] / leaky.scale[i];

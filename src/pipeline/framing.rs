@@ -152,15 +152,19 @@ impl std::str::FromStr for FramingMode {
     }
 }
 
-/// The crop's side over the face box's larger side, as the original's `crop-video.py` makes its
-/// training crops: the face box grown by `--increase 0.1` (its default) on every side, widened to a
-/// square (`width_increase = max(0.1, (1.2 h - w) / 2w)`, likewise for the height), so the side is
-/// `1.2 max(w, h)` centred on the box. The original grows the union of one clip's boxes (its
-/// "tube", at least 150 frames), which for a person sitting in front of a webcam is about one
-/// face box plus the head's sway; marionette takes one box, found at start, and holds it still
-/// within a dead zone, which plays the same part. SeetaFace's boxes and the original's S3FD boxes
-/// both run from the eyebrows to the chin and cheek to cheek, so the proportion carries over.
-pub const FACE_CROP_SCALE: f64 = 1.2;
+/// The crop's side over the face box's larger side. The original's `crop-video.py` (and
+/// `crop_vox.py`, which made the vox-256 training crops) grows a box by `--increase 0.1` (its
+/// default) on every side, widened to a square (`width_increase = max(0.1, (1.2 h - w) / 2w)`,
+/// likewise for the height): `1.2` times the box. But the box it grows is a clip's "tube", the
+/// union of S3FD's face boxes over 64 to 1024 frames while they overlap the first by an IoU of
+/// at least 0.25, so it takes in the head's sway over the clip; and SeetaFace's box is tight
+/// (eyebrows to chin: on the bundled portraits the head with its hair is about 1.6 times the box's
+/// height). 1.2 times one SeetaFace box cut the forehead off and let the face leave the crop
+/// inside the dead zone; marionette takes `1.2 * 1.5`, the factor 1.5 an estimate of the tube's
+/// growth over one tight box (not measured on the original's crops: no VoxCeleb data here). With
+/// it the face box stays inside the crop while its centre is within `(1 - 1 / 1.8) / 2 = 0.22` of
+/// the side from the crop's centre, more than the [`DEAD_ZONE`].
+pub const FACE_CROP_SCALE: f64 = 1.8;
 
 /// Automatic framing follows the face only once its box's centre is this far from the crop's
 /// centre (a fraction of the crop's side), or its crop size differs by [`SIZE_DEAD_ZONE`]: head
@@ -172,8 +176,9 @@ pub const SIZE_DEAD_ZONE: f64 = 1.2;
 /// for the size, this ratio minus one).
 const SETTLED: f64 = 0.02;
 /// Time constant of the crop's approach to the face's crop, seconds: the crop covers 63 % of the
-/// way in this time, so drifts are followed within about a second and no single frame moves it far.
-pub const FOLLOW_TAU: f64 = 0.5;
+/// way in this time, so a drift is followed with a lag of a quarter second (plus the face search's
+/// fifth of a second) and no single frame moves the crop far (at 30 fps, 13 % of the way).
+pub const FOLLOW_TAU: f64 = 0.25;
 /// A face not seen for this long (seconds) is not followed any more: the crop stays where it is.
 const FACE_TIMEOUT: f64 = 2.0;
 

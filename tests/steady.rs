@@ -3,7 +3,7 @@
 //! and FOMM; and how much error smoothing adds on the `make-sequences` motions (known answers).
 //!
 //! The figures in the README ("Steady, framed, no black borders") are printed by these tests:
-//! `cargo test --release --test steady -- --nocapture --include-ignored`.
+//! `cargo test --test steady -- --nocapture --include-ignored`.
 
 mod common;
 

@@ -61,7 +61,7 @@ pub const DEFAULT_STRENGTH: f64 = 0.5;
 /// than the noise and opens the filter fully. The figure was chosen on `tests/steady.rs`: the
 /// jitter is cut to at most a third for both engines, and the classic engine's error on the
 /// `make-sequences` motions rises by under 10 % (README, "Smoothing"). The largest lag of a steady
-/// motion is `1 / (2 pi beta)` normalised units: 0.04 px for the classic engine's anchors at 256
+/// motion is `1 / (2 pi beta)` normalised units: 0.02 px for the classic engine's anchors at 256
 /// px, 2 px for FOMM's keypoints, which are a hundred times noisier.
 pub const BETA_TIMES_JITTER: f64 = 0.15;
 

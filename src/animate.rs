@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 
 use crate::engine::keyframes::InBetween;
-use crate::engine::{Animator, EngineError, motion_mismatch};
+use crate::engine::smoothing::Smoothing;
+use crate::engine::{Animator, EngineError, FrameInfo, motion_mismatch};
 use crate::media::MediaError;
 use crate::media::frames::{FrameFolderWriter, PngText, list_image_files, load_rgb};
 use crate::media::resize::{center_square_crop, tensor_to_rgb8, to_model_tensor};
@@ -105,6 +106,8 @@ pub struct AnimateRequest {
     pub folder_fps: f64,
     /// The engine renders only every n-th frame; the others are made from the last one.
     pub keyframes: Keyframes,
+    /// Smoothing of the driving motion (off: the original's results), on frame times index / fps.
+    pub smoothing: Smoothing,
     /// Draw the "AI ANIMATED" badge in a corner of every frame.
     pub badge: bool,
 }
@@ -250,6 +253,7 @@ pub fn animate(
     progress: &mut dyn FnMut(usize, Option<usize>),
 ) -> Result<AnimateSummary, AnimateError> {
     engine.set_transfer(req.transfer.relative, req.transfer.adapt_scale)?;
+    engine.set_smoothing(req.smoothing);
     let size = engine.frame_size();
     let source = prepare(load_rgb(&req.source)?, req.crop_square, size)?;
     engine.select_portrait(0, &source)?;
@@ -264,19 +268,22 @@ pub fn animate(
     let mut written = 0usize;
     let every = req.keyframes.every.max(1);
     let mut inbetween = InBetween::new(size.0, req.transfer.adapt_scale);
+    inbetween.set_smoothing(req.smoothing);
     let mut last_key: Option<Tensor> = None;
     while let Some(frame) = frames.next_frame() {
         let driving = prepare(frame?, req.crop_square, size)?;
+        // Offline frame times: index / frame rate (the smoothing's clock).
+        let info = FrameInfo::at(written as f64 / fps);
         let out = match &last_key {
             Some(key) if !written.is_multiple_of(every) => match req.keyframes.inbetween {
-                InBetweenMode::Warp => inbetween.render(&driving)?,
+                InBetweenMode::Warp => inbetween.render(&driving, &info)?,
                 InBetweenMode::Hold => key.clone(),
             },
             _ => {
-                let key = engine.animate(&driving)?;
+                let key = engine.animate_with(&driving, &info)?;
                 if every > 1 {
                     // Offline the keyframe is shown at its own frame: no fade needed.
-                    inbetween.set_keyframe(&key, &driving, false)?;
+                    inbetween.set_keyframe(&key, &driving, &info, false)?;
                     last_key = Some(key.clone());
                 }
                 key

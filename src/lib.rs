@@ -6,6 +6,7 @@
 //! * [`motion`]: motion as data, and motion files.
 //! * [`animate`]: offline animation of a portrait from a driving video or folder of frames.
 //! * [`frame`], [`capture`], [`output`], [`pipeline`]: the live path.
+//! * [`face`]: face detection for automatic framing.
 //! * [`bench`](mod@bench): speed measurements.
 //! * [`synth`]: synthetic driving sequences with known motion, and the accuracy evaluation.
 //! * [`app`]: the desktop window.
@@ -21,6 +22,7 @@ pub mod capture;
 pub mod channel;
 pub mod devices;
 pub mod engine;
+pub mod face;
 pub mod frame;
 pub mod idle;
 pub mod media;

@@ -12,8 +12,10 @@ use candle_core::{Device, Tensor};
 use common::fixture;
 use common::live::{Probe, counter, echo, small_options, wait_for};
 use marionette::animate::{AnimateRequest, InBetweenMode, Keyframes, Reference, animate};
+use marionette::engine::FrameInfo;
 use marionette::engine::fomm::FommAnimator;
 use marionette::engine::keyframes::InBetween;
+use marionette::engine::smoothing::Smoothing;
 use marionette::model::checkpoint::Checkpoint;
 use marionette::model::config::FommConfig;
 use marionette::model::fomm::Fomm;
@@ -100,11 +102,18 @@ fn inbetween_follows_a_known_shift() {
     let keyframe = texture(7);
     let driving = texture(7);
     let mut ib = InBetween::new(N, false);
-    ib.set_keyframe(&tensor(&keyframe), &tensor(&driving), false)
-        .unwrap();
+    ib.set_keyframe(
+        &tensor(&keyframe),
+        &tensor(&driving),
+        &FrameInfo::default(),
+        false,
+    )
+    .unwrap();
     for step in 1..=4 {
         let (dx, dy) = (step, -(step as f32 * 0.75).round() as isize);
-        let out = ib.render(&tensor(&shifted(&driving, dx, dy))).unwrap();
+        let out = ib
+            .render(&tensor(&shifted(&driving, dx, dy)), &FrameInfo::default())
+            .unwrap();
         let want = shifted(&keyframe, dx, dy);
         let moved = interior_mae(&out, &want);
         let held = interior_mae(&tensor(&keyframe), &want);
@@ -122,18 +131,28 @@ fn a_new_keyframe_fades_in() {
     let (old, new) = (texture(3), texture(4));
     let driving = texture(9);
     let mut ib = InBetween::new(N, false);
-    ib.set_keyframe(&tensor(&old), &tensor(&driving), false)
-        .unwrap();
-    ib.set_keyframe(&tensor(&new), &tensor(&driving), true)
-        .unwrap();
+    ib.set_keyframe(
+        &tensor(&old),
+        &tensor(&driving),
+        &FrameInfo::default(),
+        false,
+    )
+    .unwrap();
+    ib.set_keyframe(
+        &tensor(&new),
+        &tensor(&driving),
+        &FrameInfo::default(),
+        true,
+    )
+    .unwrap();
     // The first frame after the switch is mostly the old keyframe (the new one's weight is
     // 1 / (BLEND_FRAMES + 1)), but already on its way.
-    let first = ib.render(&tensor(&driving)).unwrap();
+    let first = ib.render(&tensor(&driving), &FrameInfo::default()).unwrap();
     let (to_old, to_new) = (interior_mae(&first, &old), interior_mae(&first, &new));
     assert!(to_old > 1e-3 && to_old < to_new, "{to_old} {to_new}");
     let mut last = first;
     for _ in 0..marionette::engine::keyframes::BLEND_FRAMES {
-        last = ib.render(&tensor(&driving)).unwrap();
+        last = ib.render(&tensor(&driving), &FrameInfo::default()).unwrap();
     }
     assert!(interior_mae(&last, &new) < 1e-4);
 }
@@ -168,6 +187,7 @@ fn animate_tiny(dir: &std::path::Path, name: &str, keyframes: Keyframes) -> Vec<
         crop_square: false,
         folder_fps: 25.0,
         keyframes,
+        smoothing: Smoothing::OFF,
         badge: false,
     };
     let mut engine = tiny_engine();

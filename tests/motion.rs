@@ -78,6 +78,7 @@ fn video_request(
         crop_square: false,
         folder_fps: 25.0,
         keyframes: Keyframes::default(),
+        smoothing: marionette::engine::smoothing::Smoothing::OFF,
         badge: false,
     }
 }

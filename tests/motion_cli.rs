@@ -235,6 +235,19 @@ fn capture_then_animate_from_the_motion_file() {
     );
     assert!(err.contains("captured with the fomm engine"), "{err}");
 
+    // A motion file is replayed as recorded (before smoothing): smoothing it is refused, not
+    // silently skipped.
+    let err = fails(tiny_args(
+        marionette()
+            .args(["animate", "--smoothing", "on", "--source"])
+            .arg(&portrait)
+            .arg("--motion")
+            .arg(&motion)
+            .arg("--output")
+            .arg(tmp.path().join("smoothed")),
+    ));
+    assert!(err.contains("--smoothing"), "{err}");
+
     // A hand-edited file: the error names the file and the line.
     let text = std::fs::read_to_string(&motion).unwrap();
     let damaged = tmp.path().join("damaged.jsonl");

@@ -274,7 +274,7 @@ fn quit_command_stops_every_thread_within_a_second() {
         t.elapsed()
     );
     let exits = pipeline.join();
-    // Sink, capture, model, inference.
-    assert_eq!(exits.len(), 4, "{exits:?}");
+    // Sink, capture, faces (the face finder for automatic framing), model, inference.
+    assert_eq!(exits.len(), 5, "{exits:?}");
     assert!(exits.iter().all(|e| e.result.is_ok()), "{exits:?}");
 }

@@ -165,6 +165,10 @@ pub struct Settings {
     pub vcam: VcamSetting,
     /// Model keyframes with motion in between (auto: while the model is slower than the camera).
     pub keyframes: crate::pipeline::KeyframeMode,
+    /// Smoothing of the driving motion: 0 (off) to 1 (strongest).
+    pub smoothing: f64,
+    /// The model's crop: around the face (auto) or zoom and pan by hand (manual).
+    pub framing: crate::pipeline::framing::FramingMode,
 }
 
 impl Default for Settings {
@@ -185,6 +189,8 @@ impl Default for Settings {
             stats: false,
             keyframes: crate::pipeline::KeyframeMode::Auto,
             vcam: VcamSetting::default(),
+            smoothing: crate::engine::smoothing::DEFAULT_STRENGTH,
+            framing: crate::pipeline::framing::FramingMode::Auto,
         }
     }
 }
@@ -225,6 +231,7 @@ impl Settings {
             0.4
         };
         s.crop = CropSetting::from_crop(&s.crop.to_crop());
+        s.smoothing = crate::engine::smoothing::Smoothing::new(s.smoothing).strength();
         Ok(s)
     }
 

@@ -36,6 +36,8 @@ pub enum Flag {
     Help,
     /// Borderless fullscreen (F11).
     Fullscreen,
+    /// Automatic framing on or off.
+    AutoFraming,
 }
 
 /// What the user asked for.
@@ -67,6 +69,8 @@ pub enum Action {
     SetSource(SourceSetting),
     /// Model keyframes with motion in between: auto, on or off.
     SetKeyframes(crate::pipeline::KeyframeMode),
+    /// Smoothing strength, 0 (off) to 1.
+    SetSmoothing(f64),
     /// Pick the virtual-camera device: "auto", "none" or a device path.
     SetVcamDevice(String),
     /// Pick the virtual camera's pixel format: "yuyv" or "i420".
@@ -152,10 +156,14 @@ pub const HOTKEYS: &[(&str, &str)] = &[
     ),
     ("1 - 9", "pick portrait 1 to 9"),
     ("A / D", "previous / next portrait"),
-    ("W / S", "zoom the camera crop in / out"),
-    ("Arrow keys", "move the camera crop"),
+    ("F", "automatic framing: the crop follows your face"),
+    ("W / S", "zoom the camera crop in / out (manual framing)"),
+    ("Arrow keys", "move the camera crop (manual framing)"),
     ("R", "reset the crop"),
-    ("O", "alignment overlay (the portrait over your camera)"),
+    (
+        "O",
+        "alignment overlay (the portrait over your camera; optional)",
+    ),
     ("[ / ]", "overlay opacity down / up"),
     ("M", "mirror the camera preview"),
     ("P", "passthrough: send the camera instead of the portrait"),
@@ -202,6 +210,7 @@ pub fn hotkeys(ctx: &egui::Context) -> Vec<Action> {
                 Key::ArrowUp => Some(Action::Pan(0.0, -0.1)),
                 Key::ArrowDown => Some(Action::Pan(0.0, 0.1)),
                 Key::R if !repeat => Some(Action::ResetCrop),
+                Key::F if !repeat => Some(Action::Toggle(Flag::AutoFraming)),
                 Key::O if !repeat => Some(Action::Toggle(Flag::Overlay)),
                 Key::OpenBracket => Some(Action::OverlayOpacity(-0.1)),
                 Key::CloseBracket => Some(Action::OverlayOpacity(0.1)),
@@ -337,6 +346,26 @@ fn motion_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
         Flag::AdaptScale,
         out,
     );
+    let mut smoothing = s.smoothing;
+    let slider = egui::Slider::new(&mut smoothing, 0.0..=1.0)
+        .text("smoothing")
+        .custom_formatter(|v, _| {
+            if v <= 0.0 {
+                "off".into()
+            } else {
+                format!("{v:.2}")
+            }
+        });
+    if ui
+        .add(slider)
+        .on_hover_text(
+            "Steadies the portrait when you sit still (sensor noise moves the keypoints) \
+             without slowing it when you move; 0 turns it off",
+        )
+        .changed()
+    {
+        out.push(Action::SetSmoothing(smoothing));
+    }
     flag(
         ui,
         s.passthrough,
@@ -395,6 +424,15 @@ fn view_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
     );
     flag(
         ui,
+        s.framing == crate::pipeline::framing::FramingMode::Auto,
+        "Automatic framing (F)",
+        "Find your face and keep the crop around it (the box shows where it is); off: zoom and \
+         move the crop yourself",
+        Flag::AutoFraming,
+        out,
+    );
+    flag(
+        ui,
         s.badge,
         "AI badge",
         "An \"AI ANIMATED\" label in a corner of what the virtual camera sends, so that \
@@ -406,7 +444,8 @@ fn view_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
         ui,
         s.overlay,
         "Alignment overlay (O)",
-        "The portrait over your camera, to line your face up with it",
+        "The portrait over your camera, to line your face up with it (optional with \
+         automatic framing)",
         Flag::Overlay,
         out,
     );
@@ -434,6 +473,7 @@ fn view_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
             .add(
                 egui::Slider::new(&mut zoom, 1.0..=crate::pipeline::framing::MAX_ZOOM).text("zoom"),
             )
+            .on_hover_text("Zooming or moving the crop switches to manual framing")
             .changed()
         {
             out.push(Action::SetZoom(zoom));

@@ -20,11 +20,12 @@ use super::ui::{self, Action, Flag, Status, Thumb, View};
 use super::video::{PaneCallback, PaneId, PaneParams, VideoRenderer};
 use crate::assets::BundledAvatars;
 use crate::channel::{LatestReceiver, latest};
+use crate::engine::smoothing::Smoothing;
 use crate::engine::{Animator, EngineId};
 use crate::frame::Frame;
 use crate::output::FrameSink;
 use crate::output::switch::{ChannelSink, SwitchHandle, SwitchableSink};
-use crate::pipeline::framing::Crop;
+use crate::pipeline::framing::{Crop, FramingMode};
 use crate::pipeline::{Control, Pipeline, PipelineOptions};
 
 /// Why the window could not be opened or run.
@@ -78,6 +79,10 @@ pub struct WindowOptions {
     pub fps: f64,
     /// Model keyframes (else the saved choice).
     pub keyframes: Option<crate::pipeline::KeyframeMode>,
+    /// Smoothing of the driving motion (else the saved choice).
+    pub smoothing: Option<crate::engine::smoothing::Smoothing>,
+    /// How the model's crop is placed (else the saved choice).
+    pub framing: Option<FramingMode>,
 }
 
 struct Gfx {
@@ -336,6 +341,10 @@ impl App {
             badge: settings.badge,
             preview: Some(preview_tx),
             keyframes: o.keyframes.unwrap_or(settings.keyframes),
+            smoothing: o
+                .smoothing
+                .unwrap_or_else(|| Smoothing::new(settings.smoothing)),
+            framing: o.framing.unwrap_or(settings.framing),
             transfer: crate::model::motion_transfer::TransferOptions {
                 relative: settings.relative || !absolute_supported,
                 adapt_scale: settings.adapt_scale.unwrap_or(engine_id == EngineId::Fomm),
@@ -506,8 +515,18 @@ impl App {
         tracing::info!("portrait: {}", p.name);
     }
 
-    /// Changes the crop (clamped into range), stores it and sends it to the pipeline.
+    /// Changes the crop (clamped into range), stores it and sends it to the pipeline. Moving the
+    /// crop by hand turns automatic framing off.
     fn change_crop(&mut self, change: impl FnOnce(&mut Crop)) {
+        if self.user.settings.framing == FramingMode::Auto {
+            self.user.settings.framing = FramingMode::Manual;
+            let _ = self
+                .link
+                .control
+                .send(Control::Framing(FramingMode::Manual));
+            self.link.status.notice =
+                Some("automatic framing is off while you place the crop (F turns it on)".into());
+        }
         let mut c = self.user.settings.crop.to_crop();
         change(&mut c);
         let c = c.clamped();
@@ -569,6 +588,11 @@ impl App {
             Action::SetKeyframes(m) => {
                 s.keyframes = m;
                 let _ = self.link.control.send(Control::Keyframes(m));
+            }
+            Action::SetSmoothing(v) => {
+                let smoothing = Smoothing::new(v);
+                s.smoothing = smoothing.strength();
+                let _ = self.link.control.send(Control::Smoothing(smoothing));
             }
             Action::SetVcamDevice(d) => {
                 s.vcam.device = d.clone();
@@ -644,6 +668,13 @@ impl App {
                     .send(Control::ReportKeypoints(s.keypoints));
             }
             Flag::Stats => s.stats = !s.stats,
+            Flag::AutoFraming => {
+                s.framing = match s.framing {
+                    FramingMode::Auto => FramingMode::Manual,
+                    FramingMode::Manual => FramingMode::Auto,
+                };
+                let _ = self.link.control.send(Control::Framing(s.framing));
+            }
             Flag::Help => self.screen.show_help = !self.screen.show_help,
             Flag::Fullscreen => {
                 self.screen.fullscreen = !self.screen.fullscreen;
@@ -753,7 +784,9 @@ impl App {
             egui::Rect::from_min_size(egui::pos2(left + side + gap, top), egui::vec2(side, side));
         let s = &self.user.settings;
         let live = self.link.pipeline.as_ref().is_some_and(|p| p.is_live());
-        let crop = s.crop.to_crop();
+        // The crop the model sees now (automatic framing moves it), else the one set here.
+        let report = self.link.pipeline.as_ref().and_then(|p| p.framing());
+        let crop = report.map_or_else(|| s.crop.to_crop(), |r| r.crop);
         let uv = match self.screen.camera_size {
             Some((w, h)) => {
                 let (x, y, side) = crop.square(crate::frame::Size::new(w, h));
@@ -823,6 +856,29 @@ impl App {
             }
             for p in &kp.portrait {
                 painter.circle_filled(at(out, *p, s.mirror_output), 3.5, egui::Color32::GOLD);
+            }
+        }
+        // The face automatic framing follows, drawn where it is in the crop.
+        if let (Some(r), Some((w, h)), true) = (report, self.screen.camera_size, live)
+            && r.mode == FramingMode::Auto
+            && let Some(face) = r.face
+        {
+            let (x, y, side) = crop.square(crate::frame::Size::new(w, h));
+            let to_pane = |px: f64, py: f64| {
+                let u = ((px - x) / side) as f32;
+                let u = if s.mirror_preview { 1.0 - u } else { u };
+                cam.min + egui::vec2(u, ((py - y) / side) as f32) * cam.width()
+            };
+            let a = to_pane(face.x, face.y);
+            let b = to_pane(face.x + face.width, face.y + face.height);
+            let rect = egui::Rect::from_two_pos(a, b).intersect(cam);
+            if rect.is_positive() {
+                painter.rect_stroke(
+                    rect,
+                    2.0,
+                    egui::Stroke::new(2.0, egui::Color32::from_rgb(80, 200, 255)),
+                    egui::StrokeKind::Middle,
+                );
             }
         }
         if !live {

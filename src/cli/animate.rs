@@ -11,6 +11,7 @@ use marionette::animate::{
     animate, animate_motion_file,
 };
 use marionette::engine::select::EngineKind;
+use marionette::engine::smoothing::Smoothing;
 use marionette::model::fomm::RunOptions;
 use marionette::model::motion_transfer::TransferOptions;
 use marionette::model::precision::{Precision, PrecisionChoice};
@@ -65,6 +66,11 @@ pub struct AnimateArgs {
     fps: Option<f64>,
     #[command(flatten)]
     keyframes: KeyframeArgs,
+    /// Smooth the driving motion (One Euro filter on the keypoints): off (the default: the
+    /// original's results), on, or a strength from 0 (off) to 1. Removes the jitter of noisy
+    /// driving videos.
+    #[arg(long, default_value = "off", value_name = "off|on|0..1")]
+    smoothing: Smoothing,
 }
 
 /// The offline form of the live loop's keyframes.
@@ -138,6 +144,12 @@ pub fn run(args: AnimateArgs) -> Result<()> {
     };
     let mut model = args.model.clone();
     if let Some(motion) = &args.motion {
+        if args.smoothing.is_on() {
+            bail!(
+                "--smoothing smooths the motion measured in a driving video; a motion file is \
+                 replayed as it was recorded (drop --smoothing, or animate the driving video)"
+            );
+        }
         if args.keyframes.keyframe_every > 1 {
             bail!(
                 "--keyframe-every makes in-between frames from the driving video's pixels; a \
@@ -208,6 +220,7 @@ pub fn run(args: AnimateArgs) -> Result<()> {
                 crop_square: args.crop_square,
                 folder_fps: args.fps.unwrap_or(25.0),
                 keyframes: args.keyframes.keyframes(),
+                smoothing: args.smoothing,
                 badge: args.badge,
             };
             let summary =

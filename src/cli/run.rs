@@ -9,6 +9,7 @@ use super::ModelArgs;
 use marionette::capture::SourceSpec;
 use marionette::capture::webcam::CameraSelector;
 use marionette::devices::{VcamChoice, find_webcam, list_devices};
+use marionette::engine::smoothing::Smoothing;
 use marionette::frame::{Frame, Size};
 use marionette::model::motion_transfer::TransferOptions;
 use marionette::model::precision::PrecisionChoice;
@@ -18,7 +19,7 @@ use marionette::output::compose::compose;
 use marionette::output::convert::PixelFormat;
 use marionette::output::v4l2::V4l2Sink;
 use marionette::output::{FrameSink, NullSink, Recorder};
-use marionette::pipeline::framing::Crop;
+use marionette::pipeline::framing::{Crop, FramingMode};
 use marionette::pipeline::{KeyframeMode, Pipeline, PipelineOptions};
 use marionette::provenance::Provenance;
 
@@ -85,6 +86,14 @@ pub struct RunArgs {
     /// camera), on or off (the output rate is then the model's).
     #[arg(long, default_value = "auto", value_name = "auto|on|off")]
     keyframes: KeyframeMode,
+    /// Smooth the driving motion (One Euro filter on the keypoints): on (the default), off, or a
+    /// strength from 0 (off) to 1. Removes the shake sensor noise causes when you sit still.
+    #[arg(long, default_value = "on", value_name = "on|off|0..1")]
+    smoothing: Smoothing,
+    /// Place the model's square crop around your face and follow slow drifts (auto, the
+    /// default), or keep the centred square (manual).
+    #[arg(long, default_value = "auto", value_name = "auto|manual")]
+    framing: FramingMode,
 }
 
 impl RunArgs {
@@ -219,6 +228,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         fps: FPS,
         reopen: true,
         keyframes: args.keyframes,
+        smoothing: args.smoothing,
+        framing: args.framing,
         badge: args.badge,
         record_motion,
         ..PipelineOptions::default()

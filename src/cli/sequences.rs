@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 
 use super::ModelArgs;
 use marionette::animate::{AnimateRequest, Keyframes, Reference, animate};
+use marionette::engine::smoothing::Smoothing;
 use marionette::media::frames::list_image_files;
 use marionette::model::motion_transfer::TransferOptions;
 use marionette::model::precision::{Precision, PrecisionChoice};
@@ -55,6 +56,10 @@ pub struct EvaluateArgs {
     json: bool,
     #[command(flatten)]
     keyframes: super::animate::KeyframeArgs,
+    /// Smooth the driving motion as the live loop does: off (the default), on, or a strength
+    /// from 0 to 1 (frames 1/25 s apart).
+    #[arg(long, default_value = "off", value_name = "off|on|0..1")]
+    smoothing: Smoothing,
 }
 
 /// Runs `make-sequences`.
@@ -93,7 +98,13 @@ fn sequence_dirs(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Animates frame 0 of `dir` with the whole sequence into `out`.
-fn animate_sequence(model: &ModelArgs, keyframes: Keyframes, dir: &Path, out: &Path) -> Result<()> {
+fn animate_sequence(
+    model: &ModelArgs,
+    keyframes: Keyframes,
+    smoothing: Smoothing,
+    dir: &Path,
+    out: &Path,
+) -> Result<()> {
     let mut model = model.clone();
     if let Ok(Some(spec)) = read_spec(dir) {
         model.classic_size = spec.size as usize;
@@ -108,6 +119,7 @@ fn animate_sequence(model: &ModelArgs, keyframes: Keyframes, dir: &Path, out: &P
         crop_square: false,
         folder_fps: 25.0,
         keyframes,
+        smoothing,
         badge: false,
     };
     let request = model.request(req.transfer, PrecisionChoice::Exact(Precision::F32));
@@ -135,7 +147,13 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
             (None, None) => scratch.join(&name),
         };
         if args.produced.is_none() {
-            animate_sequence(&args.model, args.keyframes.keyframes(), dir, &out)?;
+            animate_sequence(
+                &args.model,
+                args.keyframes.keyframes(),
+                args.smoothing,
+                dir,
+                &out,
+            )?;
         }
         let score = score(dir, &out, args.face)
             .with_context(|| format!("scoring {} against {}", out.display(), dir.display()))?;

@@ -9,9 +9,11 @@ use marionette::app::settings::{Settings, SourceSetting};
 use marionette::app::window::{WindowOptions, event_loop, run as run_window};
 use marionette::capture::webcam::CameraSelector;
 use marionette::devices::VcamChoice;
+use marionette::engine::smoothing::Smoothing;
 use marionette::model::motion_transfer::TransferOptions;
 use marionette::model::precision::PrecisionChoice;
 use marionette::pipeline::KeyframeMode;
+use marionette::pipeline::framing::FramingMode;
 
 /// Options of `window`; each applies to this run only (the saved settings are not changed).
 #[derive(clap::Args, Debug)]
@@ -38,6 +40,14 @@ pub struct WindowArgs {
     /// camera), on or off (default: the saved choice, else auto).
     #[arg(long, value_name = "auto|on|off")]
     keyframes: Option<KeyframeMode>,
+    /// Smoothing of the driving motion: on, off, or a strength from 0 (off) to 1 (default: the
+    /// saved choice, else on).
+    #[arg(long, value_name = "on|off|0..1")]
+    smoothing: Option<Smoothing>,
+    /// The model's crop: auto (around your face, following slow drifts) or manual (zoom and
+    /// pan by hand) (default: the saved choice, else auto).
+    #[arg(long, value_name = "auto|manual")]
+    framing: Option<FramingMode>,
 }
 
 /// Runs the window until it is closed.
@@ -80,6 +90,8 @@ pub fn run(args: WindowArgs) -> Result<()> {
             user_dir: marionette::app::gallery::user_dir(),
             fps: 30.0,
             keyframes: args.keyframes,
+            smoothing: args.smoothing,
+            framing: args.framing,
         },
     )
     .context("the window")

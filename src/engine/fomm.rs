@@ -2,7 +2,11 @@
 
 use candle_core::Tensor;
 
-use super::{Animator, EngineError, EngineId, KeypointView, PortraitCache, motion_mismatch};
+use super::smoothing::{FrameClock, MotionFilter, Smoothing};
+use super::{
+    Animator, EngineError, EngineId, FrameInfo, FrameView, KeypointView, PortraitCache,
+    motion_mismatch,
+};
 use crate::model::fomm::{Fomm, PreparedSource};
 use crate::model::keypoint_detector::Keypoints;
 use crate::model::motion_transfer::{MotionTransfer, TransferOptions};
@@ -15,9 +19,29 @@ pub struct FommAnimator {
     transfer: MotionTransfer,
     /// The last frame's driving and rendered keypoints (tensors: read only when asked for).
     last: Option<(Keypoints, Keypoints)>,
+    /// Smoothing of the driving keypoints and Jacobians, before the motion transfer.
+    filter: MotionFilter,
+    clock: FrameClock,
+    /// Where the reference frame lay in the camera's picture: driving keypoints are moved into
+    /// its coordinates, so a crop change does not move the portrait.
+    reference_view: FrameView,
+    /// The last driving frame's keypoints as measured, in the reference frame's view and before
+    /// smoothing: what a motion file records.
+    measured: Option<Keypoints>,
     /// The checkpoint's file name, for motion files.
     checkpoint: Option<String>,
 }
+
+/// How much FOMM's driving keypoints move from frame to frame on a still face with sensor noise
+/// (Gaussian, sigma 2.5 levels, 1 % exposure flicker), normalised units: 0.0145 measured on the
+/// tiny fixture (`tests/steady.rs` prints it). It sets the smoothing's `beta`
+/// ([`crate::engine::smoothing::BETA_TIMES_JITTER`]).
+pub const KEYPOINT_JITTER: f64 = 0.0145;
+
+/// How far a keypoint's Jacobian moves the picture, normalised units: the filter's speed counts
+/// a Jacobian change times this. A keypoint's region in FOMM spans about a fifth of the frame
+/// (its heatmap's spread), so 0.2.
+const JACOBIAN_REACH: f64 = 0.2;
 
 impl FommAnimator {
     /// The engine around a loaded model, with the given motion transfer.
@@ -27,6 +51,23 @@ impl FommAnimator {
             portraits: PortraitCache::default(),
             transfer: MotionTransfer::new(options),
             last: None,
+            // Off until asked for ([`Animator::set_smoothing`]): offline results stay the
+            // original's.
+            filter: MotionFilter::new(
+                Smoothing::OFF,
+                KEYPOINT_JITTER,
+                vec![
+                    1.0,
+                    1.0,
+                    JACOBIAN_REACH,
+                    JACOBIAN_REACH,
+                    JACOBIAN_REACH,
+                    JACOBIAN_REACH,
+                ],
+            ),
+            clock: FrameClock::default(),
+            reference_view: FrameView::IDENTITY,
+            measured: None,
             checkpoint: None,
         }
     }
@@ -96,13 +137,76 @@ impl FommAnimator {
         Ok(self.model.render(source, &kp, false)?.prediction)
     }
 
-    /// Renders from driving keypoints already detected (relative to the current reference).
+    /// Renders from driving keypoints already detected (relative to the current reference),
+    /// without smoothing them.
     pub fn animate_keypoints(&mut self, kp_driving: &Keypoints) -> Result<Tensor, EngineError> {
         let source = self.portraits.current().ok_or(EngineError::NoSource)?;
         let kp = self.transfer.transfer(&source.keypoints, kp_driving)?;
         let prediction = self.model.render(source, &kp, false)?.prediction;
+        self.measured = Some(kp_driving.clone());
         self.last = Some((kp_driving.clone(), kp));
         Ok(prediction)
+    }
+}
+
+/// Keypoints (batch element 0) as rows of (x, y, J00, J01, J10, J11) (the identity where there
+/// is no Jacobian).
+fn keypoint_rows(kp: &Keypoints) -> Result<Vec<f64>, EngineError> {
+    use candle_core::DType;
+    let pts = kp.value.get(0)?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    let jacs = match &kp.jacobian {
+        Some(j) => Some(
+            j.get(0)?
+                .to_dtype(DType::F64)?
+                .flatten_from(1)?
+                .to_vec2::<f64>()?,
+        ),
+        None => None,
+    };
+    let mut rows = Vec::with_capacity(pts.len() * 6);
+    for (i, p) in pts.iter().enumerate() {
+        rows.push(p.first().copied().unwrap_or(0.0));
+        rows.push(p.get(1).copied().unwrap_or(0.0));
+        match jacs.as_ref().and_then(|j| j.get(i)) {
+            Some(m) => rows.extend((0..4).map(|c| m.get(c).copied().unwrap_or(0.0))),
+            None => rows.extend([1.0, 0.0, 0.0, 1.0]),
+        }
+    }
+    Ok(rows)
+}
+
+/// [`keypoint_rows`] back into keypoints shaped, typed and placed like `like`.
+fn keypoints_from_rows(rows: &[f64], like: &Keypoints) -> Result<Keypoints, EngineError> {
+    let k = rows.len() / 6;
+    let device = like.value.device();
+    let value: Vec<f64> = rows.chunks_exact(6).flat_map(|r| [r[0], r[1]]).collect();
+    let value = Tensor::from_vec(value, (1, k, 2), device)?.to_dtype(like.value.dtype())?;
+    let jacobian = match &like.jacobian {
+        Some(j) => {
+            let m: Vec<f64> = rows
+                .chunks_exact(6)
+                .flat_map(|r| [r[2], r[3], r[4], r[5]])
+                .collect();
+            Some(Tensor::from_vec(m, (1, k, 2, 2), device)?.to_dtype(j.dtype())?)
+        }
+        None => None,
+    };
+    Ok(Keypoints { value, jacobian })
+}
+
+/// Rows of (x, y, J) seen through `view` moved into `reference`'s coordinates: `u' = k u + d`,
+/// `J' = diag(k) J` (the driving frame's coordinates scale, the canonical frame's do not).
+fn into_reference(rows: &mut [f64], view: &FrameView, reference: &FrameView) {
+    let Some((k, d)) = view.into_view(reference) else {
+        return;
+    };
+    for r in rows.chunks_exact_mut(6) {
+        r[0] = k[0] * r[0] + d[0];
+        r[1] = k[1] * r[1] + d[1];
+        r[2] *= k[0];
+        r[3] *= k[0];
+        r[4] *= k[1];
+        r[5] *= k[1];
     }
 }
 
@@ -188,6 +292,7 @@ impl Animator for FommAnimator {
 
     fn recalibrate(&mut self) {
         self.transfer.recalibrate();
+        self.filter.reset();
     }
 
     fn is_calibrated(&self) -> bool {
@@ -195,8 +300,41 @@ impl Animator for FommAnimator {
     }
 
     fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError> {
+        self.animate_with(driving, &FrameInfo::default())
+    }
+
+    /// Detects the driving keypoints, moves them into the reference frame's view (relative
+    /// motion), smooths them, then transfers them: the smoothing acts on the driving motion
+    /// before the relative transfer, as the paper's keypoints and Jacobians.
+    fn animate_with(&mut self, driving: &Tensor, info: &FrameInfo) -> Result<Tensor, EngineError> {
+        let t = self.clock.tick(info.time);
         let kp = self.model.detect(driving)?;
-        self.animate_keypoints(&kp)
+        let calibrating = !self.transfer.is_calibrated();
+        if calibrating {
+            self.reference_view = info.view;
+            self.filter.reset();
+        }
+        let relative = self.transfer.options.relative;
+        let moved = relative && !info.view.same_as(&self.reference_view);
+        if !moved && !self.filter.is_on() {
+            return self.animate_keypoints(&kp);
+        }
+        let mut rows = keypoint_rows(&kp)?;
+        let measured = if moved {
+            into_reference(&mut rows, &info.view, &self.reference_view);
+            keypoints_from_rows(&rows, &kp)?
+        } else {
+            kp
+        };
+        self.filter.filter(t, &mut rows);
+        let smoothed = keypoints_from_rows(&rows, &measured)?;
+        let frame = self.animate_keypoints(&smoothed)?;
+        self.measured = Some(measured);
+        Ok(frame)
+    }
+
+    fn set_smoothing(&mut self, smoothing: Smoothing) {
+        self.filter.set_smoothing(smoothing);
     }
 
     fn animate_idle(&mut self, t: f64) -> Result<Tensor, EngineError> {
@@ -206,6 +344,8 @@ impl Animator for FommAnimator {
     fn calibrate_on(&mut self, driving: &Tensor) -> Result<(), EngineError> {
         let kp = self.model.detect(driving)?;
         self.transfer.set_reference(kp);
+        self.reference_view = FrameView::IDENTITY;
+        self.filter.reset();
         Ok(())
     }
 
@@ -253,8 +393,11 @@ impl Animator for FommAnimator {
         Ok(Some(FrameMotion::Fomm(KeypointSet::from_keypoints(&kp)?)))
     }
 
+    /// The last driving frame's keypoints as measured: moved into the reference frame's view
+    /// (a crop change is geometry, not motion) but before smoothing, so that a recording keeps
+    /// the motion itself and a replay can smooth it or not.
     fn last_motion(&self) -> Option<FrameMotion> {
-        let (driving, _) = self.last.as_ref()?;
+        let driving = self.measured.as_ref()?;
         KeypointSet::from_keypoints(driving)
             .ok()
             .map(FrameMotion::Fomm)
@@ -271,6 +414,8 @@ impl Animator for FommAnimator {
             ReferenceMotion::Fomm(kp) => {
                 let kp = self.recorded_keypoints(kp)?;
                 self.transfer.set_reference(kp);
+                self.reference_view = FrameView::IDENTITY;
+                self.filter.reset();
                 Ok(())
             }
             other => Err(motion_mismatch(other.engine(), self.name())),

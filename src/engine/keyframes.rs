@@ -19,11 +19,18 @@
 //! When a new keyframe arrives, the output does not jump to it: for [`BLEND_FRAMES`] frames both
 //! keyframes are warped to the current driving frame and cross-faded, so appearance changes that the
 //! warp cannot show (mouth, eyes, occlusions) fade in instead of popping.
+//!
+//! The warp's motion is smoothed as the engines' is ([`crate::engine::smoothing`]): each follower's
+//! filter starts at rest on the identity at its keyframe's driving frame, so the in-betweens are as
+//! steady as the keyframes. Frames carry their capture time and place in the camera's picture
+//! ([`FrameInfo`]); the motion is measured in the keyframe's view, so a moving crop does not move
+//! the portrait here either.
 
 use candle_core::Tensor;
 
-use super::EngineError;
 use super::classic::{ClassicEngine, ClassicParams};
+use super::smoothing::Smoothing;
+use super::{EngineError, FrameInfo};
 
 /// Frames over which a new keyframe fades in. At 30 fps, 4 frames (133 ms) hide the switch
 /// without trailing visibly behind the model.
@@ -35,39 +42,52 @@ struct Follower {
 }
 
 impl Follower {
-    /// A follower of `key`, rendered for `driving`.
+    /// A follower of `key`, rendered for `driving` (captured as `info` says).
     fn new(
-        side: usize,
-        adapt_scale: bool,
+        settings: &Settings,
         key: &Tensor,
         driving: &Tensor,
+        info: &FrameInfo,
     ) -> Result<Self, EngineError> {
-        let mut warp = ClassicEngine::new(ClassicParams::default(), (side, side))?;
-        warp.set_adapt_scale(adapt_scale);
+        let mut warp =
+            ClassicEngine::new(ClassicParams::default(), (settings.side, settings.side))?;
+        warp.set_adapt_scale(settings.adapt_scale);
+        warp.set_smoothing(settings.smoothing);
         warp.set_source(key)?;
         // The first frame after calibration is the reference: the keyframe's own driving frame.
         warp.recalibrate();
-        warp.animate(driving)?;
+        warp.animate_with(driving, info)?;
         Ok(Self { warp })
     }
+}
+
+/// What every new follower is made with.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    side: usize,
+    adapt_scale: bool,
+    smoothing: Smoothing,
 }
 
 /// The in-between renderer: the latest keyframe warped to each driving frame, with a cross-fade
 /// from the previous one after a switch.
 pub struct InBetween {
-    side: usize,
-    adapt_scale: bool,
+    settings: Settings,
     current: Option<Follower>,
     /// The previous keyframe's follower and how many blended frames are left.
     fading: Option<(Follower, usize)>,
 }
 
 impl InBetween {
-    /// For square frames of `side` pixels; `adapt_scale` as the motion transfer's option.
+    /// For square frames of `side` pixels; `adapt_scale` as the motion transfer's option. The
+    /// motion is not smoothed until [`InBetween::set_smoothing`].
     pub fn new(side: usize, adapt_scale: bool) -> Self {
         Self {
-            side,
-            adapt_scale,
+            settings: Settings {
+                side,
+                adapt_scale,
+                smoothing: Smoothing::OFF,
+            },
             current: None,
             fading: None,
         }
@@ -86,19 +106,32 @@ impl InBetween {
 
     /// Changes adapt scale from the next keyframe on.
     pub fn set_adapt_scale(&mut self, on: bool) {
-        self.adapt_scale = on;
+        self.settings.adapt_scale = on;
     }
 
-    /// A new keyframe `key` (1, 3, side, side), rendered for driving frame `driving`. With
-    /// `blend`, the previous keyframe fades out over the next [`BLEND_FRAMES`] frames; without,
-    /// the switch is immediate.
+    /// Changes the smoothing of the motion, at once for the followers running.
+    pub fn set_smoothing(&mut self, smoothing: Smoothing) {
+        self.settings.smoothing = smoothing;
+        for f in self
+            .current
+            .iter_mut()
+            .chain(self.fading.iter_mut().map(|(f, _)| f))
+        {
+            f.warp.set_smoothing(smoothing);
+        }
+    }
+
+    /// A new keyframe `key` (1, 3, side, side), rendered for driving frame `driving` (captured
+    /// as `info` says). With `blend`, the previous keyframe fades out over the next
+    /// [`BLEND_FRAMES`] frames; without, the switch is immediate.
     pub fn set_keyframe(
         &mut self,
         key: &Tensor,
         driving: &Tensor,
+        info: &FrameInfo,
         blend: bool,
     ) -> Result<(), EngineError> {
-        let next = Follower::new(self.side, self.adapt_scale, key, driving)?;
+        let next = Follower::new(&self.settings, key, driving, info)?;
         let previous = self.current.replace(next);
         self.fading = match previous {
             Some(p) if blend && BLEND_FRAMES > 0 => Some((p, BLEND_FRAMES)),
@@ -107,15 +140,16 @@ impl InBetween {
         Ok(())
     }
 
-    /// The output for driving frame `driving`: the keyframe warped by the motion since its
-    /// driving frame, cross-faded with the previous keyframe right after a switch.
-    pub fn render(&mut self, driving: &Tensor) -> Result<Tensor, EngineError> {
+    /// The output for driving frame `driving` (captured as `info` says): the keyframe warped by
+    /// the motion since its driving frame, cross-faded with the previous keyframe right after a
+    /// switch.
+    pub fn render(&mut self, driving: &Tensor, info: &FrameInfo) -> Result<Tensor, EngineError> {
         let current = self.current.as_mut().ok_or(EngineError::NoSource)?;
-        let now = current.warp.animate(driving)?;
+        let now = current.warp.animate_with(driving, info)?;
         let Some((old, left)) = self.fading.as_mut() else {
             return Ok(now);
         };
-        let before = old.warp.animate(driving)?;
+        let before = old.warp.animate_with(driving, info)?;
         // The new keyframe's weight grows 1/(B+1), 2/(B+1), ... over the blended frames.
         let alpha = (BLEND_FRAMES + 1 - *left) as f64 / (BLEND_FRAMES + 1) as f64;
         *left -= 1;

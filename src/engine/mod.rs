@@ -7,12 +7,19 @@
 //!   Jacobians.
 //! * [`keyframes`]: a slow engine's frames as keyframes, the motion in between from the tracker.
 //! * [`select`]: which engine runs (`--engine fomm|classic|auto`), built from a request.
+//! * [`smoothing`]: the One Euro filter that smooths the driving motion of every engine.
 //! * [`PortraitCache`]: what an engine computes about a portrait, kept by id.
+//!
+//! A driving frame can come with [`FrameInfo`]: when it was captured (the smoothing's clock) and
+//! where it lies in the camera's picture ([`FrameView`]: the crop the model sees moves with the
+//! face), so that engines measure motion in the camera's coordinates and a crop change does not
+//! move the portrait.
 
 pub mod classic;
 pub mod fomm;
 pub mod keyframes;
 pub mod select;
+pub mod smoothing;
 
 use std::collections::HashMap;
 
@@ -84,6 +91,78 @@ pub enum EngineId {
     Other,
 }
 
+/// Where a driving frame lies in the camera's picture: its normalised coordinates `u` ([-1, 1]
+/// across the frame, -1/+1 the centres of the first/last pixel, x along the width) map to camera
+/// coordinates `c = scale * u + offset`, per axis (a negative x scale is a mirrored crop). Any
+/// fixed camera unit works: only views of the same camera are compared.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameView {
+    /// Camera units per normalised unit, (x, y).
+    pub scale: [f64; 2],
+    /// The frame's centre in camera units, (x, y).
+    pub offset: [f64; 2],
+}
+
+impl FrameView {
+    /// A frame that is the camera's picture (offline, or a fixed crop).
+    pub const IDENTITY: FrameView = FrameView {
+        scale: [1.0, 1.0],
+        offset: [0.0, 0.0],
+    };
+
+    /// The map from this view's normalised coordinates into `reference`'s: `u_ref = k u + d`,
+    /// returned as `(k, d)` per axis. `None` when either view is degenerate.
+    pub fn into_view(&self, reference: &FrameView) -> Option<([f64; 2], [f64; 2])> {
+        let mut k = [0.0; 2];
+        let mut d = [0.0; 2];
+        for i in 0..2 {
+            let r = reference.scale[i];
+            if r == 0.0 || !r.is_finite() || !self.scale[i].is_finite() || self.scale[i] == 0.0 {
+                return None;
+            }
+            k[i] = self.scale[i] / r;
+            d[i] = (self.offset[i] - reference.offset[i]) / r;
+        }
+        (k.iter().chain(&d).all(|v| v.is_finite())).then_some((k, d))
+    }
+
+    /// Whether this is the identity map into `reference` (to within rounding).
+    pub fn same_as(&self, reference: &FrameView) -> bool {
+        self.into_view(reference).is_none_or(|(k, d)| {
+            (k[0] - 1.0).abs() < 1e-9
+                && (k[1] - 1.0).abs() < 1e-9
+                && d[0].abs() < 1e-9
+                && d[1].abs() < 1e-9
+        })
+    }
+}
+
+impl Default for FrameView {
+    fn default() -> Self {
+        Self::IDENTITY
+    }
+}
+
+/// What an engine is told about a driving frame besides its pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FrameInfo {
+    /// When it was captured, seconds from any fixed origin (live: the camera's capture time;
+    /// offline: frame index / frame rate). `None`: one frame period after the last.
+    pub time: Option<f64>,
+    /// Where it lies in the camera's picture.
+    pub view: FrameView,
+}
+
+impl FrameInfo {
+    /// A frame at `time` seconds, the camera's whole picture.
+    pub fn at(time: f64) -> Self {
+        Self {
+            time: Some(time),
+            view: FrameView::IDENTITY,
+        }
+    }
+}
+
 /// Keypoints of the last animated frame in FOMM's normalised coordinates ((x, y) in [-1, 1],
 /// -1/+1 the centres of the first/last pixel): where they are in the driving frame, and where they
 /// were moved to on the portrait. For the keypoint overlay.
@@ -114,6 +193,16 @@ pub trait Animator {
     fn is_calibrated(&self) -> bool;
     /// The portrait moved as `driving` moved relative to the reference frame.
     fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError>;
+    /// As [`Animator::animate`], with the frame's capture time and place in the camera's picture
+    /// (engines that neither smooth nor compensate crop changes ignore them).
+    fn animate_with(&mut self, driving: &Tensor, info: &FrameInfo) -> Result<Tensor, EngineError> {
+        let _ = info;
+        self.animate(driving)
+    }
+    /// Smoothing of the driving motion from the next frame on ([`smoothing`]).
+    fn set_smoothing(&mut self, smoothing: smoothing::Smoothing) {
+        let _ = smoothing;
+    }
     /// The portrait in the idle-motion pose at `t` seconds (no driving frame).
     fn animate_idle(&mut self, t: f64) -> Result<Tensor, EngineError>;
     /// Makes `driving` the reference frame without rendering it.

@@ -1,6 +1,7 @@
 //! Puts the square avatar on a frame of the virtual camera's size: scaled to the frame's height,
-//! centred, never stretched; the margins are filled with the avatar's own edge colours, darkened,
-//! so the background follows the portrait instead of showing black bars.
+//! centred, never stretched; the margins (left and right, or above and below for an avatar wider
+//! than the frame) are filled with the avatar's own edge colours, darkened, so the background
+//! follows the portrait instead of showing black bars.
 
 use rayon::prelude::*;
 
@@ -182,11 +183,10 @@ impl Layout {
             border,
             ..
         } = *self;
-        if y < top || y >= top + h {
-            line.fill(16);
-            return;
-        }
-        let yy = y - top;
+        // Rows above or below the avatar (an avatar wider than the output) repeat its nearest row,
+        // darkened like the side margins: no margin is ever left unfilled.
+        let outside = y < top || y >= top + h;
+        let yy = y.saturating_sub(top).min(h.saturating_sub(1));
         let s = ((yy as f64 + 0.5) * ah as f64 / h as f64 - 0.5).clamp(0.0, (ah - 1) as f64);
         let y0 = s.floor() as usize;
         let y1 = (y0 + 1).min(ah - 1);
@@ -210,6 +210,12 @@ impl Layout {
             for c in 0..3 {
                 line[x * 3 + c] = ((r_edge[c] as u32 * MARGIN_SHADE) >> 8) as u8;
             }
+        }
+        if outside {
+            for v in line[left * 3..(left + w) * 3].iter_mut() {
+                *v = ((*v as u32 * MARGIN_SHADE) >> 8) as u8;
+            }
+            return;
         }
         if self.marked {
             let amber = [255u8, 176, 0];
@@ -276,6 +282,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn no_margin_is_left_unfilled() {
+        // A wide avatar in a tall frame: the rows above and below repeat its edge rows, darkened.
+        let avatar = Frame::new(
+            0,
+            Instant::now(),
+            Size::new(8, 4),
+            [90u8, 180, 30].repeat(32),
+        )
+        .unwrap();
+        let out = compose(&avatar, Size::new(8, 16), false);
+        let shade = |v: u32| (v * 150 / 256) as u8;
+        assert_eq!(out.pixel(3, 0), [shade(90), shade(180), shade(30)]);
+        assert_eq!(out.pixel(3, 15), [shade(90), shade(180), shade(30)]);
+        assert_eq!(out.pixel(3, 8), [90, 180, 30]);
     }
 
     #[test]

@@ -10,6 +10,13 @@
 //!
 //! `auto` turns keyframes on while the model is slower than the camera. Without a driving source
 //! the loop asks the model for idle-motion poses ([`InferenceLoop::on_idle`]).
+//!
+//! With automatic framing the newest frames also go to the face thread ([`super::faces`]), and the
+//! crop follows the face it finds ([`AutoFraming`]); the reference frame waits (up to
+//! [`FACE_WAIT`]) for the first face, so the reference pose is taken on a framed face. Every frame
+//! is handed on with its capture time and the crop's place in the camera frame ([`FrameInfo`]):
+//! the engines smooth the motion on that clock and measure it in the reference frame's view, so a
+//! moving crop does not move the portrait.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,14 +25,17 @@ use std::time::{Duration, Instant};
 use candle_core::Tensor;
 use crossbeam_channel::{Receiver, Sender};
 
-use super::framing::{Crop, crop_resize};
+use super::faces::Sighting;
+use super::framing::{AutoFraming, Crop, FramingMode, ViewStabiliser, crop_resize};
 use super::model::{Job, JobKind, ModelCommand, Rendered};
 use super::portraits::Portraits;
 use super::queue::SinkSender;
-use super::{Control, KeyframeMode, PipelineError, PipelineOptions, Shared};
+use super::{
+    Control, FramingReport, KeyframeMode, PipelineError, PipelineOptions, Shared, seconds,
+};
 use crate::channel::{LatestReceiver, LatestSender, RecvError};
-use crate::engine::EngineError;
 use crate::engine::keyframes::InBetween;
+use crate::engine::{EngineError, FrameInfo};
 use crate::frame::{Frame, Size};
 use crate::media::resize::{rgb8_to_tensor, tensor_to_rgb8};
 
@@ -37,6 +47,32 @@ pub(super) struct ModelLink {
     pub(super) jobs: LatestSender<Job>,
     pub(super) results: LatestReceiver<Rendered>,
     pub(super) commands: Sender<ModelCommand>,
+}
+
+/// The inference loop's ends of the face thread's channels.
+pub(super) struct FaceLink {
+    pub(super) frames: LatestSender<Frame>,
+    pub(super) sightings: LatestReceiver<Sighting>,
+}
+
+/// With automatic framing, the reference frame waits at most this long for the first face; after
+/// that the crop stays centred until one is found.
+pub const FACE_WAIT: Duration = Duration::from_millis(1500);
+
+/// The crop and how it is placed.
+struct Framing {
+    mode: FramingMode,
+    /// The crop the user set (manual framing; its mirror flag counts in both modes).
+    user: Crop,
+    auto: AutoFraming,
+    /// The camera frame size the face was found in (a new size forgets it).
+    camera: Option<Size>,
+    /// The last face found, camera pixels.
+    face: Option<crate::face::FaceBox>,
+    /// When the current calibration started waiting for a face.
+    waiting_since: Option<Instant>,
+    /// The views handed to the engines (crop moves taken out of the motion).
+    stabiliser: ViewStabiliser,
 }
 
 /// `auto` turns keyframes on when the model's median step is above this fraction of the frame
@@ -61,6 +97,8 @@ struct Transfer {
 /// The inference thread's state.
 pub(super) struct InferenceLoop {
     model: ModelLink,
+    faces: FaceLink,
+    framing: Framing,
     inbetween: InBetween,
     portraits: Portraits,
     /// The engine's square frame side.
@@ -94,6 +132,7 @@ impl InferenceLoop {
     pub(super) fn new(
         side: u32,
         model: ModelLink,
+        faces: FaceLink,
         options: PipelineOptions,
         outputs: Outputs,
         shared: Shared,
@@ -120,12 +159,32 @@ impl InferenceLoop {
             relative: transfer.relative,
             adapt_scale: transfer.adapt_scale,
         });
+        let _ = model
+            .commands
+            .send(ModelCommand::Smoothing(options.smoothing));
+        let mut inbetween = InBetween::new(side as usize, transfer.adapt_scale);
+        inbetween.set_smoothing(options.smoothing);
+        let crop = options.crop.clamped();
+        if let Ok(mut f) = shared.framing.lock() {
+            f.crop = crop;
+            f.mode = options.framing;
+        }
         Ok(Self {
             model,
-            inbetween: InBetween::new(side as usize, transfer.adapt_scale),
+            faces,
+            framing: Framing {
+                mode: options.framing,
+                user: crop,
+                auto: AutoFraming::default(),
+                camera: None,
+                face: None,
+                waiting_since: None,
+                stabiliser: ViewStabiliser::default(),
+            },
+            inbetween,
             portraits,
             side,
-            crop: options.crop,
+            crop,
             passthrough: options.passthrough,
             mirror_output: options.mirror_output,
             badge: options.badge,
@@ -203,7 +262,18 @@ impl InferenceLoop {
                 Err(e) => self.notice(format!("portrait {id}: {e}")),
             },
             Control::Passthrough(p) => self.passthrough = p,
-            Control::SetCrop(c) => self.crop = c.clamped(),
+            Control::SetCrop(c) => {
+                let c = c.clamped();
+                if c.mirror != self.framing.user.mirror {
+                    // A flipped picture is not a motion: start from a new reference frame.
+                    self.recalibrate();
+                }
+                self.framing.user = c;
+                match self.framing.mode {
+                    FramingMode::Manual => self.crop = c,
+                    FramingMode::Auto => self.crop.mirror = c.mirror,
+                }
+            }
             Control::MirrorOutput(m) => self.mirror_output = m,
             Control::Badge(b) => self.badge = b,
             Control::ReportKeypoints(on) => {
@@ -231,6 +301,19 @@ impl InferenceLoop {
                 self.mode = mode;
                 self.update_mode();
             }
+            Control::Smoothing(smoothing) => {
+                self.inbetween.set_smoothing(smoothing);
+                let _ = self.model.commands.send(ModelCommand::Smoothing(smoothing));
+            }
+            Control::Framing(mode) if mode != self.framing.mode => {
+                self.framing.mode = mode;
+                if mode == FramingMode::Manual {
+                    self.crop = self.framing.user;
+                }
+                // The crop jumps: start from a new reference frame in the new crop.
+                self.recalibrate();
+            }
+            Control::Framing(_) => {}
         }
     }
 
@@ -238,15 +321,75 @@ impl InferenceLoop {
         self.calibrate_next = true;
         self.got_frame = false;
         self.inbetween.reset();
+        self.framing.waiting_since = None;
+    }
+
+    /// Automatic framing for `frame`: hands it to the face thread, takes in what that found, and
+    /// moves the crop. Returns false while the reference frame is waiting for the first face.
+    fn frame_the_face(&mut self, frame: &Frame) -> bool {
+        let f = &mut self.framing;
+        if f.camera != Some(frame.size) {
+            f.camera = Some(frame.size);
+            f.auto.reset();
+            f.face = None;
+        }
+        if f.mode != FramingMode::Auto {
+            return true;
+        }
+        let _ = self.faces.frames.send(frame.clone());
+        while let Ok(s) = self.faces.sightings.try_recv() {
+            if s.size == frame.size
+                && let Some(face) = s.face
+            {
+                f.auto.observe(&face, seconds(s.captured_at));
+                f.face = Some(face);
+            }
+        }
+        if self.calibrate_next {
+            let since = *f.waiting_since.get_or_insert_with(Instant::now);
+            if !f.auto.has_face() && since.elapsed() < FACE_WAIT {
+                return false;
+            }
+            // The reference frame is taken on the face, framed exactly.
+            f.auto.snap();
+        }
+        if let Some(c) = f
+            .auto
+            .step(seconds(frame.captured_at), frame.size, f.user.mirror)
+        {
+            self.crop = c;
+        }
+        true
     }
 
     /// A driving frame: crop it to the model's square, hand it to the model, and make an output
     /// (the crop itself in passthrough, an in-between with keyframes on; with keyframes off the
     /// output comes when the model has rendered it).
     pub(super) fn on_frame(&mut self, frame: Frame, dropped: u64) -> Result<(), PipelineError> {
-        self.got_frame = true;
         let t = Instant::now();
+        let ready = self.frame_the_face(&frame);
+        if let Ok(mut r) = self.shared.framing.lock() {
+            *r = FramingReport {
+                camera: Some(frame.size),
+                crop: self.crop,
+                face: self.framing.face,
+                mode: self.framing.mode,
+            };
+        }
+        if !ready {
+            return Ok(());
+        }
+        self.got_frame = true;
         let square = crop_resize(&frame, &self.crop, self.side);
+        let time = seconds(frame.captured_at);
+        let info = FrameInfo {
+            time: Some(time),
+            view: self.framing.stabiliser.view(
+                self.crop.view(frame.size, self.side),
+                time,
+                self.calibrate_next,
+            ),
+        };
         self.shared.stats(|s| s.record_framing(t.elapsed()));
         if self.passthrough {
             let out = Frame {
@@ -267,6 +410,7 @@ impl InferenceLoop {
             seq: frame.seq,
             captured_at: frame.captured_at,
             input: input.clone(),
+            info,
             kind: JobKind::Frame { calibrate },
             keypoints: self.report_keypoints,
         };
@@ -286,12 +430,13 @@ impl InferenceLoop {
             // In relative motion the reference frame renders the portrait as it is: the
             // in-betweens can start from it before the model has rendered anything.
             if let Some(p) = self.portraits.current() {
-                self.inbetween.set_keyframe(&p.tensor, &input, false)?;
+                self.inbetween
+                    .set_keyframe(&p.tensor, &input, &info, false)?;
             }
         }
         if self.keyframes_on && self.inbetween.has_keyframe() {
             let t = Instant::now();
-            let out = self.inbetween.render(&input)?;
+            let out = self.inbetween.render(&input, &info)?;
             let (size, rgb) = to_rgb(&out)?;
             self.shared.stats(|s| s.record_inference(t.elapsed()));
             self.publish(
@@ -330,7 +475,8 @@ impl InferenceLoop {
                 // Not shown as it is: it shows the pose of a frame captured a model step ago. The
                 // next camera frame's in-between warps it to the present.
                 let blend = self.inbetween.has_keyframe();
-                self.inbetween.set_keyframe(&r.output, driving, blend)?;
+                self.inbetween
+                    .set_keyframe(&r.output, driving, &r.info, blend)?;
             }
             _ => {
                 let (size, rgb) = to_rgb(&r.output)?;
@@ -398,6 +544,7 @@ impl InferenceLoop {
             seq: self.idle.n,
             captured_at: now,
             input,
+            info: FrameInfo::default(),
             kind: JobKind::Idle {
                 t: self.idle.n as f64 / self.fps,
             },

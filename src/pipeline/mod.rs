@@ -21,6 +21,7 @@
 //! pipeline stops and joins it.
 
 mod capture;
+mod faces;
 pub mod framing;
 mod inference;
 mod model;
@@ -38,10 +39,12 @@ use crossbeam_channel::{Sender, bounded};
 use crate::capture::CaptureError;
 pub use crate::capture::SourceFactory;
 use crate::channel::{LatestSender, latest};
+use crate::engine::smoothing::Smoothing;
 use crate::engine::{Animator, EngineError, KeypointView};
-use crate::frame::Frame;
+use crate::face::FaceBox;
+use crate::frame::{Frame, Size};
 use crate::output::{FrameSink, SinkError};
-use framing::Crop;
+use framing::{Crop, FramingMode};
 pub use model::MotionFile;
 use stats::Stats;
 
@@ -77,8 +80,36 @@ pub enum Control {
     /// Model keyframes with motion in between: on, off, or on while the model is slower than
     /// the camera.
     Keyframes(KeyframeMode),
+    /// Smoothing of the driving motion (keypoints and the in-betweens' motion).
+    Smoothing(Smoothing),
+    /// Automatic framing around the face, or the crop set with [`Control::SetCrop`].
+    Framing(FramingMode),
     /// The "AI ANIMATED" badge in a corner of the animated frames (not of passthrough).
     Badge(bool),
+}
+
+/// Where the model's crop is and where the face is, for the window.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FramingReport {
+    /// The camera frame's size (`None` before the first frame).
+    pub camera: Option<Size>,
+    /// The crop the model sees now.
+    pub crop: Crop,
+    /// The face last found (automatic framing), in camera pixels.
+    pub face: Option<FaceBox>,
+    /// How the crop is placed.
+    pub mode: FramingMode,
+}
+
+/// Seconds from a fixed origin (the first call in this process) to `t`: capture times as the
+/// engines' frame clock.
+pub(crate) fn seconds(t: std::time::Instant) -> f64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    match t.checked_duration_since(epoch) {
+        Some(d) => d.as_secs_f64(),
+        None => -epoch.duration_since(t).as_secs_f64(),
+    }
 }
 
 /// Whether outputs are the model's frames or in-betweens made from them
@@ -181,6 +212,10 @@ pub struct PipelineOptions {
     pub keyframes: KeyframeMode,
     /// Motion transfer at start (changed later with [`Control::Transfer`]).
     pub transfer: crate::model::motion_transfer::TransferOptions,
+    /// Smoothing of the driving motion at start (default: on at the default strength).
+    pub smoothing: Smoothing,
+    /// How the crop is placed at start (default: manual, `crop` as given).
+    pub framing: FramingMode,
     /// The "AI ANIMATED" badge on the animated frames (changed later with [`Control::Badge`]).
     pub badge: bool,
     /// Records the motion of every frame the model renders (`run --record-motion`); the file is
@@ -200,6 +235,8 @@ impl Default for PipelineOptions {
             preview: None,
             keyframes: KeyframeMode::Auto,
             transfer: Default::default(),
+            smoothing: Smoothing::default(),
+            framing: FramingMode::Manual,
             badge: false,
             record_motion: None,
         }
@@ -217,6 +254,7 @@ pub(crate) struct Shared {
     live: Arc<AtomicBool>,
     /// Why the current or last picked source is not delivering frames.
     source_error: Arc<Mutex<Option<String>>>,
+    framing: Arc<Mutex<FramingReport>>,
 }
 
 impl Shared {
@@ -306,6 +344,12 @@ impl Pipeline {
         let capture_shared = shared.clone();
         pipeline.spawn("capture".into(), move || capture.run(&capture_shared))?;
         let side = engine.frame_size().0 as u32;
+        let (face_frames_tx, face_frames_rx) = latest::<Frame>();
+        let (sightings_tx, sightings_rx) = latest();
+        let face_shared = shared.clone();
+        pipeline.spawn("faces".into(), move || {
+            faces::face_thread(face_frames_rx, sightings_tx, &face_shared)
+        })?;
         let (job_tx, job_rx) = latest();
         let (result_tx, result_rx) = latest();
         let (command_tx, command_rx) = bounded(64);
@@ -319,9 +363,13 @@ impl Pipeline {
             results: result_rx,
             commands: command_tx,
         };
+        let faces = inference::FaceLink {
+            frames: face_frames_tx,
+            sightings: sightings_rx,
+        };
         let inference_shared = shared.clone();
         pipeline.spawn("inference".into(), move || {
-            inference::InferenceLoop::new(side, link, options, outputs, inference_shared)?
+            inference::InferenceLoop::new(side, link, faces, options, outputs, inference_shared)?
                 .run(frame_rx, control_rx)
         })?;
         Ok(pipeline)
@@ -373,6 +421,11 @@ impl Pipeline {
     /// [`Control::ReportKeypoints`].
     pub fn keypoints(&self) -> Option<KeypointView> {
         self.shared.keypoints.lock().ok().and_then(|k| k.clone())
+    }
+
+    /// Where the model's crop and the face are now.
+    pub fn framing(&self) -> Option<FramingReport> {
+        self.shared.framing.lock().ok().map(|f| *f)
     }
 
     /// The live statistics so far.

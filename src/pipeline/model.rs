@@ -10,7 +10,8 @@ use crossbeam_channel::Receiver;
 
 use super::{PipelineError, Shared};
 use crate::channel::{LatestReceiver, LatestSender, RecvError};
-use crate::engine::{Animator, EngineError, KeypointView};
+use crate::engine::smoothing::Smoothing;
+use crate::engine::{Animator, EngineError, FrameInfo, KeypointView};
 use crate::motion::file::{MotionFileError, MotionWriter};
 
 /// Where `run --record-motion` writes: a motion file ([`crate::motion::file`]).
@@ -63,6 +64,8 @@ pub(super) struct Job {
     pub(super) captured_at: Instant,
     /// The driving frame as the engine takes it.
     pub(super) input: Tensor,
+    /// Its capture time and place in the camera frame.
+    pub(super) info: FrameInfo,
     pub(super) kind: JobKind,
     /// Read the engine's keypoints back after rendering.
     pub(super) keypoints: bool,
@@ -74,6 +77,8 @@ pub(super) struct Rendered {
     pub(super) captured_at: Instant,
     /// The driving frame it was rendered for (`None` for idle poses).
     pub(super) driving: Option<Tensor>,
+    /// That frame's capture time and place in the camera frame.
+    pub(super) info: FrameInfo,
     pub(super) output: Tensor,
     /// How long the engine took.
     pub(super) took: Duration,
@@ -88,6 +93,8 @@ pub(super) enum ModelCommand {
     SetPortrait { id: u64, tensor: Tensor },
     /// Relative or absolute motion, adapt scale.
     Transfer { relative: bool, adapt_scale: bool },
+    /// Smoothing of the driving motion.
+    Smoothing(Smoothing),
     /// A job that must not be skipped (the reference frame).
     Render(Job),
 }
@@ -207,6 +214,7 @@ fn apply(
                 shared.stats(|s| s.notice = Some(e.to_string()));
             }
         }
+        ModelCommand::Smoothing(smoothing) => engine.set_smoothing(smoothing),
     }
     Ok(None)
 }
@@ -219,7 +227,7 @@ fn render(engine: &mut dyn Animator, job: Job) -> Result<Rendered, EngineError> 
                 engine.recalibrate();
             }
             let was = engine.is_calibrated();
-            let output = engine.animate(&job.input)?;
+            let output = engine.animate_with(&job.input, &job.info)?;
             (output, Some(job.input), !was && engine.is_calibrated())
         }
         JobKind::Idle { t } => (engine.animate_idle(t)?, None, false),
@@ -233,6 +241,7 @@ fn render(engine: &mut dyn Animator, job: Job) -> Result<Rendered, EngineError> 
         seq: job.seq,
         captured_at: job.captured_at,
         driving,
+        info: job.info,
         output,
         took,
         calibrated,

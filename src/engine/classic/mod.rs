@@ -16,7 +16,13 @@
 //!    flow agrees with the points and follows motion that curves between anchors (FOMM's
 //!    `z -> kp_s + J^-1 (z - kp_new)` where that fit fails); moved onto the portrait by the same transfer,
 //!    the maps are blended into a smooth backward flow that falls back to the identity away from the
-//!    anchors ([`flow`]), and the portrait is warped with `grid_sample`.
+//!    anchors ([`flow`]), and the portrait is warped with `grid_sample`, sampling the picture's edge
+//!    where the motion reaches outside it (no black borders);
+//! 6. the anchors' motion (keypoints, Jacobians, backward maps) is measured in the reference
+//!    frame's view of the camera ([`crate::engine::FrameView`]), so that moving the crop does not
+//!    move the portrait, and smoothed over time before the transfer when asked
+//!    ([`crate::engine::smoothing`], the One Euro filter). Motion files keep it as measured
+//!    (before smoothing).
 
 pub mod affine;
 pub mod features;
@@ -29,7 +35,11 @@ pub mod tracker;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use super::{Animator, EngineError, EngineId, KeypointView, PortraitCache, motion_mismatch};
+use super::smoothing::{FrameClock, MotionFilter, Smoothing};
+use super::{
+    Animator, EngineError, EngineId, FrameInfo, FrameView, KeypointView, PortraitCache,
+    motion_mismatch,
+};
 use crate::model::grid_sample::grid_sample;
 use crate::motion::{
     AnchorMotion, BackwardMap, ClassicFrame, ClassicReference, FrameMotion, MotionEngine,
@@ -255,11 +265,32 @@ pub struct ClassicEngine {
     calibrate_next: bool,
     framing: Framing,
     motion: Option<Motion>,
-    /// The last driving frame's motion (what a motion file records).
+    /// The last driving frame's motion (what a motion file records): in the reference frame's
+    /// view, before smoothing.
     last_frame: Option<ClassicFrame>,
+    /// Smoothing of the anchors' motion (keypoints, Jacobians, backward maps), made anew at each
+    /// calibration (its speed weights depend on the anchor spacing).
+    smoothing: Smoothing,
+    filter: MotionFilter,
+    clock: FrameClock,
+    /// Where the reference frame lay in the camera's picture: the motion is moved into its
+    /// coordinates, so a crop change does not move the portrait.
+    reference_view: FrameView,
     /// The portrait in use, and those selected by id before ([`ClassicEngine::select_portrait`]).
     portraits: PortraitCache<Source>,
 }
+
+/// How much the anchors move from frame to frame on a still face with sensor noise (Gaussian, sigma
+/// 2.5 levels, 1 % exposure flicker), normalised units: 0.000135 (0.017 px at 256 px) measured on
+/// the bundled Eileen Collins portrait (`tests/steady.rs` prints it). Each anchor's map is fitted to
+/// many tracked points, so it is a hundred times steadier than FOMM's keypoints
+/// ([`crate::engine::fomm::KEYPOINT_JITTER`]). It sets the smoothing's `beta`
+/// ([`crate::engine::smoothing::BETA_TIMES_JITTER`]).
+pub const ANCHOR_JITTER: f64 = 0.000135;
+
+/// Values per anchor in the smoothing filter: keypoint (2), Jacobian (4), the backward map's value
+/// at the keypoint (2), its linear part (4) and second-order terms (6).
+const ANCHOR_VALUES: usize = 18;
 
 impl ClassicEngine {
     /// An engine for frames of `frame_size` = (height, width); both sides at least 16 pixels.
@@ -301,7 +332,18 @@ impl ClassicEngine {
             motion: None,
             last_frame: None,
             portraits: PortraitCache::default(),
+            smoothing: Smoothing::OFF,
+            filter: MotionFilter::new(Smoothing::OFF, ANCHOR_JITTER, vec![]),
+            clock: FrameClock::default(),
+            reference_view: FrameView::IDENTITY,
         })
+    }
+
+    /// Smoothing of the driving motion (One Euro filter, [`crate::engine::smoothing`]) from the
+    /// next frame on. Off by default.
+    pub fn set_smoothing(&mut self, smoothing: Smoothing) {
+        self.smoothing = smoothing;
+        self.filter.set_smoothing(smoothing);
     }
 
     /// Turns FOMM's adapt scale on or off, from the next frame on.
@@ -454,6 +496,7 @@ impl ClassicEngine {
         self.calibrate_next = true;
         self.motion = None;
         self.last_frame = None;
+        self.filter.reset();
     }
 
     /// Whether a reference frame is set. A frame without enough texture to track (a blank frame) does
@@ -469,16 +512,33 @@ impl ClassicEngine {
 
     /// The portrait moved as `driving` (1, 3, H, W) moved relative to the reference frame. The first frame
     /// after creation or [`ClassicEngine::recalibrate`] becomes the reference and returns the portrait as is.
+    /// Frames are taken as 1/30 s apart and as the camera's whole picture
+    /// ([`ClassicEngine::animate_with`]).
     pub fn animate(&mut self, driving: &Tensor) -> Result<Tensor, ClassicError> {
+        self.animate_with(driving, &FrameInfo::default())
+    }
+
+    /// As [`ClassicEngine::animate`] for a frame captured at `info.time` (the smoothing's clock)
+    /// that shows `info.view` of the camera's picture: the motion is measured in the reference
+    /// frame's view, so moving the crop does not move the portrait, then smoothed.
+    pub fn animate_with(
+        &mut self,
+        driving: &Tensor,
+        info: &FrameInfo,
+    ) -> Result<Tensor, ClassicError> {
         if self.portraits.current().is_none() {
             return Err(ClassicError::NoSource);
         }
-        match self.capture(driving)? {
+        let t = self.clock.tick(info.time);
+        match self.capture_view(driving, &info.view)? {
             None => {
                 self.motion = None;
                 self.output(None)
             }
-            Some(frame) => self.render_recorded(&frame),
+            Some(frame) => {
+                let frame = self.smooth(frame, t);
+                self.render_recorded(&frame)
+            }
         }
     }
 
@@ -487,6 +547,16 @@ impl ClassicEngine {
     /// becomes the reference (its motion is none). `None` while no frame had texture enough to
     /// be the reference.
     pub fn capture(&mut self, driving: &Tensor) -> Result<Option<ClassicFrame>, ClassicError> {
+        self.capture_view(driving, &FrameView::IDENTITY)
+    }
+
+    /// As [`ClassicEngine::capture`] for a frame that shows `view` of the camera's picture: the
+    /// motion is moved into the reference frame's view.
+    pub fn capture_view(
+        &mut self,
+        driving: &Tensor,
+        view: &FrameView,
+    ) -> Result<Option<ClassicFrame>, ClassicError> {
         let data = self.frame_data("driving frame", driving)?;
         let gray = GrayImage::from_planar_rgb(&data, self.width, self.height).ok_or_else(|| {
             ClassicError::InvalidParams("driving frame data does not match its shape".into())
@@ -496,6 +566,7 @@ impl ClassicEngine {
         if self.reference.is_none() || self.calibrate_next {
             self.reference = self.calibrate(pyramid);
             self.calibrate_next = false;
+            self.reference_view = *view;
             self.update_framing();
             self.last_frame = self.reference.as_ref().map(|r| ClassicFrame {
                 anchors: None,
@@ -507,10 +578,207 @@ impl ClassicEngine {
             return Ok(None);
         };
         let fits = self.step(&mut reference, &pyramid);
-        let frame = self.frame_motion(&reference, fits.as_ref());
+        let mut frame = self.frame_motion(&reference, fits.as_ref());
         self.reference = Some(reference);
+        self.to_reference_view(&mut frame, view);
         self.last_frame = Some(frame.clone());
         Ok(Some(frame))
+    }
+
+    /// The reference anchors and their spacing (live or recorded reference).
+    fn reference_anchors(&self) -> Option<(Vec<[f64; 2]>, f64)> {
+        match (&self.reference, &self.replay) {
+            (Some(r), _) => Some((r.anchors.clone(), r.spacing)),
+            (None, Some(r)) => Some((r.anchors.clone(), r.spacing)),
+            (None, None) => None,
+        }
+    }
+
+    /// A new smoothing filter for the reference's anchors, at rest on the identity motion at `t`.
+    fn restart_filter(&mut self, anchors: &[[f64; 2]], spacing: f64, t: f64) {
+        // A Jacobian change dJ moves the picture one anchor spacing away by spacing * dJ pixels:
+        // its weight in the filter's speed, in normalised units.
+        let reach = spacing * 2.0 / (self.width.max(self.height) - 1).max(1) as f64;
+        let mut weights = vec![0.0; ANCHOR_VALUES];
+        weights[0] = 1.0;
+        weights[1] = 1.0;
+        weights[2..6].iter_mut().for_each(|w| *w = reach);
+        self.filter = MotionFilter::new(self.smoothing, ANCHOR_JITTER, weights);
+        let mut rows = Vec::with_capacity(anchors.len() * ANCHOR_VALUES);
+        for &a in anchors {
+            rows.extend(self.anchor_rows(a, &Self::identity_anchor(a)));
+        }
+        self.filter.seed(t, &rows);
+    }
+
+    /// The motion of an anchor that did not move.
+    fn identity_anchor(anchor: [f64; 2]) -> AnchorMotion {
+        AnchorMotion {
+            position: anchor,
+            jacobian: [[1.0, 0.0], [0.0, 1.0]],
+            backward: Some(BackwardMap {
+                a: [[1.0, 0.0], [0.0, 1.0]],
+                b: [0.0, 0.0],
+                q: [[0.0; 3]; 2],
+            }),
+        }
+    }
+
+    /// `frame`'s motion smoothed over time (the One Euro filter on every anchor's values, at
+    /// time `t`). A frame without motion (the reference frame, or the motion lost) restarts the
+    /// filter at rest on the identity it shows. Smoothed, every anchor has a backward map (where
+    /// none was fitted, FOMM's `kp_1 + J^-1 (z - kp_t)`, which the blend would use anyway); an
+    /// anchor lost in this frame stays lost, and the filter holds its last value.
+    fn smooth(&mut self, frame: ClassicFrame, t: f64) -> ClassicFrame {
+        let Some((anchors, spacing)) = self.reference_anchors() else {
+            return frame;
+        };
+        let Some(maps) = &frame.anchors else {
+            self.restart_filter(&anchors, spacing, t);
+            return frame;
+        };
+        if !self.filter.is_on() || maps.len() != anchors.len() {
+            return frame;
+        }
+        let previous = self.filter.last().map(<[f64]>::to_vec);
+        let mut rows = Vec::with_capacity(anchors.len() * ANCHOR_VALUES);
+        for (i, (&anchor, m)) in anchors.iter().zip(maps).enumerate() {
+            let held = previous
+                .as_ref()
+                .and_then(|p| p.get(i * ANCHOR_VALUES..(i + 1) * ANCHOR_VALUES));
+            match (m, held) {
+                (Some(m), _) => rows.extend(self.anchor_rows(anchor, m)),
+                (None, Some(held)) => rows.extend_from_slice(held),
+                (None, None) => {
+                    rows.extend(self.anchor_rows(anchor, &Self::identity_anchor(anchor)))
+                }
+            }
+        }
+        self.filter.filter(t, &mut rows);
+        let anchors = maps
+            .iter()
+            .zip(rows.chunks_exact(ANCHOR_VALUES))
+            .map(|(m, r)| m.as_ref().map(|_| self.anchor_from_row(r)))
+            .collect();
+        ClassicFrame {
+            anchors: Some(anchors),
+            points: frame.points,
+        }
+    }
+
+    /// Pixels -> normalised units (align_corners = true), in f64.
+    fn to_unit(&self, p: [f64; 2]) -> [f64; 2] {
+        [
+            2.0 * p[0] / (self.width - 1) as f64 - 1.0,
+            2.0 * p[1] / (self.height - 1) as f64 - 1.0,
+        ]
+    }
+
+    /// Normalised units -> pixels.
+    fn to_pixels(&self, u: [f64; 2]) -> [f64; 2] {
+        [
+            (u[0] + 1.0) * (self.width - 1) as f64 / 2.0,
+            (u[1] + 1.0) * (self.height - 1) as f64 / 2.0,
+        ]
+    }
+
+    /// An anchor's motion as the smoothing filter's row ([`ANCHOR_VALUES`] values; positions in
+    /// normalised units). Without a fitted backward map, FOMM's `kp_1 + J^-1 (z - kp_t)`.
+    fn anchor_rows(&self, anchor: [f64; 2], m: &AnchorMotion) -> [f64; ANCHOR_VALUES] {
+        let p = m.position;
+        let (a, value, q) = match m.backward {
+            Some(b) => (
+                b.a,
+                [
+                    b.a[0][0] * p[0] + b.a[0][1] * p[1] + b.b[0],
+                    b.a[1][0] * p[0] + b.a[1][1] * p[1] + b.b[1],
+                ],
+                b.q,
+            ),
+            None => {
+                let inv = match maps::invert2(m.jacobian) {
+                    Some(inv) if det2(&m.jacobian) > 0.0 => inv,
+                    _ => [[1.0, 0.0], [0.0, 1.0]],
+                };
+                (inv, anchor, [[0.0; 3]; 2])
+            }
+        };
+        let kp = self.to_unit(p);
+        let value = self.to_unit(value);
+        let j = m.jacobian;
+        [
+            kp[0], kp[1], j[0][0], j[0][1], j[1][0], j[1][1], value[0], value[1], a[0][0], a[0][1],
+            a[1][0], a[1][1], q[0][0], q[0][1], q[0][2], q[1][0], q[1][1], q[1][2],
+        ]
+    }
+
+    /// [`ClassicEngine::anchor_rows`] back into a motion.
+    fn anchor_from_row(&self, r: &[f64]) -> AnchorMotion {
+        let position = self.to_pixels([r[0], r[1]]);
+        let value = self.to_pixels([r[6], r[7]]);
+        let a = [[r[8], r[9]], [r[10], r[11]]];
+        AnchorMotion {
+            position,
+            jacobian: [[r[2], r[3]], [r[4], r[5]]],
+            backward: Some(BackwardMap {
+                a,
+                b: [
+                    value[0] - (a[0][0] * position[0] + a[0][1] * position[1]),
+                    value[1] - (a[1][0] * position[0] + a[1][1] * position[1]),
+                ],
+                q: [[r[12], r[13], r[14]], [r[15], r[16], r[17]]],
+            }),
+        }
+    }
+
+    /// A frame's motion seen through `view` moved into the reference frame's view: with `T` the
+    /// map from this frame's pixels into the reference frame's (`T(p) = k p + c` per axis), the
+    /// forward maps become `T o F` and the backward maps `M o T^-1`.
+    fn to_reference_view(&self, frame: &mut ClassicFrame, view: &FrameView) {
+        if view.same_as(&self.reference_view) {
+            return;
+        }
+        let Some((k, d)) = view.into_view(&self.reference_view) else {
+            return;
+        };
+        let Some(anchors) = frame.anchors.as_mut() else {
+            return;
+        };
+        // u = 2 p / (n - 1) - 1 per axis, so T(p) = k p + (n - 1) / 2 (1 - k + d).
+        let n = [(self.width - 1) as f64, (self.height - 1) as f64];
+        let c = [
+            n[0] / 2.0 * (1.0 - k[0] + d[0]),
+            n[1] / 2.0 * (1.0 - k[1] + d[1]),
+        ];
+        let t = |p: [f64; 2]| [k[0] * p[0] + c[0], k[1] * p[1] + c[1]];
+        for m in anchors.iter_mut().flatten() {
+            let old = m.position;
+            m.position = t(old);
+            for (r, row) in m.jacobian.iter_mut().enumerate() {
+                row.iter_mut().for_each(|v| *v *= k[r]);
+            }
+            if let Some(b) = m.backward.as_mut() {
+                // M(z) = a z + b + q m(z - position): its value at the position stays, z scales.
+                let value = [
+                    b.a[0][0] * old[0] + b.a[0][1] * old[1] + b.b[0],
+                    b.a[1][0] * old[0] + b.a[1][1] * old[1] + b.b[1],
+                ];
+                for row in b.a.iter_mut() {
+                    row[0] /= k[0];
+                    row[1] /= k[1];
+                }
+                for row in b.q.iter_mut() {
+                    row[0] /= k[0] * k[0];
+                    row[1] /= k[0] * k[1];
+                    row[2] /= k[1] * k[1];
+                }
+                let (a, p) = (b.a, m.position);
+                b.b = [
+                    value[0] - (a[0][0] * p[0] + a[0][1] * p[1]),
+                    value[1] - (a[1][0] * p[0] + a[1][1] * p[1]),
+                ];
+            }
+        }
     }
 
     /// The reference frame in the form motion files keep, once one is set.
@@ -551,6 +819,7 @@ impl ClassicEngine {
         }
         self.recalibrate();
         self.calibrate_next = false;
+        self.reference_view = FrameView::IDENTITY;
         self.replay = Some(reference);
         self.update_framing();
         Ok(())
@@ -1182,7 +1451,12 @@ impl ClassicEngine {
             None => source.image.clone(),
             Some(blend) => {
                 let size = (self.height, self.width);
-                let grid = flow::sampling_grid(blend, size, size, self.params.flow_stride);
+                let mut grid = flow::sampling_grid(blend, size, size, self.params.flow_stride);
+                // Border padding: where the motion samples outside the picture, the picture's edge
+                // pixel is used (PyTorch's padding_mode="border": with align_corners = true, -1 and
+                // 1 are the edge pixels' centres), never the zeros FOMM's grid_sample pads with,
+                // which show as black bands along the edges when the face sways or zooms out.
+                grid.iter_mut().for_each(|g| *g = g.clamp(-1.0, 1.0));
                 let grid = Tensor::from_vec(grid, (1, self.height, self.width, 2), &Device::Cpu)?;
                 grid_sample(&source.image, &grid, true)?
             }
@@ -1223,6 +1497,12 @@ impl Animator for ClassicEngine {
     }
     fn animate(&mut self, driving: &Tensor) -> Result<Tensor, EngineError> {
         Ok(ClassicEngine::animate(self, driving)?)
+    }
+    fn animate_with(&mut self, driving: &Tensor, info: &FrameInfo) -> Result<Tensor, EngineError> {
+        Ok(ClassicEngine::animate_with(self, driving, info)?)
+    }
+    fn set_smoothing(&mut self, smoothing: Smoothing) {
+        ClassicEngine::set_smoothing(self, smoothing)
     }
     fn animate_idle(&mut self, t: f64) -> Result<Tensor, EngineError> {
         Ok(ClassicEngine::animate_idle(self, t)?)

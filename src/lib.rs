@@ -12,7 +12,7 @@
 //! * [`app`]: the desktop window.
 //! * [`assets`]: the bundled avatars, installed or compiled in.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod animate;
 pub mod app;

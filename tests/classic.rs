@@ -287,9 +287,12 @@ fn animate_sequence(photo: &classic_support::Photo, target: Known, frames: usize
     e.animate(&tensor(&photo.rgb, N)).unwrap();
     (1..=frames)
         .map(|i| {
-            let driving = target.lerp(i as f64 / frames as f64).apply(photo);
+            let motion = target.lerp(i as f64 / frames as f64);
+            let driving = motion.apply(photo);
             let out = tensor_data(&e.animate(&tensor(&driving, N)).unwrap());
-            face_mae(&out, &driving, N, photo.face)
+            // Against the photo moved with its edge filling the outside, as the engine renders it
+            // (the driving frame is black there).
+            face_mae(&out, &motion.apply_filled(photo), N, photo.face)
         })
         .collect()
 }

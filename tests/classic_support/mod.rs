@@ -140,7 +140,11 @@ pub use marionette::synth::KnownMotion as Known;
 
 /// Warps a test photo by a known motion, unrounded (planar f32).
 pub trait Apply {
+    /// The photo moved, black where the motion reaches outside it (what a camera frame shows).
     fn apply(&self, photo: &Photo) -> Vec<f32>;
+    /// The photo moved, its edge filling where the motion reaches outside it: what the classic
+    /// engine should output when the photo is also the portrait (it never shows black bands).
+    fn apply_filled(&self, photo: &Photo) -> Vec<f32>;
 }
 
 impl Apply for Known {
@@ -148,6 +152,16 @@ impl Apply for Known {
         let n = photo.size;
         let side = n as u32;
         warp(&photo.rgb, n, |x, y| self.backward(side, side, x, y))
+    }
+
+    fn apply_filled(&self, photo: &Photo) -> Vec<f32> {
+        let n = photo.size;
+        let side = n as u32;
+        let last = (n - 1) as f64;
+        warp(&photo.rgb, n, |x, y| {
+            let (sx, sy) = self.backward(side, side, x, y);
+            (sx.clamp(0.0, last), sy.clamp(0.0, last))
+        })
     }
 }
 

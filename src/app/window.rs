@@ -26,7 +26,7 @@ use crate::frame::Frame;
 use crate::output::FrameSink;
 use crate::output::switch::{ChannelSink, SwitchHandle, SwitchableSink};
 use crate::pipeline::framing::{Crop, FramingMode};
-use crate::pipeline::{Control, Pipeline, PipelineOptions};
+use crate::pipeline::{Control, FramingReport, Pipeline, PipelineOptions};
 
 /// Why the window could not be opened or run.
 #[derive(Debug, thiserror::Error)]
@@ -843,6 +843,44 @@ impl App {
                 },
             },
         ));
+        self.marks(painter, [cam, out], crop, report, live);
+        if !live {
+            painter.text(
+                cam.center(),
+                egui::Align2::CENTER_CENTER,
+                "no camera\npick one under Source",
+                egui::FontId::proportional(16.0),
+                egui::Color32::GRAY,
+            );
+        }
+        ui.allocate_rect(avail, egui::Sense::hover());
+        let ppp = ui.ctx().pixels_per_point();
+        if self.screen.layout != Some([cam, out]) {
+            self.screen.layout = Some([cam, out]);
+            let px = |r: egui::Rect| {
+                format!(
+                    "{} {} {} {}",
+                    (r.min.x * ppp).round(),
+                    (r.min.y * ppp).round(),
+                    (r.width() * ppp).round(),
+                    (r.height() * ppp).round()
+                )
+            };
+            tracing::info!("layout: camera {}; output {}", px(cam), px(out));
+        }
+    }
+
+    /// What is drawn over the panes: the keypoints (when asked for) and the face automatic
+    /// framing follows, each where it lies in its pane.
+    fn marks(
+        &self,
+        painter: &egui::Painter,
+        [cam, out]: [egui::Rect; 2],
+        crop: Crop,
+        report: Option<FramingReport>,
+        live: bool,
+    ) {
+        let s = &self.user.settings;
         if s.keypoints
             && let Some(kp) = self.link.pipeline.as_ref().and_then(|p| p.keypoints())
         {
@@ -880,30 +918,6 @@ impl App {
                     egui::StrokeKind::Middle,
                 );
             }
-        }
-        if !live {
-            painter.text(
-                cam.center(),
-                egui::Align2::CENTER_CENTER,
-                "no camera\npick one under Source",
-                egui::FontId::proportional(16.0),
-                egui::Color32::GRAY,
-            );
-        }
-        ui.allocate_rect(avail, egui::Sense::hover());
-        let ppp = ui.ctx().pixels_per_point();
-        if self.screen.layout != Some([cam, out]) {
-            self.screen.layout = Some([cam, out]);
-            let px = |r: egui::Rect| {
-                format!(
-                    "{} {} {} {}",
-                    (r.min.x * ppp).round(),
-                    (r.min.y * ppp).round(),
-                    (r.width() * ppp).round(),
-                    (r.height() * ppp).round()
-                )
-            };
-            tracing::info!("layout: camera {}; output {}", px(cam), px(out));
         }
     }
 

@@ -1153,6 +1153,11 @@ mod tests {
             e.contains("line 2") && e.contains("before any reference"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn damaged_headers_and_records_are_named() {
+        let good = written();
         // Not JSON.
         let e = read_err(&edit_line(&good, 2, |l| l.replacen('{', "{{", 1)));
         assert!(e.contains("line 2") && e.contains("not valid JSON"), "{e}");

@@ -256,8 +256,10 @@ done
 key=$( { echo "$suite $base_pkgs"; cat "${sources[@]}"; } | sha256sum | cut -c1-16)
 base=$work/base-$suite-$key.tar
 make_base() {
-    rm -f "$work"/base-*.tar.tmp
-    mmdebstrap --variant=apt --include="$base_pkgs" "$suite" "$base.tmp" "${sources[@]}"
+    # The format is given: mmdebstrap guesses it from the name's ending, and makes a directory of
+    # "*.tar.tmp".
+    rm -rf "$work"/base-*.tar.tmp "$base"
+    mmdebstrap --variant=apt --format=tar --include="$base_pkgs" "$suite" "$base.tmp" "${sources[@]}"
     mv "$base.tmp" "$base"
     # Older bases (other package lists or sources) are not needed any more.
     find "$work" -maxdepth 1 -name 'base-*.tar' ! -path "$base" -delete

@@ -312,53 +312,63 @@ fn calibrate(
     req: &AnimateRequest,
     size: (usize, usize),
 ) -> Result<usize, AnimateError> {
-    if req.reference == Reference::First {
-        return Ok(0);
+    match req.reference {
+        Reference::First => return Ok(0),
+        Reference::Frame(n) => {
+            engine.calibrate_on(&driving_frame(&req.driving, n, req.crop_square, size)?)?;
+            return Ok(n);
+        }
+        Reference::Best => {}
     }
+    // Reference::Best: the frame whose keypoints are nearest the portrait's.
     let (mut frames, _, _) = DrivingFrames::open(&req.driving)?;
-    let mut count = 0usize;
+    let portrait = normalized_points(
+        engine
+            .portrait_keypoints()
+            .ok_or(AnimateError::NoDetector(engine.name()))?,
+    )?;
     // (index, distance to the portrait's keypoints, frame) of the best frame so far.
     let mut chosen: Option<(usize, f64, Tensor)> = None;
-    let portrait = match req.reference {
-        Reference::Best => Some(normalized_points(
-            engine
-                .portrait_keypoints()
-                .ok_or(AnimateError::NoDetector(engine.name()))?,
-        )?),
-        _ => None,
-    };
+    let mut i = 0usize;
     while let Some(frame) = frames.next_frame() {
-        let i = count;
-        count += 1;
-        match (req.reference, &portrait) {
-            (Reference::Frame(n), _) if i == n => {
-                chosen = Some((i, 0.0, prepare(frame?, req.crop_square, size)?));
-                break;
-            }
-            (Reference::Best, Some(portrait)) => {
-                let tensor = prepare(frame?, req.crop_square, size)?;
-                let kp = engine
-                    .detect(&tensor)?
-                    .ok_or(AnimateError::NoDetector(engine.name()))?;
-                let d = distance(portrait, &normalized_points(&kp)?);
-                if chosen.as_ref().is_none_or(|c| d < c.1) {
-                    chosen = Some((i, d, tensor));
-                }
-            }
-            _ => {}
+        let tensor = prepare(frame?, req.crop_square, size)?;
+        let kp = engine
+            .detect(&tensor)?
+            .ok_or(AnimateError::NoDetector(engine.name()))?;
+        let d = distance(&portrait, &normalized_points(&kp)?);
+        if chosen.as_ref().is_none_or(|c| d < c.1) {
+            chosen = Some((i, d, tensor));
         }
+        i += 1;
     }
-    match (chosen, req.reference) {
-        (Some((i, _, frame)), _) => {
+    match chosen {
+        Some((i, _, frame)) => {
             engine.calibrate_on(&frame)?;
             Ok(i)
         }
-        (None, Reference::Frame(n)) => Err(AnimateError::BestFrameOutOfRange {
-            requested: n,
-            count,
-        }),
-        (None, _) => Err(AnimateError::NoFrames(req.driving.display().to_string())),
+        None => Err(AnimateError::NoFrames(req.driving.display().to_string())),
     }
+}
+
+/// Frame `n` of the driving video or folder, prepared for the model.
+fn driving_frame(
+    driving: &Path,
+    n: usize,
+    crop_square: bool,
+    size: (usize, usize),
+) -> Result<Tensor, AnimateError> {
+    let (mut frames, _, _) = DrivingFrames::open(driving)?;
+    let mut count = 0usize;
+    while let Some(frame) = frames.next_frame() {
+        if count == n {
+            return prepare(frame?, crop_square, size);
+        }
+        count += 1;
+    }
+    Err(AnimateError::BestFrameOutOfRange {
+        requested: n,
+        count,
+    })
 }
 
 /// Where the animated frames go: a video (H.264 at `fps`, with `audio`'s audio track) or a
@@ -467,29 +477,14 @@ pub fn capture_motion(
     // Frame N as the reference: measured first.
     let mut reference_frame = match req.reference {
         Reference::Frame(n) => {
-            let (mut scan, _, _) = DrivingFrames::open(&req.driving)?;
-            let mut i = 0usize;
-            loop {
-                match scan.next_frame() {
-                    Some(frame) if i == n => {
-                        let frame = prepare(frame?, req.crop_square, size)?;
-                        if engine.capture(&frame)?.is_none() {
-                            return Err(AnimateError::BadDriving(format!(
-                                "{} frame {n} (too little texture to be the reference frame)",
-                                req.driving.display()
-                            )));
-                        }
-                        break Some(n);
-                    }
-                    Some(_) => i += 1,
-                    None => {
-                        return Err(AnimateError::BestFrameOutOfRange {
-                            requested: n,
-                            count: i,
-                        });
-                    }
-                }
+            let frame = driving_frame(&req.driving, n, req.crop_square, size)?;
+            if engine.capture(&frame)?.is_none() {
+                return Err(AnimateError::BadDriving(format!(
+                    "{} frame {n} (too little texture to be the reference frame)",
+                    req.driving.display()
+                )));
             }
+            Some(n)
         }
         _ => None,
     };
@@ -672,7 +667,7 @@ fn check_motion_fits(
                 motion: MotionEngine::Classic,
                 engine: engine.name(),
                 why: format!(
-                    "it was captured at {}x{} pixels and this engine runs at {}x{}; use                      --classic-size {}",
+                    "it was captured at {}x{} pixels and this engine runs at {}x{}; use --classic-size {}",
                     recorded.frame_size.1,
                     recorded.frame_size.0,
                     ours.frame_size.1,
@@ -688,7 +683,7 @@ fn check_motion_fits(
                     motion: MotionEngine::Fomm,
                     engine: engine.name(),
                     why: format!(
-                        "it has {} keypoints{} and this model ({}) has {}{}; use the                          checkpoint and config it was captured with ({})",
+                        "it has {} keypoints{} and this model ({}) has {}{}; use the checkpoint and config it was captured with ({})",
                         recorded.keypoints,
                         if recorded.jacobians { " with Jacobians" } else { "" },
                         ours.config.as_deref().unwrap_or("?"),
@@ -703,7 +698,7 @@ fn check_motion_fits(
                 && a != b
             {
                 let note = format!(
-                    "{path} was captured with checkpoint {a}; animating with {b}: keypoints are                      each checkpoint's own, so the motion may come out wrong"
+                    "{path} was captured with checkpoint {a}; animating with {b}: keypoints are each checkpoint's own, so the motion may come out wrong"
                 );
                 tracing::warn!("{note}");
                 notes.push(note);
@@ -734,7 +729,7 @@ fn choose_recorded_reference(
     if engine.motion_source().map(|s| s.engine) != Some(MotionEngine::Fomm) {
         return Err(AnimateError::BadMotion {
             path: path.to_string(),
-            message: "the classic engine's recorded motion is relative to the reference frame                       it was captured with; --best-frame and --find-best-frame need FOMM motion                       (choose the reference when capturing: capture-motion --best-frame N)"
+            message: "the classic engine's recorded motion is relative to the reference frame it was captured with; --best-frame and --find-best-frame need FOMM motion (choose the reference when capturing: capture-motion --best-frame N)"
                 .into(),
         });
     }

@@ -146,7 +146,7 @@ impl RunArgs {
             let mut vcam = V4l2Sink::open(&dev, self.vcam_size, self.vcam_format, FPS as u32)?;
             let mut still = Frame::from_image(0, Instant::now(), portrait.clone());
             if self.badge {
-                still = badged(&still);
+                still = badged(still);
             }
             vcam.write(&compose(&still, still.size, true))?;
             eprintln!(

@@ -105,18 +105,13 @@ pub fn draw_badge(rgb: &mut [u8], width: usize, height: usize) {
     }
 }
 
-/// `frame` with the badge drawn on a copy of its pixels.
-pub fn badged(frame: &Frame) -> Frame {
-    let mut rgb = frame.rgb.as_ref().clone();
-    draw_badge(
-        &mut rgb,
-        frame.size.width as usize,
-        frame.size.height as usize,
-    );
-    Frame {
-        rgb: std::sync::Arc::new(rgb),
-        ..frame.clone()
-    }
+/// `frame` with the badge drawn on its pixels (copied first only where they are shared: a frame
+/// just mirrored is drawn on in place).
+pub fn badged(mut frame: Frame) -> Frame {
+    let (w, h) = (frame.size.width as usize, frame.size.height as usize);
+    let rgb: &mut Vec<u8> = std::sync::Arc::make_mut(&mut frame.rgb);
+    draw_badge(rgb, w, h);
+    frame
 }
 
 #[cfg(test)]

@@ -601,7 +601,7 @@ fn publish_still(still: &Frame, outputs: &Outputs, shared: &Shared, look: Look) 
 fn publish(frame: Frame, live: bool, outputs: &Outputs, shared: &Shared, look: Look) {
     let frame = if look.mirror { mirrored(&frame) } else { frame };
     let frame = if look.badge {
-        crate::output::badge::badged(&frame)
+        crate::output::badge::badged(frame)
     } else {
         frame
     };

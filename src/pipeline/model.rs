@@ -19,9 +19,13 @@ pub type MotionFile = MotionWriter<std::io::BufWriter<std::fs::File>>;
 
 /// Records the motion of every frame the model renders from a driving frame, with a reference
 /// line at each calibration; times are seconds since the first recorded frame was captured.
+/// A frame is only written after a reference line (the file's rule): one rendered before the
+/// engine could give its reference is left out.
 struct MotionLog {
     writer: MotionFile,
     start: Option<Instant>,
+    /// A reference line has been written.
+    referenced: bool,
 }
 
 impl MotionLog {
@@ -35,10 +39,14 @@ impl MotionLog {
         };
         let start = *self.start.get_or_insert(r.captured_at);
         let t = r.captured_at.saturating_duration_since(start).as_secs_f64();
-        if r.calibrated
+        if (r.calibrated || !self.referenced)
             && let Some(reference) = engine.reference_motion()
         {
             self.writer.reference(r.seq, t, &reference)?;
+            self.referenced = true;
+        }
+        if !self.referenced {
+            return Ok(());
         }
         self.writer.frame(r.seq, t, &motion)
     }
@@ -127,6 +135,7 @@ pub(super) fn model_thread(
     let mut log = motion.map(|writer| MotionLog {
         writer,
         start: None,
+        referenced: false,
     });
     let result = model_loop(engine, jobs, commands, results, shared, &mut log);
     let finished = match log {

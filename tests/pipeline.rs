@@ -60,7 +60,10 @@ fn frames_flow_from_source_to_recorder_and_shutdown_is_prompt() {
     });
     let pipeline = Pipeline::start(Some(factory), engine(), vec![recorder], options())
         .expect("the pipeline starts");
-    std::thread::sleep(Duration::from_millis(2500));
+    // The first frames wait for the portrait to be cached and the reference frame: on a busy
+    // machine that takes seconds.
+    let recorded = || std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0);
+    common::live::wait_for(|| recorded() >= 3, Duration::from_secs(30));
     let stats = pipeline.stats().expect("stats");
     let t = Instant::now();
     let exits = pipeline.join();
@@ -72,7 +75,7 @@ fn frames_flow_from_source_to_recorder_and_shutdown_is_prompt() {
     for e in &exits {
         assert!(e.result.is_ok(), "{} ended with {:?}", e.thread, e.result);
     }
-    let written = std::fs::read_dir(&out).unwrap().count();
+    let written = recorded();
     assert!(written >= 3, "recorded {written} frames");
     assert!(
         stats.frames_out >= 3 && stats.latency_ms_p50.is_finite(),

@@ -210,6 +210,18 @@ impl InferenceLoop {
         frames: LatestReceiver<Frame>,
         control: Receiver<Control>,
     ) -> Result<(), PipelineError> {
+        let result = self.serve(&frames, &control);
+        // Frames replaced after the last one taken count too: the run's final stats must add
+        // up to what the camera made, however busy the machine was when it stopped.
+        self.record_drops(frames.dropped());
+        result
+    }
+
+    fn serve(
+        &mut self,
+        frames: &LatestReceiver<Frame>,
+        control: &Receiver<Control>,
+    ) -> Result<(), PipelineError> {
         let period = Duration::from_secs_f64(1.0 / self.fps);
         while !self.shared.stopped() {
             while let Ok(cmd) = control.try_recv() {
@@ -421,11 +433,7 @@ impl InferenceLoop {
         } else {
             let _ = self.model.jobs.send(job);
         }
-        let dropped_jobs = self.model.jobs.dropped() + self.model.results.dropped();
-        self.shared.stats(|s| {
-            s.dropped_model = dropped_jobs;
-            s.dropped_capture = dropped;
-        });
+        self.record_drops(dropped);
         if calibrate && self.transfer.relative {
             // In relative motion the reference frame renders the portrait as it is: the
             // in-betweens can start from it before the model has rendered anything.
@@ -491,6 +499,15 @@ impl InferenceLoop {
             }
         }
         Ok(())
+    }
+
+    /// What the capture queue (`dropped`, its count) and the model's queues have replaced so far.
+    fn record_drops(&self, dropped: u64) {
+        let dropped_jobs = self.model.jobs.dropped() + self.model.results.dropped();
+        self.shared.stats(|s| {
+            s.dropped_model = dropped_jobs;
+            s.dropped_capture = dropped;
+        });
     }
 
     /// Keyframes on or off, from the mode and the model's median step time.

@@ -469,10 +469,6 @@ impl InferenceLoop {
             self.model_ms.remove(0);
         }
         self.update_mode();
-        if r.calibrated {
-            tracing::info!("calibrated on frame {}", r.seq);
-            self.shared.stats(|s| s.calibrations += 1);
-        }
         if self.report_keypoints
             && let Ok(mut k) = self.shared.keypoints.lock()
         {

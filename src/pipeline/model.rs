@@ -164,16 +164,18 @@ fn model_loop(
             source: std::io::Error::other(e),
         })?;
     let poll = Duration::from_millis(20);
+    let mut out = Outlet {
+        results,
+        log,
+        shared,
+    };
     while !shared.stopped() {
         while let Ok(cmd) = commands.try_recv() {
             let rendered = pool.install(|| apply(engine.as_mut(), cmd, shared))?;
-            if let Some(r) = rendered {
-                if let Some(log) = log.as_mut() {
-                    log.record(engine.as_ref(), &r)?;
-                }
-                if results.send(r).is_err() {
-                    return Ok(());
-                }
+            if let Some(r) = rendered
+                && !out.deliver(engine.as_ref(), r)?
+            {
+                return Ok(());
             }
         }
         let job = match jobs.recv_timeout(poll) {
@@ -185,20 +187,41 @@ fn model_loop(
         while let Ok(cmd) = commands.try_recv() {
             let rendered = pool.install(|| apply(engine.as_mut(), cmd, shared))?;
             if let Some(r) = rendered
-                && results.send(r).is_err()
+                && !out.deliver(engine.as_ref(), r)?
             {
                 return Ok(());
             }
         }
         let rendered = pool.install(|| render(engine.as_mut(), job))?;
-        if let Some(log) = log.as_mut() {
-            log.record(engine.as_ref(), &rendered)?;
-        }
-        if results.send(rendered).is_err() {
+        if !out.deliver(engine.as_ref(), rendered)? {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// Where rendered frames go.
+struct Outlet<'a> {
+    results: LatestSender<Rendered>,
+    log: &'a mut Option<MotionLog>,
+    shared: &'a Shared,
+}
+
+impl Outlet<'_> {
+    /// Records `r` in the motion file, counts a calibration, and queues it for the inference
+    /// thread; false when that thread is gone. Calibrations are counted here, not where the
+    /// frame is taken: the queue keeps only the newest frame, and on a slow machine the
+    /// reference frame is often replaced by the next one before it is read.
+    fn deliver(&mut self, engine: &dyn Animator, r: Rendered) -> Result<bool, PipelineError> {
+        if let Some(log) = self.log.as_mut() {
+            log.record(engine, &r)?;
+        }
+        if r.calibrated {
+            tracing::info!("calibrated on frame {}", r.seq);
+            self.shared.stats(|s| s.calibrations += 1);
+        }
+        Ok(self.results.send(r).is_ok())
+    }
 }
 
 /// Applies a command; a [`ModelCommand::Render`] gives its rendered frame.

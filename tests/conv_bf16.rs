@@ -9,10 +9,12 @@
 //! output's scale; Winograd F(2x2, 3x3) rounds transformed operands that are sums of up to 4
 //! inputs (and 1/2-weighted filter taps), which measured 1.5x the direct error. Bounds: RMS 4e-3
 //! and max 2.5e-2 of max |reference| (im2col), RMS 6e-3 and max 4e-2 (Winograd). For scale, the
-//! f32 path lands at 2e-6.
+//! f32 path lands at 2e-6. The fused upsampling convolution (F(2x2, 2x2) per phase) rounds
+//! transformed inputs that are differences of two values, and its filter transform sums up to 9
+//! taps: bounded like Winograd.
 
 use candle_core::{Device, Tensor};
-use marionette::model::conv::{Conv3x3, ConvBf16};
+use marionette::model::conv::{Conv3x3, ConvBf16, UpConvBf16};
 use marionette::model::precision::Precision;
 
 struct Rng(u64);
@@ -185,6 +187,58 @@ fn deep_reduction_crosses_several_passes() {
         rms < 6e-3 && max < 4e-2,
         "winograd: rms {rms:.2e} max {max:.2e}"
     );
+}
+
+/// Nearest 2x upsampling of x (n, ci, h, w).
+fn upsampled(x: &[f32], (n, ci, h, w): (usize, usize, usize, usize)) -> Vec<f32> {
+    let mut out = vec![0f32; n * ci * 4 * h * w];
+    for (plane, big) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(4 * h * w)) {
+        for (y, row) in big.chunks_exact_mut(2 * w).enumerate() {
+            for (xx, v) in row.iter_mut().enumerate() {
+                *v = plane[(y / 2) * w + xx / 2];
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn upsampling_convolution_matches_upsample_then_convolve() {
+    // FOMM's UpBlock2d shapes in small: odd maps (the last tile half outside), channel counts off
+    // the vector width, one band with parallel products (under 128 tiles), several bands.
+    for (i, (dims, co)) in [
+        ((1, 3, 1, 1), 5),
+        ((1, 17, 3, 5), 9),
+        ((2, 44, 8, 8), 24),
+        ((1, 33, 9, 7), 17),
+        ((1, 64, 24, 26), 40),
+        ((2, 5, 31, 17), 8),
+        ((1, 20, 40, 33), 12),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut rng = Rng(500 + i as u64);
+        let (n, ci, h, w) = dims;
+        let l = layer(&mut rng, dims, co, 3);
+        let conv = UpConvBf16::new(&l.wt, co, ci, &l.bias).unwrap();
+        let got = conv.forward(&l.x, (n, h, w)).unwrap();
+        let again = conv.forward(&l.x, (n, h, w)).unwrap();
+        assert_eq!(got, again, "{dims:?} -> {co}: not deterministic");
+        let big = upsampled(&l.x, dims);
+        let (want, ho, wo) = reference(&big, (n, ci, 2 * h, 2 * w), &l.wt, co, 3, 1, &l.bias);
+        assert_eq!((ho, wo), (2 * h, 2 * w));
+        let (rms, max) = errors(&got, &want);
+        eprintln!("{dims:?} -> {co}: rms {rms:.2e} max {max:.2e}");
+        assert!(
+            rms < 6e-3 && max < 4e-2,
+            "{dims:?} -> {co}: rms {rms:.2e} max {max:.2e}"
+        );
+    }
+    // A shape that does not match is an error, not a panic.
+    let conv = UpConvBf16::new(&[0.0; 9], 1, 1, &[0.0]).unwrap();
+    assert!(conv.forward(&[0.0; 5], (1, 2, 2)).is_err());
+    assert!(UpConvBf16::new(&[0.0; 8], 1, 1, &[0.0]).is_err());
 }
 
 #[test]

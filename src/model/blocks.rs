@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 
 use std::sync::Arc;
 
-use super::conv::{Conv3x3, ConvBf16};
+use super::conv::{Conv3x3, ConvBf16, UpConvBf16};
 use super::precision::Precision;
 
 /// `nn.BatchNorm2d` / `SynchronizedBatchNorm2d` default eps.
@@ -221,6 +221,8 @@ impl Module for ResBlock2d {
 #[derive(Debug, Clone)]
 pub struct UpBlock2d {
     conv: Conv2d,
+    /// At bf16: the upsampling and the convolution in one, on the small map.
+    fused: Option<Arc<UpConvBf16>>,
 }
 
 impl UpBlock2d {
@@ -233,20 +235,47 @@ impl UpBlock2d {
     ) -> Result<Self> {
         Ok(Self {
             conv: conv_bn(&vb, c_in, c_out, kernel, padding)?,
+            fused: None,
         })
     }
 }
 
 impl UpBlock2d {
-    /// Sets the precision of the convolution.
+    /// Sets the precision of the convolution. At bf16 a 3x3 / padding 1 convolution on a CPU
+    /// also gets the fused upsampling kernel.
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
-        self.conv.set_precision(precision)
+        self.conv.set_precision(precision)?;
+        let w = &self.conv.weight;
+        self.fused = match (precision, w.dims()) {
+            (Precision::Bf16, &[c_out, c_in, 3, 3])
+                if self.conv.padding == 1 && w.device().is_cpu() && w.dtype() == DType::F32 =>
+            {
+                Some(Arc::new(UpConvBf16::new(
+                    &w.flatten_all()?.to_vec1::<f32>()?,
+                    c_out,
+                    c_in,
+                    &self.conv.bias.to_vec1::<f32>()?,
+                )?))
+            }
+            _ => None,
+        };
+        Ok(())
     }
 }
 
 impl Module for UpBlock2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, _, h, w) = x.dims4()?;
+        let (n, _, h, w) = x.dims4()?;
+        if let Some(fused) = &self.fused
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && UpConvBf16::suits(h, w)
+        {
+            let data = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+            let y = fused.forward(&data, (n, h, w))?;
+            return Tensor::from_vec(y, (n, fused.out_channels(), 2 * h, 2 * w), x.device())?
+                .relu();
+        }
         // F.interpolate(x, scale_factor=2), mode 'nearest' (util.py UpBlock2d.forward).
         let up = x.upsample_nearest2d(2 * h, 2 * w)?;
         self.conv.forward(&up)?.relu()

@@ -51,6 +51,7 @@
 mod bf16;
 mod direct;
 mod im2col_bf16;
+mod upconv_bf16;
 mod winograd;
 mod winograd_bf16;
 
@@ -59,6 +60,7 @@ use std::sync::Arc;
 pub use bf16::{from_bf16, to_bf16};
 pub use direct::conv2d_direct;
 pub use im2col_bf16::ConvBf16;
+pub use upconv_bf16::UpConvBf16;
 
 use crate::model::precision::Precision;
 use winograd::{

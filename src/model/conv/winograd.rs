@@ -247,7 +247,7 @@ pub(super) fn output_whole(
 
 /// The output buffer's base pointer, shared by the band jobs (each writes disjoint rows).
 #[derive(Clone, Copy)]
-pub(super) struct OutPtr(*mut f32);
+pub(super) struct OutPtr(pub(super) *mut f32);
 // SAFETY: the pointer is only used to build non-overlapping slices (see `banded`).
 unsafe impl Send for OutPtr {}
 // SAFETY: as above; the jobs never write the same element.

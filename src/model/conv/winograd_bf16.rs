@@ -49,7 +49,7 @@ thread_local! {
 }
 
 /// Runs `f` on a pair buffer of `len` values (contents unspecified).
-fn with_pairs<R>(len: usize, f: impl FnOnce(&mut [u32]) -> R) -> R {
+pub(super) fn with_pairs<R>(len: usize, f: impl FnOnce(&mut [u32]) -> R) -> R {
     PAIRS.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             if buf.len() < len {

@@ -169,14 +169,21 @@ fn model_loop(
         log,
         shared,
     };
-    while !shared.stopped() {
+    // Applies every queued command; false when the inference thread is gone.
+    let drain = |engine: &mut Box<dyn Animator + Send>, out: &mut Outlet| {
         while let Ok(cmd) = commands.try_recv() {
             let rendered = pool.install(|| apply(engine.as_mut(), cmd, shared))?;
             if let Some(r) = rendered
                 && !out.deliver(engine.as_ref(), r)?
             {
-                return Ok(());
+                return Ok(false);
             }
+        }
+        Ok::<bool, PipelineError>(true)
+    };
+    while !shared.stopped() {
+        if !drain(&mut engine, &mut out)? {
+            return Ok(());
         }
         let job = match jobs.recv_timeout(poll) {
             Ok(job) => job,
@@ -184,13 +191,8 @@ fn model_loop(
             Err(RecvError::Disconnected) => return Ok(()),
         };
         // Commands sent before this job (the portrait, the reference frame) come first.
-        while let Ok(cmd) = commands.try_recv() {
-            let rendered = pool.install(|| apply(engine.as_mut(), cmd, shared))?;
-            if let Some(r) = rendered
-                && !out.deliver(engine.as_ref(), r)?
-            {
-                return Ok(());
-            }
+        if !drain(&mut engine, &mut out)? {
+            return Ok(());
         }
         let rendered = pool.install(|| render(engine.as_mut(), job))?;
         if !out.deliver(engine.as_ref(), rendered)? {

@@ -28,7 +28,9 @@
 use rayon::prelude::*;
 
 use super::bf16::{self, LANES, PackedA, pair};
-use super::winograd::{BAND_BYTES, MAX_BAND_TILES, MIN_BAND_TILES, OutPtr, with_scratch};
+use super::winograd::{
+    BAND_BYTES, MAX_BAND_TILES, MIN_BAND_TILES, OutPtr, band_rows, with_scratch,
+};
 use super::winograd_bf16::with_pairs;
 use super::{Conv3x3Error, err};
 
@@ -130,12 +132,7 @@ impl UpConvBf16 {
             th
         } else {
             let band_tiles = (BAND_BYTES / per_tile).clamp(MIN_BAND_TILES, MAX_BAND_TILES);
-            let threads = rayon::current_num_threads().max(1);
-            let mut bands = (th * tw).div_ceil(band_tiles);
-            if n < threads {
-                bands = bands.div_ceil(threads) * threads;
-            }
-            th.div_ceil(bands.clamp(1, th))
+            band_rows(n, th, tw, band_tiles)
         };
         let bands = th.div_ceil(band_rows);
         let out_ptr = OutPtr(out.as_mut_ptr());

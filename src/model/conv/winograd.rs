@@ -142,14 +142,7 @@ where
         w,
     } = *geo;
     let (tiles_h, tiles_w, plane) = (geo.tiles_h(), geo.tiles_w(), geo.plane());
-    // With fewer images than threads, round the band count up to a multiple of the thread
-    // count so both cores get equal work.
-    let threads = rayon::current_num_threads().max(1);
-    let mut bands = (tiles_h * tiles_w).div_ceil(band_tiles.max(1));
-    if n < threads {
-        bands = bands.div_ceil(threads) * threads;
-    }
-    let band_rows = tiles_h.div_ceil(bands.clamp(1, tiles_h.max(1)));
+    let band_rows = band_rows(n, tiles_h, tiles_w, band_tiles);
     let bands = tiles_h.div_ceil(band_rows);
     if data.len() != n * c_in * plane || out.len() != n * c_out * plane {
         return Err(err(Conv3x3Error::Internal(
@@ -193,6 +186,18 @@ where
         };
         compute(img_data, &geo, &mut emit)
     })
+}
+
+/// Tile rows per band for `n` images of `tiles_h x tiles_w` tiles cut into bands of about
+/// `band_tiles` tiles. With fewer images than threads, the band count is rounded up to a
+/// multiple of the thread count so both cores get equal work.
+pub(super) fn band_rows(n: usize, tiles_h: usize, tiles_w: usize, band_tiles: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let mut bands = (tiles_h * tiles_w).div_ceil(band_tiles.max(1));
+    if n < threads {
+        bands = bands.div_ceil(threads) * threads;
+    }
+    tiles_h.div_ceil(bands.clamp(1, tiles_h.max(1))).max(1)
 }
 
 /// Whole-image schedule for small maps: the tiles of all images form one set of matrices

@@ -394,6 +394,49 @@ fn bad_shapes_are_errors() {
     let _ = conv.forward(&Tensor::zeros((1, 4, 0, 8), DType::F32, &dev).unwrap());
 }
 
+/// The direct kernel's vector paths give the plain loop's values exactly (same products, same
+/// order of additions, no fused multiply-add): on shapes with partial channel blocks, pixel runs
+/// cut by the row's end, runs that span both edges, no padding and more padding than the
+/// kernel's half width. Kernels this processor lacks fall back to the plain loop (and pass).
+#[test]
+fn direct_vector_kernels_equal_the_plain_loop() {
+    use candle_core::{Device, Tensor};
+    use marionette::model::conv::{DirectIsa, conv2d_direct_with};
+    for (n, c, o, h, w, k, pad) in [
+        (1usize, 64usize, 3usize, 19usize, 150usize, 7usize, 3usize),
+        (2, 35, 10, 20, 21, 7, 0),
+        (1, 35, 40, 64, 64, 7, 0),
+        (1, 9, 7, 5, 70, 5, 4),
+        (2, 3, 1, 9, 6, 3, 1),
+        (1, 1, 5, 8, 17, 1, 0),
+    ] {
+        let x = Tensor::randn(0f32, 1.0, (n, c, h, w), &Device::Cpu).unwrap();
+        let wt = Tensor::randn(0f32, 0.1, (o, c, k, k), &Device::Cpu).unwrap();
+        let b = Tensor::randn(0f32, 0.1, o, &Device::Cpu).unwrap();
+        let run = |isa| {
+            conv2d_direct_with(isa, &x, &wt, &b, pad)
+                .unwrap()
+                .expect("applicable")
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let plain = run(DirectIsa::Scalar);
+        for isa in [DirectIsa::Avx2, DirectIsa::Avx512] {
+            let ours = run(isa);
+            assert_eq!(ours.len(), plain.len());
+            let differing = ours.iter().zip(&plain).filter(|(a, b)| a != b).count();
+            assert_eq!(
+                differing,
+                0,
+                "{isa:?} (supported: {}) {c}->{o} {h}x{w} k{k} p{pad}: {differing} values differ",
+                isa.supported()
+            );
+        }
+    }
+}
+
 /// The direct kernel for few-output-channel layers (FOMM's 7x7 heads) against candle's conv2d.
 #[test]
 fn direct_small_cout_conv_matches_candle() {

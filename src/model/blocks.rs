@@ -94,6 +94,10 @@ impl Conv2d {
     }
 }
 
+/// Layers other than 3x3 / padding 1 with at most this many output channels run the direct
+/// kernel at f32 (every FOMM head); wider ones candle's convolution.
+const DIRECT_MAX_CHANNELS: usize = 64;
+
 /// Heads with at least this many output channels use the bf16 product at bf16 precision.
 pub const BF16_MIN_HEAD_CHANNELS: usize = 8;
 
@@ -112,8 +116,9 @@ impl Module for Conv2d {
                 return Tensor::from_vec(y, (n, k.out_channels(), ho, wo), x.device());
             }
         }
-        // Few output channels (the 7x7 heads): a direct kernel beats im2col by far.
-        if self.bias.dims1()? <= 16
+        // The 7x7 heads (at most 40 output channels in FOMM): the direct kernel beats
+        // candle's im2col by far and needs no (H*W) x (C*49) matrix.
+        if self.bias.dims1()? <= DIRECT_MAX_CHANNELS
             && let Some(y) = super::conv::conv2d_direct(x, &self.weight, &self.bias, self.padding)?
         {
             return Ok(y);

@@ -195,6 +195,36 @@ pub fn cpu_has_avx512_bf16() -> bool {
     })
 }
 
+/// Whether the processor has AVX512F (and it is not switched off by `MARIONETTE_CPU=baseline`).
+pub fn cpu_has_avx512f() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            !baseline_forced() && std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// Whether the processor has AVX2 (and it is not switched off by `MARIONETTE_CPU=baseline`).
+pub fn cpu_has_avx2() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            !baseline_forced() && std::arch::is_x86_feature_detected!("avx2")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
 /// The optional instructions this processor has that matter here, in words.
 pub fn cpu_summary() -> String {
     #[cfg(target_arch = "x86_64")]

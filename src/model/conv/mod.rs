@@ -58,7 +58,7 @@ mod winograd_bf16;
 use std::sync::Arc;
 
 pub use bf16::{from_bf16, to_bf16};
-pub use direct::conv2d_direct;
+pub use direct::{DirectIsa, conv2d_direct, conv2d_direct_with};
 pub use im2col_bf16::ConvBf16;
 pub use upconv_bf16::UpConvBf16;
 

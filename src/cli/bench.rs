@@ -12,7 +12,7 @@ use marionette::frame::Size;
 use marionette::media::resize::to_model_tensor;
 use marionette::model::checkpoint::Checkpoint;
 use marionette::model::fomm::Fomm;
-use marionette::model::precision::{Precision, PrecisionChoice, PrecisionPlan};
+use marionette::model::precision::{self, Precision, PrecisionChoice, PrecisionPlan};
 use marionette::model::presets;
 use marionette::model::quality::compare;
 
@@ -112,6 +112,9 @@ fn fomm(args: &BenchArgs) -> Result<()> {
     let config = presets::resolve_config(&args.config)?;
     let (device, note) = pick_device(args.cpu);
     eprintln!("{note}");
+    if device.is_cpu() {
+        eprintln!("{}", auto_note());
+    }
     let all = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads: Vec<usize> = if args.threads.is_empty() {
         vec![1, 2, 0]
@@ -136,6 +139,26 @@ fn fomm(args: &BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `--precision auto` takes on this processor, and the measured rates it went by.
+fn auto_note() -> String {
+    let auto = PrecisionChoice::Auto
+        .resolve()
+        .map_or_else(|e| e.to_string(), |p| p.to_string());
+    match precision::kernel_rates() {
+        Some(r) => format!(
+            "auto: {auto} (measured per core: bf16 dot products {:.0} G multiply-adds/s, f32 FMA {:.0}; \
+             bf16 is taken from {:.1}x)",
+            r.bf16,
+            r.f32,
+            precision::BF16_MIN_GAIN
+        ),
+        None => format!(
+            "auto: {auto} (no AVX512_BF16: {})",
+            precision::cpu_summary()
+        ),
+    }
 }
 
 fn print_fomm(r: &BenchReport, json: bool) -> Result<()> {

@@ -130,8 +130,8 @@ pub struct ModelArgs {
     #[arg(long, conflicts_with = "checkpoint")]
     pub random_weights: bool,
     /// FOMM's arithmetic on the CPU: f32 (faithful to the original bit for bit), bf16 (the
-    /// convolutions' operands in bfloat16, on processors with AVX512_BF16), or auto (the fastest
-    /// this processor runs well). Default: auto for live use, f32 for `animate`.
+    /// convolutions' operands in bfloat16, on processors with AVX512_BF16), or auto (bf16 where
+    /// this processor's bf16 instructions measure clearly faster than its f32 ones, else f32). Default: auto for live use, f32 for `animate`.
     #[arg(long, value_name = "auto|f32|bf16")]
     pub precision: Option<PrecisionChoice>,
 }

@@ -6,12 +6,15 @@
 //!   bfloat16, products summed in f32, activations between layers kept in f32. Fast where the
 //!   processor has AVX512_BF16 (the `VDPBF16PS` dot product).
 //!
-//! [`PrecisionChoice::Auto`] picks the fastest precision this processor runs natively. Setting
+//! [`PrecisionChoice::Auto`] picks bf16 where this processor runs it natively *and* its bf16 dot
+//! product measures clearly faster than its f32 FMA ([`bf16_pays`]), f32 elsewhere. Setting
 //! `MARIONETTE_CPU=baseline` makes the process act as if the processor had none of the optional
 //! instructions (tests use it to check the f32 fallback).
 
 use std::fmt;
 use std::str::FromStr;
+
+use crate::model::conv::rates::KernelRates;
 
 /// A precision the convolutions run at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,7 +42,7 @@ impl Precision {
         }
     }
 
-    /// The precisions this processor runs natively, fastest last.
+    /// The precisions this processor runs natively (f32 first).
     pub fn native() -> Vec<Precision> {
         [Precision::F32, Precision::Bf16]
             .into_iter()
@@ -106,7 +109,8 @@ impl Default for PrecisionPlan {
 /// What the user asked for: a precision, or `auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum PrecisionChoice {
-    /// The fastest precision this processor runs natively.
+    /// bf16 where this processor's bf16 dot product is clearly faster than its f32 FMA, else f32
+    /// (see [`bf16_pays`]).
     #[default]
     Auto,
     /// Exactly this precision.
@@ -132,10 +136,10 @@ impl PrecisionChoice {
     /// The precision this choice means on this processor.
     pub fn resolve(self) -> Result<Precision, UnsupportedPrecision> {
         match self {
-            PrecisionChoice::Auto => Ok(Precision::native()
-                .last()
-                .copied()
-                .unwrap_or(Precision::F32)),
+            PrecisionChoice::Auto if Precision::Bf16.is_native() && bf16_pays() => {
+                Ok(Precision::Bf16)
+            }
+            PrecisionChoice::Auto => Ok(Precision::F32),
             PrecisionChoice::Exact(p) if p.is_native() => Ok(p),
             PrecisionChoice::Exact(p) => Err(UnsupportedPrecision {
                 precision: p,
@@ -170,6 +174,39 @@ impl FromStr for PrecisionChoice {
             _ => Err(ParsePrecisionError(s.to_string())),
         }
     }
+}
+
+/// `auto` takes bf16 only where its dot product multiplies at least this much faster than f32
+/// FMAs on this core: bf16 also pays for rounding and pairing its operands, so a bare win is no
+/// win (measured: 2x on AMD Zen 4, where the bf16 step was 1.36x faster; 0.5x on Intel Emerald
+/// Rapids, where f32 was faster).
+pub const BF16_MIN_GAIN: f64 = 1.5;
+
+/// The measured rates of this core's bf16 and f32 instructions (once per process); `None`
+/// where bf16 does not run natively.
+pub fn kernel_rates() -> Option<KernelRates> {
+    static RATES: std::sync::OnceLock<Option<KernelRates>> = std::sync::OnceLock::new();
+    *RATES.get_or_init(|| {
+        let rates = crate::model::conv::rates::measure();
+        if let Some(r) = rates {
+            tracing::info!(
+                "bf16 dot products {:.0} G multiply-adds/s per core, f32 FMA {:.0}: auto takes {}",
+                r.bf16,
+                r.f32,
+                if r.bf16_gain() >= BF16_MIN_GAIN {
+                    "bf16"
+                } else {
+                    "f32"
+                }
+            );
+        }
+        rates
+    })
+}
+
+/// Whether bf16 is worth it on this core (see [`BF16_MIN_GAIN`]).
+pub fn bf16_pays() -> bool {
+    kernel_rates().is_some_and(|r| r.bf16_gain() >= BF16_MIN_GAIN)
 }
 
 /// Whether `MARIONETTE_CPU=baseline` asks to ignore the optional instructions.

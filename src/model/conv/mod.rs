@@ -51,6 +51,7 @@
 mod bf16;
 mod direct;
 mod im2col_bf16;
+pub mod rates;
 mod upconv_bf16;
 mod winograd;
 mod winograd_bf16;

@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 
 use std::sync::Arc;
 
-use super::conv::{Conv3x3, ConvBf16, UpConvBf16};
+use super::conv::{Conv3x3, ConvBf16, UpConv};
 use super::precision::Precision;
 
 /// `nn.BatchNorm2d` / `SynchronizedBatchNorm2d` default eps.
@@ -226,8 +226,9 @@ impl Module for ResBlock2d {
 #[derive(Debug, Clone)]
 pub struct UpBlock2d {
     conv: Conv2d,
-    /// At bf16: the upsampling and the convolution in one, on the small map.
-    fused: Option<Arc<UpConvBf16>>,
+    /// On a CPU: the upsampling and the convolution in one, on the small map, at the layer's
+    /// precision (`None` for weights elsewhere).
+    fused: Option<Arc<UpConv>>,
 }
 
 impl UpBlock2d {
@@ -238,28 +239,32 @@ impl UpBlock2d {
         kernel: usize,
         padding: usize,
     ) -> Result<Self> {
-        Ok(Self {
+        let mut block = Self {
             conv: conv_bn(&vb, c_in, c_out, kernel, padding)?,
             fused: None,
-        })
+        };
+        block.set_precision(Precision::F32)?;
+        Ok(block)
     }
-}
 
-impl UpBlock2d {
-    /// Sets the precision of the convolution. At bf16 a 3x3 / padding 1 convolution on a CPU
-    /// also gets the fused upsampling kernel.
+    /// Sets the precision of the convolution, and prepares the fused upsampling kernel for a
+    /// 3x3 / padding 1 convolution on a CPU.
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         self.conv.set_precision(precision)?;
         let w = &self.conv.weight;
-        self.fused = match (precision, w.dims()) {
-            (Precision::Bf16, &[c_out, c_in, 3, 3])
+        if self.fused.as_ref().map(|f| f.precision()) == Some(precision) {
+            return Ok(());
+        }
+        self.fused = match w.dims() {
+            &[c_out, c_in, 3, 3]
                 if self.conv.padding == 1 && w.device().is_cpu() && w.dtype() == DType::F32 =>
             {
-                Some(Arc::new(UpConvBf16::new(
+                Some(Arc::new(UpConv::new(
                     &w.flatten_all()?.to_vec1::<f32>()?,
                     c_out,
                     c_in,
                     &self.conv.bias.to_vec1::<f32>()?,
+                    precision,
                 )?))
             }
             _ => None,
@@ -274,7 +279,7 @@ impl Module for UpBlock2d {
         if let Some(fused) = &self.fused
             && x.device().is_cpu()
             && x.dtype() == DType::F32
-            && UpConvBf16::suits(h, w)
+            && UpConv::suits(h, w)
         {
             let data = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
             let y = fused.forward(&data, (n, h, w))?;

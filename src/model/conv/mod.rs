@@ -52,7 +52,7 @@ mod bf16;
 mod direct;
 mod im2col_bf16;
 pub mod rates;
-mod upconv_bf16;
+mod upconv;
 mod winograd;
 mod winograd_bf16;
 
@@ -61,7 +61,7 @@ use std::sync::Arc;
 pub use bf16::{from_bf16, to_bf16};
 pub use direct::{DirectIsa, conv2d_direct, conv2d_direct_with};
 pub use im2col_bf16::ConvBf16;
-pub use upconv_bf16::UpConvBf16;
+pub use upconv::UpConv;
 
 use crate::model::precision::Precision;
 use winograd::{

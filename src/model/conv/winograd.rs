@@ -309,7 +309,7 @@ fn gemm16(
 
 /// One product `M_k = U_k V_k`, row-major (Cout x Cin) @ (Cin x nt) -> (Cout x nt), on the
 /// calling thread.
-fn gemm1(
+pub(super) fn gemm1(
     uk: &[f32],
     vk: &[f32],
     mk: &mut [f32],

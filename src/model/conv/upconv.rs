@@ -1,5 +1,6 @@
-//! FOMM's `UpBlock2d` convolution at bf16: nearest 2x upsampling followed by a 3x3 / padding 1
-//! convolution, computed on the low-resolution map without making the upsampled one.
+//! FOMM's `UpBlock2d` convolution: nearest 2x upsampling followed by a 3x3 / padding 1
+//! convolution, computed on the low-resolution map without making the upsampled one, at f32 or
+//! bf16.
 //!
 //! On a nearest-upsampled map, output pixel `(2i + a, 2j + b)` (phase `(a, b)`) sees only a 2x2
 //! window of the low-resolution input: along one axis, phase 0 reads rows `i - 1, i` with the
@@ -20,7 +21,9 @@
 //! and 9 of a direct convolution, and the activations only ever meet `+-1`, so the rounding of
 //! `V` to bf16 costs no more than in [`super::winograd_bf16`].
 //!
-//! The 36 products `M_k = U_k V_k` run on the bf16 kernel of [`super::bf16`]. Large maps are cut
+//! The 36 products `M_k = U_k V_k` run on `gemm` at f32 (the transforms add and subtract only, so
+//! the result is as close to the direct convolution as the 3x3 Winograd path's) or on the bf16
+//! kernel of [`super::bf16`] with `V` rounded to bf16. Large maps are cut
 //! into bands of whole tile rows, one rayon job each (input transform, products, output
 //! transform on one core, like [`super::winograd`]); small ones run as one band with the 36
 //! products in parallel.
@@ -29,10 +32,11 @@ use rayon::prelude::*;
 
 use super::bf16::{self, LANES, PackedA, pair};
 use super::winograd::{
-    BAND_BYTES, MAX_BAND_TILES, MIN_BAND_TILES, OutPtr, band_rows, with_scratch,
+    BAND_BYTES, MAX_BAND_TILES, MIN_BAND_TILES, OutPtr, band_rows, gemm1, with_scratch,
 };
 use super::winograd_bf16::with_pairs;
 use super::{Conv3x3Error, err};
+use crate::model::precision::Precision;
 
 /// Transformed values per tile: 6 per axis (two phases of 3).
 const K: usize = 36;
@@ -52,18 +56,34 @@ const T: [[f64; 3]; 6] = [
     [0.0, 0.0, 1.0],
 ];
 
-/// Nearest 2x upsampling and a 3x3 / padding 1 convolution, weights prepared as bf16.
+/// Nearest 2x upsampling and a 3x3 / padding 1 convolution, weights prepared once.
 #[derive(Debug, Clone)]
-pub struct UpConvBf16 {
-    u: Vec<PackedA>,
+pub struct UpConv {
+    u: Weights,
     bias: Vec<f32>,
     c_out: usize,
     c_in: usize,
 }
 
-impl UpConvBf16 {
-    /// Prepares the layer from its (Cout, Cin, 3, 3) weight `g` and its bias.
-    pub fn new(g: &[f32], c_out: usize, c_in: usize, bias: &[f32]) -> candle_core::Result<Self> {
+/// The transformed weights `U_k`, (Cout, Cin) each, for the chosen precision.
+#[derive(Debug, Clone)]
+enum Weights {
+    /// f32, (36, Cout, Cin) row-major.
+    F32(Vec<f32>),
+    /// One packed bf16 matrix per k.
+    Bf16(Vec<PackedA>),
+}
+
+impl UpConv {
+    /// Prepares the layer from its (Cout, Cin, 3, 3) weight `g` and its bias, for products at
+    /// `precision`.
+    pub fn new(
+        g: &[f32],
+        c_out: usize,
+        c_in: usize,
+        bias: &[f32],
+        precision: Precision,
+    ) -> candle_core::Result<Self> {
         if g.len() != c_out * c_in * 9 || bias.len() != c_out || c_out == 0 || c_in == 0 {
             return Err(err(Conv3x3Error::Internal(
                 "upsampling convolution weights do not match their shape",
@@ -85,10 +105,14 @@ impl UpConvBf16 {
                 }
             }
         }
-        let u = u
-            .chunks_exact(c_out * c_in)
-            .map(|uk| PackedA::new(c_out, c_in, |r, c| uk[r * c_in + c]))
-            .collect();
+        let u = match precision {
+            Precision::F32 => Weights::F32(u),
+            Precision::Bf16 => Weights::Bf16(
+                u.chunks_exact(c_out * c_in)
+                    .map(|uk| PackedA::new(c_out, c_in, |r, c| uk[r * c_in + c]))
+                    .collect(),
+            ),
+        };
         Ok(Self {
             u,
             bias: bias.to_vec(),
@@ -100,6 +124,14 @@ impl UpConvBf16 {
     /// Output channels.
     pub fn out_channels(&self) -> usize {
         self.c_out
+    }
+
+    /// The precision of the products.
+    pub fn precision(&self) -> Precision {
+        match self.u {
+            Weights::F32(_) => Precision::F32,
+            Weights::Bf16(_) => Precision::Bf16,
+        }
     }
 
     /// Whether this layer takes a map of `h x w` (smaller ones suit the plain path better: their
@@ -126,7 +158,7 @@ impl UpConvBf16 {
             return Ok(out);
         }
         let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-        let per_tile = K * (c_in.div_ceil(2) + c_out) * 4;
+        let per_tile = K * (c_in + c_out) * 4;
         let small = th * tw < SMALL_TILES;
         let band_rows = if small {
             th
@@ -141,58 +173,84 @@ impl UpConvBf16 {
             let ty0 = band * band_rows;
             let ty1 = (ty0 + band_rows).min(th);
             let nt = (ty1 - ty0) * tw;
-            let ld = nt.div_ceil(LANES) * LANES;
-            let kp = c_in.div_ceil(2);
             let img_data = &data[img * c_in * h * w..(img + 1) * c_in * h * w];
-            with_pairs(K * kp * ld, |vb| {
-                input_transform(img_data, c_in, (h, w), (ty0, ty1), ld, vb);
-                with_scratch(K * c_out * ld, |m| {
-                    let product = |(k, (uk, mk)): (usize, (&PackedA, &mut [f32]))| {
-                        let vk = &vb[k * kp * ld..(k + 1) * kp * ld];
-                        bf16::gemm(uk, 0..uk.row_blocks(), vk, ld, mk, ld, ld)
+            let tiles = Tiles {
+                hw: (h, w),
+                rows: (ty0, ty1),
+            };
+            // Output rows 4 ty0 .. min(4 ty1, ho) of every channel of this image.
+            let (y0, y1) = (4 * ty0, (4 * ty1).min(ho));
+            let emit = |m: &[f32], ld: usize| {
+                let write = |co: usize| {
+                    let off = ((img * c_out + co) * ho + y0) * wo;
+                    // SAFETY: `img < n`, `co < c_out`, `y1 <= ho`: the slice lies inside
+                    // `out` (n * c_out * ho * wo values), which outlives the jobs and is
+                    // not otherwise touched meanwhile. Jobs cover disjoint (image, row
+                    // range) pairs and each (job, co) builds its slice once, so no two
+                    // live mutable slices overlap.
+                    let rows = unsafe {
+                        std::slice::from_raw_parts_mut(out_ptr.get().add(off), (y1 - y0) * wo)
                     };
-                    if small {
-                        self.u
-                            .par_iter()
-                            .zip(m.par_chunks_mut(c_out * ld))
-                            .enumerate()
-                            .try_for_each(product)?;
-                    } else {
-                        self.u
-                            .iter()
-                            .zip(m.chunks_mut(c_out * ld))
-                            .enumerate()
-                            .try_for_each(product)?;
-                    }
-                    // Output rows 4 ty0 .. min(4 ty1, ho) of every channel of this image.
-                    let (y0, y1) = (4 * ty0, (4 * ty1).min(ho));
-                    let write = |co: usize| {
-                        let off = ((img * c_out + co) * ho + y0) * wo;
-                        // SAFETY: `img < n`, `co < c_out`, `y1 <= ho`: the slice lies inside
-                        // `out` (n * c_out * ho * wo values), which outlives the jobs and is
-                        // not otherwise touched meanwhile. Jobs cover disjoint (image, row
-                        // range) pairs and each (job, co) builds its slice once, so no two
-                        // live mutable slices overlap.
-                        let rows = unsafe {
-                            std::slice::from_raw_parts_mut(out_ptr.get().add(off), (y1 - y0) * wo)
+                    output_transform(m, (c_out, co, ld), self.bias[co], (ty0, ty1, tw), wo, rows);
+                };
+                if small {
+                    (0..c_out).into_par_iter().for_each(write);
+                } else {
+                    (0..c_out).for_each(write);
+                }
+            };
+            match &self.u {
+                Weights::F32(u) => {
+                    let ld = nt;
+                    with_scratch(K * (c_in + c_out) * ld, |buf| {
+                        let (v, m) = buf.split_at_mut(K * c_in * ld);
+                        input_transform_f32(img_data, c_in, &tiles, v);
+                        let product = |((uk, vk), mk): ((&[f32], &[f32]), &mut [f32])| {
+                            gemm1(uk, vk, mk, c_out, c_in, ld)
                         };
-                        output_transform(
-                            m,
-                            (c_out, co, ld),
-                            self.bias[co],
-                            (ty0, ty1, tw),
-                            wo,
-                            rows,
-                        );
-                    };
-                    if small {
-                        (0..c_out).into_par_iter().for_each(write);
-                    } else {
-                        (0..c_out).for_each(write);
-                    }
-                    Ok(())
-                })
-            })
+                        let (us, vs) = (u.chunks_exact(c_out * c_in), v.chunks_exact(c_in * ld));
+                        if small {
+                            us.zip(vs)
+                                .zip(m.chunks_exact_mut(c_out * ld))
+                                .collect::<Vec<_>>()
+                                .into_par_iter()
+                                .try_for_each(product)?;
+                        } else {
+                            us.zip(vs)
+                                .zip(m.chunks_exact_mut(c_out * ld))
+                                .try_for_each(product)?;
+                        }
+                        emit(m, ld);
+                        Ok(())
+                    })
+                }
+                Weights::Bf16(u) => {
+                    let ld = nt.div_ceil(LANES) * LANES;
+                    let kp = c_in.div_ceil(2);
+                    with_pairs(K * kp * ld, |vb| {
+                        input_transform_pairs(img_data, c_in, &tiles, ld, vb);
+                        with_scratch(K * c_out * ld, |m| {
+                            let product = |(k, (uk, mk)): (usize, (&PackedA, &mut [f32]))| {
+                                let vk = &vb[k * kp * ld..(k + 1) * kp * ld];
+                                bf16::gemm(uk, 0..uk.row_blocks(), vk, ld, mk, ld, ld)
+                            };
+                            if small {
+                                u.par_iter()
+                                    .zip(m.par_chunks_mut(c_out * ld))
+                                    .enumerate()
+                                    .try_for_each(product)?;
+                            } else {
+                                u.iter()
+                                    .zip(m.chunks_mut(c_out * ld))
+                                    .enumerate()
+                                    .try_for_each(product)?;
+                            }
+                            emit(m, ld);
+                            Ok(())
+                        })
+                    })
+                }
+            }
         };
         if small {
             (0..n * bands).try_for_each(job)?;
@@ -203,27 +261,23 @@ impl UpConvBf16 {
     }
 }
 
-/// The transform of tile rows `ty0..ty1` of one image `img` (Cin, h, w), rounded to bf16 and
-/// packed in channel pairs: `vb` is (36, ceil(Cin / 2), ld) pairs, the band's tile `t` in column
-/// `t`, zeros past the last tile and the last channel.
-fn input_transform(
-    img: &[f32],
-    c_in: usize,
-    (h, w): (usize, usize),
-    (ty0, ty1): (usize, usize),
-    ld: usize,
-    vb: &mut [u32],
-) {
+/// Tile rows `rows.0 .. rows.1` of an image of `hw` (height, width) low-resolution pixels.
+struct Tiles {
+    hw: (usize, usize),
+    rows: (usize, usize),
+}
+
+/// The input transform of one channel: for each tile row of `tiles`, the 36 transformed values
+/// of every tile, passed to `store(ty, values)` as (36, tw).
+fn transform_channel(plane: &[f32], tiles: &Tiles, mut store: impl FnMut(usize, &[f32])) {
+    let (h, w) = tiles.hw;
     let tw = w.div_ceil(2);
-    let kp = c_in.div_ceil(2);
-    let nt = (ty1 - ty0) * tw;
     // The rows of one tile row, padded: columns -1 .. 2 tw + 1 (width 2 tw + 2).
     let wp = 2 * tw + 2;
     let mut d = vec![0f32; 4 * wp];
     let mut r = vec![0f32; 6 * wp];
-    let mut lo = vec![0f32; K * tw];
-    let mut hi = vec![0f32; K * tw];
-    let mut transform = |plane: &[f32], ty: usize, dst: &mut [f32]| {
+    let mut dst = vec![0f32; K * tw];
+    for ty in tiles.rows.0..tiles.rows.1 {
         // Rows 2 ty - 1 .. 2 ty + 2, zero outside the map.
         for (i, row) in d.chunks_exact_mut(wp).enumerate() {
             row.fill(0.0);
@@ -236,8 +290,7 @@ fn input_transform(
         let (d0, rest) = d.split_at(wp);
         let (d1, rest) = rest.split_at(wp);
         let (d2, d3) = rest.split_at(wp);
-        let mut rows = r.chunks_exact_mut(wp);
-        for (ri, out) in (0..6).zip(&mut rows) {
+        for (ri, out) in r.chunks_exact_mut(wp).enumerate() {
             for x in 0..wp {
                 out[x] = match ri {
                     0 => d0[x] - d1[x],
@@ -266,25 +319,57 @@ fn input_transform(
                 }
             }
         }
-    };
+        store(ty, &dst);
+    }
+}
+
+/// The transform of `tiles` of one image `img` (Cin, h, w) in f32: `v` is (36, Cin, nt), the
+/// band's tile `t` in column `t`.
+fn input_transform_f32(img: &[f32], c_in: usize, tiles: &Tiles, v: &mut [f32]) {
+    let (h, w) = tiles.hw;
+    let tw = w.div_ceil(2);
+    let nt = (tiles.rows.1 - tiles.rows.0) * tw;
+    for (c, plane) in img.chunks_exact(h * w).take(c_in).enumerate() {
+        transform_channel(plane, tiles, |ty, vals| {
+            let off = (ty - tiles.rows.0) * tw;
+            for (k, src) in vals.chunks_exact(tw).enumerate() {
+                let at = (k * c_in + c) * nt + off;
+                v[at..at + tw].copy_from_slice(src);
+            }
+        });
+    }
+}
+
+/// The transform of `tiles` of one image `img` (Cin, h, w), rounded to bf16 and packed in
+/// channel pairs: `vb` is (36, ceil(Cin / 2), ld) pairs, the band's tile `t` in column `t`,
+/// zeros past the last tile and the last channel.
+fn input_transform_pairs(img: &[f32], c_in: usize, tiles: &Tiles, ld: usize, vb: &mut [u32]) {
+    let (h, w) = tiles.hw;
+    let tw = w.div_ceil(2);
+    let kp = c_in.div_ceil(2);
+    let nt = (tiles.rows.1 - tiles.rows.0) * tw;
+    // The low channel of each pair is stored alone first, then paired with the high one.
     for p in 0..kp {
         let plane_lo = &img[2 * p * h * w..(2 * p + 1) * h * w];
-        let plane_hi = img.get((2 * p + 1) * h * w..(2 * p + 2) * h * w);
-        if plane_hi.is_none() {
-            hi.fill(0.0);
-        }
-        for ty in ty0..ty1 {
-            transform(plane_lo, ty, &mut lo);
-            if let Some(plane) = plane_hi {
-                transform(plane, ty, &mut hi);
-            }
-            let off = (ty - ty0) * tw;
-            for (k, (a, b)) in lo.chunks_exact(tw).zip(hi.chunks_exact(tw)).enumerate() {
+        transform_channel(plane_lo, tiles, |ty, vals| {
+            let off = (ty - tiles.rows.0) * tw;
+            for (k, a) in vals.chunks_exact(tw).enumerate() {
                 let row = &mut vb[(k * kp + p) * ld..(k * kp + p + 1) * ld];
-                for ((o, &x), &y) in row[off..off + tw].iter_mut().zip(a).zip(b) {
-                    *o = pair(x, y);
+                for (o, &x) in row[off..off + tw].iter_mut().zip(a) {
+                    *o = pair(x, 0.0);
                 }
             }
+        });
+        if let Some(plane_hi) = img.get((2 * p + 1) * h * w..(2 * p + 2) * h * w) {
+            transform_channel(plane_hi, tiles, |ty, vals| {
+                let off = (ty - tiles.rows.0) * tw;
+                for (k, b) in vals.chunks_exact(tw).enumerate() {
+                    let row = &mut vb[(k * kp + p) * ld..(k * kp + p + 1) * ld];
+                    for (o, &y) in row[off..off + tw].iter_mut().zip(b) {
+                        *o = (*o & 0xffff) | (u32::from(bf16::to_bf16(y)) << 16);
+                    }
+                }
+            });
         }
     }
     for row in vb.chunks_exact_mut(ld) {

@@ -217,6 +217,30 @@ fn odd_and_tiny_sizes() {
     }
 }
 
+/// Deep hourglass maps (8x8 and smaller, many channels: one im2col product at f32) with more
+/// output channels than one job's block of rows, and a batch of two.
+#[test]
+fn small_maps_with_many_channels() {
+    for (i, &(n, ci, co, h, w)) in [(1, 40, 130, 4, 4), (2, 33, 70, 8, 8), (1, 64, 200, 2, 2)]
+        .iter()
+        .enumerate()
+    {
+        check(
+            &Case {
+                n,
+                ci,
+                co,
+                h,
+                w,
+                bias: true,
+                lo: -1.0,
+                hi: 1.0,
+            },
+            700 + i as u64,
+        );
+    }
+}
+
 #[test]
 fn kp_encoder_first_layer() {
     // Keypoint detector hourglass input: 3 (RGB) -> 64 channels at 64x64 (FOMM vox-256).

@@ -98,7 +98,8 @@ impl AntiAliasInterpolation2d {
                 let in_row = &img[iy * w..(iy + 1) * w];
                 for (kx, &k) in k_row.iter().enumerate() {
                     for (ox, a) in acc.iter_mut().enumerate() {
-                        if let Some(&v) = (ox * s + kx).checked_sub(pad).and_then(|ix| in_row.get(ix))
+                        if let Some(&v) =
+                            (ox * s + kx).checked_sub(pad).and_then(|ix| in_row.get(ix))
                         {
                             *a += k * v;
                         }

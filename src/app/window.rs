@@ -63,7 +63,7 @@ pub enum WindowError {
 pub struct WindowOptions {
     /// The engine the pipeline runs.
     pub engine: Box<dyn Animator + Send>,
-    /// One line about the engine ("FOMM (vox-256) from ..., CPU, bf16").
+    /// One line about the engine ("FOMM (vox-256) from ..., CPU, f32 (auto)").
     pub engine_status: String,
     /// The driving source (else the saved one).
     pub source: Option<SourceSetting>,

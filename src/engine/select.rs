@@ -155,7 +155,8 @@ impl Default for EngineRequest {
 pub struct LoadedEngine {
     /// The engine.
     pub engine: Box<dyn Animator + Send>,
-    /// One line for a status display, e.g. "FOMM (vox-256) from vox-adv-cpk.pth.tar, CPU, bf16".
+    /// One line for a status display, e.g. "FOMM (vox-256) from vox-adv-cpk.pth.tar, CPU, f32
+    /// (auto)".
     pub status: String,
     /// What was chosen and why, for the log (e.g. the classic fallback and how to get FOMM).
     pub notes: Vec<String>,
@@ -249,7 +250,12 @@ fn set_precision(model: &mut Fomm, req: &EngineRequest) -> Result<String, LoadEr
     let precision = req.precision.resolve()?;
     let plan = PrecisionPlan::for_precision(precision);
     model.set_precision(plan)?;
-    Ok(precision.to_string())
+    Ok(match req.precision {
+        // Say that it was chosen, so a user who expected bf16 on an AVX512_BF16 processor can
+        // see why (the log and `bench` give the measured rates).
+        PrecisionChoice::Auto => format!("{precision} (auto)"),
+        PrecisionChoice::Exact(_) => precision.to_string(),
+    })
 }
 
 /// CUDA when built with it, `force_cpu` is off and a GPU is there, else the CPU; with a line

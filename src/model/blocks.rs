@@ -9,7 +9,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::conv::{Conv3x3, ConvBf16, UpConv};
 use super::precision::Precision;
@@ -226,9 +226,12 @@ impl Module for ResBlock2d {
 #[derive(Debug, Clone)]
 pub struct UpBlock2d {
     conv: Conv2d,
-    /// On a CPU: the upsampling and the convolution in one, on the small map, at the layer's
-    /// precision (`None` for weights elsewhere).
-    fused: Option<Arc<UpConv>>,
+    precision: Precision,
+    /// On a CPU: the upsampling and the convolution in one, on the small map, at `precision`;
+    /// made on the first input that suits it (`None` inside for weights elsewhere). Made lazily
+    /// because the hourglasses' deepest blocks never see such a map, and their kernels would
+    /// cost up to 75 MB each and load time.
+    fused: OnceLock<Option<Arc<UpConv>>>,
 }
 
 impl UpBlock2d {
@@ -239,23 +242,30 @@ impl UpBlock2d {
         kernel: usize,
         padding: usize,
     ) -> Result<Self> {
-        let mut block = Self {
+        Ok(Self {
             conv: conv_bn(&vb, c_in, c_out, kernel, padding)?,
-            fused: None,
-        };
-        block.set_precision(Precision::F32)?;
-        Ok(block)
+            precision: Precision::F32,
+            fused: OnceLock::new(),
+        })
     }
 
-    /// Sets the precision of the convolution, and prepares the fused upsampling kernel for a
-    /// 3x3 / padding 1 convolution on a CPU.
+    /// Sets the precision of the convolution (and of the fused kernel, made on first use).
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         self.conv.set_precision(precision)?;
-        let w = &self.conv.weight;
-        if self.fused.as_ref().map(|f| f.precision()) == Some(precision) {
-            return Ok(());
+        if precision != self.precision {
+            self.precision = precision;
+            self.fused = OnceLock::new();
         }
-        self.fused = match w.dims() {
+        Ok(())
+    }
+
+    /// The fused kernel for a 3x3 / padding 1 convolution with f32 CPU weights.
+    fn fused(&self) -> Result<Option<Arc<UpConv>>> {
+        if let Some(f) = self.fused.get() {
+            return Ok(f.clone());
+        }
+        let w = &self.conv.weight;
+        let made = match w.dims() {
             &[c_out, c_in, 3, 3]
                 if self.conv.padding == 1 && w.device().is_cpu() && w.dtype() == DType::F32 =>
             {
@@ -264,22 +274,22 @@ impl UpBlock2d {
                     c_out,
                     c_in,
                     &self.conv.bias.to_vec1::<f32>()?,
-                    precision,
+                    self.precision,
                 )?))
             }
             _ => None,
         };
-        Ok(())
+        Ok(self.fused.get_or_init(|| made).clone())
     }
 }
 
 impl Module for UpBlock2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (n, _, h, w) = x.dims4()?;
-        if let Some(fused) = &self.fused
-            && x.device().is_cpu()
+        if x.device().is_cpu()
             && x.dtype() == DType::F32
             && UpConv::suits(h, w)
+            && let Some(fused) = self.fused()?
         {
             let data = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
             let y = fused.forward(&data, (n, h, w))?;

@@ -136,9 +136,12 @@ pub struct Conv3x3 {
     bias: Option<Tensor>,
     c_out: usize,
     c_in: usize,
-    /// Winograd-domain weights `U_k = G g G^T`, (16, Cout, Cin) row-major; `None` when the
-    /// weight (or bias) is not an f32 CPU tensor, and then `forward` always uses candle.
-    u: Option<Vec<f32>>,
+    /// Whether the weight (and bias) are f32 CPU tensors; if not, `forward` always uses candle.
+    fast: bool,
+    /// Winograd-domain weights `U_k = G g G^T`, (16, Cout, Cin) row-major, made on the first
+    /// map that runs Winograd (layers that only see small maps never need them: up to 33 MB
+    /// each for the hourglasses' deepest).
+    u: std::sync::OnceLock<Vec<f32>>,
     /// Bias values for the fast path (zeros when there is no bias).
     bias_values: Vec<f32>,
     /// The bf16 kernels' weights, when the precision is bf16.
@@ -155,8 +158,7 @@ struct Bf16Kernels {
 impl Conv3x3 {
     /// Prepares a convolution from a (Cout, Cin, 3, 3) weight and an optional (Cout) bias.
     ///
-    /// The Winograd weights are computed here (in f64, rounded once to f32) when the weight
-    /// and bias are f32 tensors on the CPU.
+    /// The Winograd weights are computed on first use (in f64, rounded once to f32).
     pub fn new(weight: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Self> {
         let dims = weight.dims().to_vec();
         let (c_out, c_in) = match dims.as_slice() {
@@ -175,37 +177,44 @@ impl Conv3x3 {
             }));
         }
         let is_cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-        let (u, bias_values) = if is_cpu_f32(weight) && bias.is_none_or(is_cpu_f32) {
-            let g = weight.flatten_all()?.to_vec1::<f32>()?;
-            let bias_values = match bias {
-                Some(b) => b.to_vec1::<f32>()?,
-                None => vec![0.0; c_out],
-            };
-            (Some(winograd_weights(&g, c_out, c_in)?), bias_values)
-        } else {
-            (None, Vec::new())
+        let fast = is_cpu_f32(weight) && bias.is_none_or(is_cpu_f32);
+        let bias_values = match bias {
+            Some(b) if fast => b.to_vec1::<f32>()?,
+            _ => vec![0.0; c_out],
         };
         Ok(Self {
             weight: weight.clone(),
             bias: bias.cloned(),
             c_out,
             c_in,
-            u,
+            fast,
+            u: std::sync::OnceLock::new(),
             bias_values,
             bf16: None,
         })
+    }
+
+    /// The Winograd weights, made on the first call (the layer must be `fast`).
+    fn winograd_u(&self) -> candle_core::Result<&[f32]> {
+        if let Some(u) = self.u.get() {
+            return Ok(u);
+        }
+        let g = self.weight.flatten_all()?.to_vec1::<f32>()?;
+        let u = winograd_weights(&g, self.c_out, self.c_in)?;
+        Ok(self.u.get_or_init(|| u))
     }
 
     /// Sets the precision of the products. At [`Precision::Bf16`] the bf16 weights are prepared
     /// (once; switching back to f32 drops them). Layers whose weights are not f32 CPU tensors
     /// stay on candle's path whatever the precision.
     pub fn set_precision(&mut self, precision: Precision) -> candle_core::Result<()> {
-        match (precision, &self.u, &self.bf16) {
+        match (precision, self.fast, &self.bf16) {
             (Precision::F32, _, _) => self.bf16 = None,
-            (Precision::Bf16, Some(u), None) => {
+            (Precision::Bf16, true, None) => {
                 let g = self.weight.flatten_all()?.to_vec1::<f32>()?;
+                let u = winograd_weights(&g, self.c_out, self.c_in)?;
                 self.bf16 = Some(Arc::new(Bf16Kernels {
-                    winograd: winograd_bf16::Weights::new(u, self.c_out, self.c_in)?,
+                    winograd: winograd_bf16::Weights::new(&u, self.c_out, self.c_in)?,
                     im2col: ConvBf16::new(&g, (self.c_out, self.c_in, 3), &self.bias_values, 1)?,
                 }));
             }
@@ -273,10 +282,9 @@ impl Conv3x3 {
                 }));
             }
         };
-        let u = match &self.u {
-            Some(u) if x.device().is_cpu() && x.dtype() == DType::F32 => u.as_slice(),
-            _ => return self.forward_candle(x),
-        };
+        if !self.fast || !x.device().is_cpu() || x.dtype() != DType::F32 {
+            return self.forward_candle(x);
+        }
         if n == 0 || h == 0 || w == 0 {
             return Tensor::zeros((n, self.c_out, h, w), DType::F32, &Device::Cpu);
         }
@@ -355,6 +363,7 @@ impl Conv3x3 {
             }
             s => s,
         };
+        let u = self.winograd_u()?;
         match schedule {
             Schedule::Bands(band_tiles) => {
                 banded(data, u, &self.bias_values, &geo, band_tiles, &mut out)?

@@ -330,8 +330,11 @@ if [ "$install" = 1 ]; then
         apt-get install -y -qq ./'"$(basename "$deb")"' > /root/apt.log 2>&1 || { tail -30 /root/apt.log; exit 1; }
         echo "installed: $(dpkg-query -W -f="\${Package} \${Version}" marionette)"
         marionette --version
+        # The cache read once, then searched without a pipe: `ldconfig -p | grep -q` under
+        # pipefail fails at random when grep quits early and ldconfig gets SIGPIPE.
+        cache=$(ldconfig -p)
         for lib in '"$(echo $dlopened)"'; do
-            ldconfig -p | grep -q "^[[:space:]]*$lib " || { echo "$lib is not installed (a Depends is missing)" >&2; exit 1; }
+            grep -q "^[[:space:]]*$lib " <<< "$cache" || { echo "$lib is not installed (a Depends is missing)" >&2; exit 1; }
         done
         echo "run-time libraries: all there"
         ls /usr/share/vulkan/icd.d/ | grep -q . || { echo "no Vulkan driver (ICD) installed" >&2; exit 1; }

@@ -183,7 +183,7 @@ impl Conv3x3 {
             _ => vec![0.0; c_out],
         };
         Ok(Self {
-            weight: weight.clone(),
+            weight: weight.contiguous()?,
             bias: bias.cloned(),
             c_out,
             c_in,
@@ -290,20 +290,7 @@ impl Conv3x3 {
         }
         let x = x.contiguous()?;
         let (storage, layout) = x.storage_and_layout();
-        let data: &[f32] = match &*storage {
-            Storage::Cpu(cpu) => cpu.as_slice::<f32>()?,
-            _ => {
-                return Err(err(Conv3x3Error::Internal(
-                    "CPU tensor without CPU storage",
-                )));
-            }
-        };
-        let start = layout.start_offset();
-        let data =
-            data.get(start..start + n * self.c_in * h * w)
-                .ok_or(err(Conv3x3Error::Internal(
-                    "input storage shorter than its shape",
-                )))?;
+        let data = cpu_slice(&storage, layout.start_offset(), n * self.c_in * h * w)?;
         let mut out = vec![0f32; n * self.c_out * h * w];
         let geo = Geometry {
             n,
@@ -331,19 +318,9 @@ impl Conv3x3 {
             return Tensor::from_vec(out, (n, self.c_out, h, w), &Device::Cpu);
         }
         if matches!(schedule, Schedule::Auto) && h * w <= F32_IM2COL_MAX_PIXELS {
+            // `new` made the weight contiguous, so its storage is (Cout, Cin, 3, 3) row-major.
             let (wstore, wlayout) = self.weight.storage_and_layout();
-            let weight = match &*wstore {
-                Storage::Cpu(cpu) => cpu.as_slice::<f32>()?,
-                _ => {
-                    return Err(err(Conv3x3Error::Internal(
-                        "CPU weight without CPU storage",
-                    )));
-                }
-            };
-            let ws = wlayout.start_offset();
-            let weight = weight.get(ws..ws + self.c_out * self.c_in * 9).ok_or(err(
-                Conv3x3Error::Internal("weight storage shorter than its shape"),
-            ))?;
+            let weight = cpu_slice(&wstore, wlayout.start_offset(), self.c_out * self.c_in * 9)?;
             im2col::conv3x3(
                 data,
                 weight,
@@ -373,4 +350,20 @@ impl Conv3x3 {
         drop(storage);
         Tensor::from_vec(out, (n, self.c_out, h, w), &Device::Cpu)
     }
+}
+
+/// `len` f32 values from `start` of a CPU storage.
+fn cpu_slice(storage: &Storage, start: usize, len: usize) -> candle_core::Result<&[f32]> {
+    let all: &[f32] = match storage {
+        Storage::Cpu(cpu) => cpu.as_slice::<f32>()?,
+        _ => {
+            return Err(err(Conv3x3Error::Internal(
+                "CPU tensor without CPU storage",
+            )));
+        }
+    };
+    all.get(start..start + len)
+        .ok_or(err(Conv3x3Error::Internal(
+            "storage shorter than its shape",
+        )))
 }

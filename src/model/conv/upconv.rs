@@ -126,14 +126,6 @@ impl UpConv {
         self.c_out
     }
 
-    /// The precision of the products.
-    pub fn precision(&self) -> Precision {
-        match self.u {
-            Weights::F32(_) => Precision::F32,
-            Weights::Bf16(_) => Precision::Bf16,
-        }
-    }
-
     /// Whether this layer takes a map of `h x w` (smaller ones suit the plain path better: their
     /// products would be mostly padding).
     pub fn suits(h: usize, w: usize) -> bool {
@@ -208,15 +200,14 @@ impl UpConv {
                         let product = |((uk, vk), mk): ((&[f32], &[f32]), &mut [f32])| {
                             gemm1(uk, vk, mk, c_out, c_in, ld)
                         };
-                        let (us, vs) = (u.chunks_exact(c_out * c_in), v.chunks_exact(c_in * ld));
                         if small {
-                            us.zip(vs)
-                                .zip(m.chunks_exact_mut(c_out * ld))
-                                .collect::<Vec<_>>()
-                                .into_par_iter()
+                            u.par_chunks_exact(c_out * c_in)
+                                .zip(v.par_chunks_exact(c_in * ld))
+                                .zip(m.par_chunks_exact_mut(c_out * ld))
                                 .try_for_each(product)?;
                         } else {
-                            us.zip(vs)
+                            u.chunks_exact(c_out * c_in)
+                                .zip(v.chunks_exact(c_in * ld))
                                 .zip(m.chunks_exact_mut(c_out * ld))
                                 .try_for_each(product)?;
                         }

@@ -50,9 +50,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # bindgen (v4l2-sys-mit) loads libclang.so or libclang-<N>.so; check that exact file, so a broken
-# install is named here and not as a panic deep in the build.
-if ! compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null && ! compgen -G '/usr/lib/llvm-*/lib/libclang-*.so' >/dev/null \
-    && ! compgen -G '/usr/lib/*-linux-gnu/libclang-*.so' >/dev/null; then
+# install is named here and not as a panic deep in the build. libclang-cpp.so (libclang-cpp*-dev)
+# is a different library and does not count: the version patterns start with a digit.
+if ! compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null && ! compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so' >/dev/null \
+    && ! compgen -G '/usr/lib/*-linux-gnu/libclang-[0-9]*.so' >/dev/null; then
     echo "setup: libclang-dev is installed but no libclang.so was found under /usr/lib/llvm-*/lib;" >&2
     echo "setup: reinstall it (sudo apt-get install --reinstall libclang-dev) or set LIBCLANG_PATH" >&2
     exit 1

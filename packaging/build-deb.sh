@@ -69,7 +69,7 @@ install -Dm755 packaging/setup-virtual-camera.sh "$stage/usr/bin/marionette-setu
 for f in assets/avatars/*; do
     install -Dm644 "$f" "$stage/usr/share/marionette/avatars/$(basename "$f")"
 done
-for f in models/configs/*.yaml; do
+for f in crates/fomm/configs/*.yaml; do
     install -Dm644 "$f" "$stage/usr/share/marionette/configs/$(basename "$f")"
 done
 install -Dm644 packaging/deb/marionette.desktop "$stage/usr/share/applications/marionette.desktop"

@@ -26,7 +26,7 @@ HOME_DIR="$ROOT/home"
 CU13="$WHEELS/nvidia/cu13"
 PYTHON="${PYTHON:-python3}"
 
-# Exact pins (the project's design notes, DEPENDENCIES.md): an unpinned nvcc pulls crt/nvvm 13.5, whose PTX ptxas 13.0 rejects,
+# Exact pins: an unpinned nvcc pulls crt/nvvm 13.5, whose PTX ptxas 13.0 rejects,
 # and cudarc 0.19.10's build script panics on 13.5. The GPU machine's driver (580) is CUDA 13.0.
 PINS=(
   nvidia-cuda-nvcc==13.0.88

@@ -13,13 +13,13 @@ use crate::media::MediaError;
 use crate::media::frames::{FrameFolderWriter, PngText, list_image_files, load_rgb};
 use crate::media::resize::{center_square_crop, tensor_to_rgb8, to_model_tensor};
 use crate::media::video::{VideoReader, VideoWriter, is_video_path};
-use crate::model::fomm::ModelError;
-use crate::model::keypoint_detector::Keypoints;
-use crate::model::motion_transfer::{TransferOptions, convex_hull_area};
 use crate::motion::file::{MotionFileError, MotionHeader, MotionReader, MotionWriter, RecordKind};
 use crate::motion::{FrameMotion, KeypointSet, MotionEngine, ReferenceMotion};
 use crate::output::badge::draw_badge;
 use crate::provenance::Provenance;
+use fomm::keypoint_detector::Keypoints;
+use fomm::model::ModelError;
+use fomm::motion_transfer::{TransferOptions, convex_hull_area};
 
 /// Why an offline animation failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! The data marionette ships with: the bundled avatars (the repository's `assets/avatars`) and the
-//! published model configs (`models/configs`, compiled in by [`crate::model::presets`], so they are
+//! published model configs (`crates/fomm/configs`, compiled in by [`fomm::load::presets`], so they are
 //! never looked up by path).
 //!
 //! The bundled avatars are taken from

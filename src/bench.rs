@@ -6,11 +6,11 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use crate::model::config::FommConfig;
-use crate::model::fomm::{Fomm, ModelError};
-use crate::model::grid_sample::grid_sample;
-use crate::model::motion_transfer::{MotionTransfer, TransferOptions};
-use crate::model::precision::PrecisionPlan;
+use fomm::load::config::FommConfig;
+use fomm::model::{Fomm, ModelError};
+use fomm::motion_transfer::{MotionTransfer, TransferOptions};
+use fomm::ops::grid_sample::grid_sample;
+use fomm::ops::precision::PrecisionPlan;
 
 /// Median milliseconds of each stage.
 #[derive(Debug, Clone, Serialize)]
@@ -84,7 +84,7 @@ fn time_on<T>(
 
 /// A random smooth sampling grid around the identity (what FOMM's deformations look like).
 fn test_grid(n: usize, h: usize, w: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let id = crate::model::util::make_coordinate_grid(h, w, device)?.unsqueeze(0)?;
+    let id = fomm::util::make_coordinate_grid(h, w, device)?.unsqueeze(0)?;
     let noise = (Tensor::rand(-0.05f32, 0.05, (n, h, w, 2), device))?;
     id.broadcast_add(&noise)
 }
@@ -97,8 +97,7 @@ pub fn run(
     iters: usize,
     precision: PrecisionPlan,
 ) -> Result<BenchReport, ModelError> {
-    let mut model = Fomm::random(config, device)?;
-    model.set_precision(precision)?;
+    let model = Fomm::random(config, device, precision)?;
     let (h, w) = config.frame_size;
     let c = config.model.common_params.num_channels;
     let source = Tensor::rand(0f32, 1.0, (1, c, h, w), device)?;
@@ -114,7 +113,7 @@ pub fn run(
         Ok(transfer.transfer(&prepared.keypoints, &kp_driving)?)
     })?;
     let kp_new = transfer.transfer(&prepared.keypoints, &kp_driving)?;
-    let generator = &model.generator;
+    let generator = model.generator();
     let dense_motion_ms = time_on(device, iters, || {
         Ok(generator.dense_motion(&prepared.encoded, &prepared.keypoints, &kp_new, ac)?)
     })?;

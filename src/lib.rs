@@ -1,8 +1,9 @@
 //! marionette: a portrait animated by a webcam or a video through the First Order Motion Model.
 //!
-//! * [`model`]: FOMM in Candle (networks, checkpoints, configs, motion transfer).
+//! * the `fomm` crate: FOMM in Candle (networks, checkpoints, configs, motion transfer).
 //! * [`engine`]: the [`engine::Animator`] interface and its engines.
 //! * [`media`]: images and videos in and out, with the original demo's preprocessing.
+//! * [`models`]: where FOMM checkpoints are found on disk.
 //! * [`motion`]: motion as data, and motion files.
 //! * [`animate`]: offline animation of a portrait from a driving video or folder of frames.
 //! * [`frame`], [`capture`], [`output`], [`pipeline`]: the live path.
@@ -26,7 +27,8 @@ pub mod face;
 pub mod frame;
 pub mod idle;
 pub mod media;
-pub mod model;
+
+pub mod models;
 pub mod motion;
 pub mod output;
 pub mod pipeline;

@@ -12,16 +12,16 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use common::fixture;
+use fomm::load::checkpoint::Checkpoint;
+use fomm::load::config::FommConfig;
+use fomm::model::Fomm;
+use fomm::motion_transfer::TransferOptions;
 use image::RgbImage;
 use marionette::engine::classic::{ClassicEngine, ClassicParams};
 use marionette::engine::fomm::FommAnimator;
 use marionette::engine::keyframes::InBetween;
 use marionette::engine::{Animator, FrameInfo};
 use marionette::media::resize::{tensor_to_rgb8, to_model_tensor};
-use marionette::model::checkpoint::Checkpoint;
-use marionette::model::config::FommConfig;
-use marionette::model::fomm::Fomm;
-use marionette::model::motion_transfer::TransferOptions;
 use marionette::synth::{KnownMotion, edge_darkening, warp};
 
 /// The most an edge band (the outermost 2 rows or columns) may be darker than the picture's own,
@@ -170,7 +170,8 @@ fn classic_idle_motion_fills_from_the_edge() {
 fn fomm_edges_are_measured_the_same_way() {
     let config = FommConfig::from_yaml_file(&fixture("tiny.yaml")).unwrap();
     let ckpt = Checkpoint::load(&fixture("tiny-legacy.pth.tar")).unwrap();
-    let model = Fomm::from_checkpoint(&config, &ckpt, "tiny", &Device::Cpu).unwrap();
+    let model =
+        Fomm::from_checkpoint(&config, &ckpt, "tiny", &Device::Cpu, Default::default()).unwrap();
     let mut e = FommAnimator::new(model, TransferOptions::default());
     let source = image::open(fixture("tiny-input-source.png"))
         .unwrap()

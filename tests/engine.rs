@@ -4,17 +4,18 @@ mod common;
 
 use candle_core::Device;
 use common::{diff, fixture, load_tensors};
+use fomm::load::checkpoint::Checkpoint;
+use fomm::load::config::FommConfig;
+use fomm::model::Fomm;
+use fomm::motion_transfer::TransferOptions;
 use marionette::engine::Animator;
 use marionette::engine::fomm::FommAnimator;
-use marionette::model::checkpoint::Checkpoint;
-use marionette::model::config::FommConfig;
-use marionette::model::fomm::Fomm;
-use marionette::model::motion_transfer::TransferOptions;
 
 fn engine() -> FommAnimator {
     let config = FommConfig::from_yaml_file(&fixture("tiny.yaml")).unwrap();
     let ckpt = Checkpoint::load(&fixture("tiny-legacy.pth.tar")).unwrap();
-    let model = Fomm::from_checkpoint(&config, &ckpt, "tiny", &Device::Cpu).unwrap();
+    let model =
+        Fomm::from_checkpoint(&config, &ckpt, "tiny", &Device::Cpu, Default::default()).unwrap();
     FommAnimator::new(model, TransferOptions::default())
 }
 
@@ -93,7 +94,7 @@ fn unusual_configs_build_and_run() {
         (true, false, ""),
     ] {
         let config = FommConfig::from_yaml_str(&yaml(jac, occl, dm), "unusual").expect("config");
-        let model = Fomm::random(&config, &Device::Cpu).expect("model");
+        let model = Fomm::random(&config, &Device::Cpu, Default::default()).expect("model");
         let img = Tensor::rand(0f32, 1.0, (1, 3, 64, 64), &Device::Cpu).unwrap();
         let src = model.prepare_source(&img).expect("prepare");
         assert_eq!(src.keypoints.value.dims(), &[1, 4, 2]);

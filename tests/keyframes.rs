@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 use candle_core::{Device, Tensor};
 use common::fixture;
 use common::live::{Probe, counter, echo, small_options, wait_for};
+use fomm::load::checkpoint::Checkpoint;
+use fomm::load::config::FommConfig;
+use fomm::model::Fomm;
+use fomm::motion_transfer::TransferOptions;
 use marionette::animate::{AnimateRequest, InBetweenMode, Keyframes, Reference, animate};
 use marionette::engine::FrameInfo;
 use marionette::engine::fomm::FommAnimator;
 use marionette::engine::keyframes::InBetween;
 use marionette::engine::smoothing::Smoothing;
-use marionette::model::checkpoint::Checkpoint;
-use marionette::model::config::FommConfig;
-use marionette::model::fomm::Fomm;
-use marionette::model::motion_transfer::TransferOptions;
 use marionette::pipeline::{KeyframeMode, Pipeline, PipelineOptions};
 
 const N: usize = 96;
@@ -160,7 +160,8 @@ fn a_new_keyframe_fades_in() {
 fn tiny_engine() -> FommAnimator {
     let config = FommConfig::from_yaml_file(&fixture("tiny.yaml")).unwrap();
     let ckpt = Checkpoint::load(&fixture("tiny.safetensors")).unwrap();
-    let model = Fomm::from_checkpoint(&config, &ckpt, "tiny", &Device::Cpu).unwrap();
+    let model =
+        Fomm::from_checkpoint(&config, &ckpt, "tiny", &Device::Cpu, Default::default()).unwrap();
     FommAnimator::new(model, TransferOptions::default())
 }
 

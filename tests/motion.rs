@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use candle_core::Device;
+use fomm::motion_transfer::TransferOptions;
+use fomm::ops::precision::{Precision, PrecisionChoice};
 use marionette::animate::{
     AnimateRequest, CaptureRequest, Keyframes, MotionAnimateRequest, Reference, animate,
     animate_motion_file, capture_motion,
@@ -18,8 +20,6 @@ use marionette::engine::classic::{ClassicEngine, ClassicParams};
 use marionette::engine::select::{EngineKind, EngineRequest, load_engine};
 use marionette::media::frames::{list_image_files, load_rgb};
 use marionette::media::resize::to_model_tensor;
-use marionette::model::motion_transfer::TransferOptions;
-use marionette::model::precision::{Precision, PrecisionChoice};
 use marionette::motion::file::{MotionReader, RecordKind};
 use marionette::motion::{FrameMotion, KeypointSet, MotionEngine, ReferenceMotion};
 use marionette::pipeline::{Pipeline, PipelineOptions};

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use common::fixture;
+use fomm::load::checkpoint::Checkpoint;
+use fomm::load::config::FommConfig;
+use fomm::model::Fomm;
+use fomm::motion_transfer::TransferOptions;
 use marionette::capture::{CaptureError, FolderSource, FrameSource};
 use marionette::engine::fomm::FommAnimator;
-use marionette::model::checkpoint::Checkpoint;
-use marionette::model::config::FommConfig;
-use marionette::model::fomm::Fomm;
-use marionette::model::motion_transfer::TransferOptions;
 use marionette::output::{FrameSink, Recorder};
 use marionette::pipeline::framing::Crop;
 use marionette::pipeline::{Pipeline, PipelineOptions};
@@ -21,7 +21,7 @@ fn engine() -> Box<FommAnimator> {
     let config = FommConfig::from_yaml_file(&fixture("tiny.yaml")).unwrap();
     let ckpt = Checkpoint::load(&fixture("tiny-legacy.pth.tar")).unwrap();
     Box::new(FommAnimator::new(
-        Fomm::from_checkpoint(&config, &ckpt, "tiny", &Device::Cpu).unwrap(),
+        Fomm::from_checkpoint(&config, &ckpt, "tiny", &Device::Cpu, Default::default()).unwrap(),
         TransferOptions::default(),
     ))
 }

@@ -87,7 +87,7 @@ fn asking_for_bf16_without_the_instructions_is_refused() {
 
 #[test]
 fn with_the_instructions_auto_follows_the_measured_rates() {
-    use marionette::model::precision::{self, Precision};
+    use fomm::ops::precision::{self, Precision};
     if !Precision::Bf16.is_native() {
         eprintln!("this processor has no AVX512_BF16: nothing to compare");
         return;

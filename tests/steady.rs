@@ -11,6 +11,10 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use common::fixture;
+use fomm::load::checkpoint::Checkpoint;
+use fomm::load::config::FommConfig;
+use fomm::model::Fomm;
+use fomm::motion_transfer::TransferOptions;
 use image::RgbImage;
 use marionette::animate::{AnimateRequest, Keyframes, Reference, animate};
 use marionette::engine::classic::{ClassicEngine, ClassicParams};
@@ -19,10 +23,6 @@ use marionette::engine::keyframes::InBetween;
 use marionette::engine::smoothing::Smoothing;
 use marionette::engine::{Animator, FrameInfo};
 use marionette::media::resize::{tensor_to_rgb8, to_model_tensor};
-use marionette::model::checkpoint::Checkpoint;
-use marionette::model::config::FommConfig;
-use marionette::model::fomm::Fomm;
-use marionette::model::motion_transfer::TransferOptions;
 use marionette::synth::{Rng, mean_frame_change, noisy_frame};
 
 /// Sensor noise of the still videos, levels of 255, and the exposure flicker (1 %).
@@ -224,7 +224,9 @@ fn fomm_tiny_jitter_is_cut_to_a_third() {
     let driving = still_video(&still, 40, 3);
     let j = jitter(
         &mut || {
-            let model = Fomm::from_checkpoint(&config, &ckpt, "tiny", &Device::Cpu).unwrap();
+            let model =
+                Fomm::from_checkpoint(&config, &ckpt, "tiny", &Device::Cpu, Default::default())
+                    .unwrap();
             fomm_engine(&config, model, &source)
         },
         &driving,
@@ -245,13 +247,14 @@ fn fomm_tiny_jitter_is_cut_to_a_third() {
 #[test]
 #[ignore]
 fn fomm_vox256_jitter_is_cut_to_a_third() {
-    let config = marionette::model::presets::resolve_config("vox-256").expect("vox-256 config");
+    let config = fomm::load::presets::resolve_config("vox-256").expect("vox-256 config");
     let (h, _) = config.frame_size;
     let photo = collins(h as u32);
     let driving = still_video(&photo, 30, 4);
     let j = jitter(
         &mut || {
-            let model = Fomm::random(&config, &Device::Cpu).expect("random vox-256");
+            let model =
+                Fomm::random(&config, &Device::Cpu, Default::default()).expect("random vox-256");
             fomm_engine(&config, model, &photo)
         },
         &driving,

@@ -8,6 +8,7 @@ FOMM_REPO (nothing from that repository is copied here), with two runtime shims 
     animate.py imports for its normalize_kp without sklearn / torchvision / skimage / matplotlib.
 """
 import contextlib
+import copy
 import os
 import sys
 import types
@@ -207,14 +208,38 @@ def bf16_conv_emulation():
 
 
 def precision_context(mode):
-    """mode: 'f32' | 'bf16' (torch.autocast CPU bfloat16, model and inputs in f32) | 'bf16conv' (emulation)."""
+    """mode: 'f32' | 'bf16' (torch.autocast CPU bfloat16, model and inputs in f32) | 'bf16cl' (the same autocast;
+    the models and images are also put in channels_last, see models_for / image_for) | 'bf16conv' (emulation)."""
     if mode == "f32":
         return contextlib.nullcontext()
-    if mode == "bf16":
+    if mode in ("bf16", "bf16cl"):
         return torch.autocast("cpu", dtype=torch.bfloat16)
     if mode == "bf16conv":
         return bf16_conv_emulation()
     raise ValueError(mode)
+
+
+def channels_last(mode):
+    """True for the modes that run the networks in torch.channels_last (NHWC) memory format: bf16cl."""
+    return mode == "bf16cl"
+
+
+def models_for(mode, *models):
+    """The models as `mode` runs them. bf16cl: a deep copy of each with its 4-D parameters and buffers (conv weights,
+    the anti-alias blur kernels) in torch.channels_last, `model.to(memory_format=torch.channels_last)`, the way a
+    PyTorch user after the fastest CPU inference sets it up (oneDNN's conv kernels work on NHWC; with NCHW tensors
+    PyTorch reorders activations around every conv). A copy because Module.to converts in place and the other modes
+    keep running the original NCHW models. Other modes: the models themselves. Values are unchanged either way."""
+    if not channels_last(mode):
+        return models
+    return tuple(copy.deepcopy(m).to(memory_format=torch.channels_last) for m in models)
+
+
+def image_for(mode, x):
+    """An NCHW image tensor as `mode` feeds it to the networks: in bf16cl `.contiguous(memory_format=
+    torch.channels_last)` (same shape and values, NHWC strides), else unchanged. Only for the 4-D images; the
+    key point tensors (a 4-D jacobian among them) are not images and stay as they are."""
+    return x.contiguous(memory_format=torch.channels_last) if channels_last(mode) else x
 
 
 def kp_f32(kp):

@@ -4,7 +4,7 @@ describes (shared/fixtures/fomm/README.md). Writes a safetensors file with keys 
 `generator.<state_dict key>` (num_batches_tracked kept as int64 scalars), loadable strictly by the original code.
 
   FOMM_REPO=target/pytorch/first-order-model target/pytorch/venv/bin/python bench/pytorch/make_weights.py \
-      --config models/configs/vox-256.yaml --photos assets/avatars/eileen-collins.png \
+      --config crates/fomm/configs/vox-256.yaml --photos assets/avatars/eileen-collins.png \
       assets/avatars/grace-hopper.jpg --out target/pytorch/vox-256-fixturelike.safetensors --seed 0
 
 Procedure (all random draws from one torch.Generator seeded with --seed, in a fixed order):

@@ -10,17 +10,22 @@ Precision modes
             are cast back to f32 (`{k: v.float()}`) right after each kp_detector call (in every mode; a no-op in
             f32). Everything else runs as autocast decides (conv/matmul in bf16, grid_sample/inverse in f32, the
             rest in whatever dtype reaches it).
+  bf16cl    PyTorch's fastest CPU mode: the bf16 autocast above AND channels_last memory format, i.e. (copies of)
+            the models converted with `model.to(memory_format=torch.channels_last)` and the input images with
+            `.contiguous(memory_format=torch.channels_last)`, once, before the step (fomm_ref.models_for /
+            image_for). Same computation as bf16 in NHWC layout: oneDNN's convs run without activation reorders.
   bf16conv  (quality only, extra) an emulation of a bf16-input / f32-accumulate conv kernel: every F.conv2d gets
             its input, weight and bias rounded to bf16 and is computed in f32; everything else stays f32.
   <m>-gen   (quality only) kp_detector in f32, generator (and normalize_kp) in mode <m>: the generator's share.
   <m>-kp    (quality only) kp_detector in mode <m>, generator in f32: the key points' share.
 
 Subcommands
-  quality --model tiny|tiny2|vox-256   per-frame PSNR of bf16 (and bf16conv) predictions against f32, relative and
-                                       absolute animation, key point errors; writes
+  quality --model tiny|tiny2|vox-256   per-frame PSNR of bf16, bf16cl (and bf16conv) predictions against f32,
+                                       relative and absolute animation, key point errors; writes
                                        target/pytorch/quality-<model>.safetensors and .json
-  time --config C [--weights W]       median ms per stage, f32 and bf16 autocast, at the given thread counts
-  isa                                 which oneDNN convolution kernels (ISA, data types) run in f32 and autocast
+  time --config C [--weights W]       median ms per stage, f32, bf16 autocast and bf16cl (autocast + channels_last),
+                                       at the given thread counts
+  isa                                 which oneDNN kernels (ISA, data types) run in f32, bf16 and bf16cl
 
 vox-256 inputs (written as lossless PNGs to target/pytorch/vox-inputs/, tensor == png/255 exactly):
   source    assets/avatars/eileen-collins.png (512x512) -> 2x2 box average -> 256x256 -> u8 (round half even).
@@ -50,7 +55,7 @@ import fomm_ref as R  # noqa: E402
 
 FIXTURES = os.environ.get("MARIONETTE_FIXTURES", os.path.join(ROOT, "..", "shared", "fixtures", "fomm"))
 OUT_DIR = os.path.join(ROOT, "target", "pytorch")
-VOX_CONFIG = os.path.join(ROOT, "models", "configs", "vox-256.yaml")
+VOX_CONFIG = os.path.join(ROOT, "crates", "fomm", "configs", "vox-256.yaml")
 VOX_WEIGHTS = os.path.join(OUT_DIR, "vox-256-fixturelike.safetensors")
 VOX_SOURCE = os.path.join(ROOT, "assets", "avatars", "eileen-collins.png")
 VOX_DRIVER = os.path.join(ROOT, "assets", "avatars", "grace-hopper.jpg")
@@ -113,15 +118,20 @@ def split_mode(mode):
 
 def animate_all(kd, g, normalize_kp, src, drv, mode):
     kd_mode, g_mode = split_mode(mode)
+    # each network with its mode's memory format (bf16cl: channels_last copies of the models and the images)
+    kd, = R.models_for(kd_mode, kd)
+    g, = R.models_for(g_mode, g)
+    kd_src, kd_drv = R.image_for(kd_mode, src), [R.image_for(kd_mode, d) for d in drv]
+    src = R.image_for(g_mode, src)
     out = {}
     dtypes = {}
     with torch.no_grad():
         with R.precision_context(kd_mode):
-            raw = kd(src)
+            raw = kd(kd_src)
             dtypes["kp_detector.value"] = str(raw["value"].dtype)
             dtypes["kp_detector.jacobian"] = str(raw["jacobian"].dtype) if "jacobian" in raw else None
             kp_s = R.kp_f32(raw)
-            kp_d = [R.kp_f32(kd(d)) for d in drv]
+            kp_d = [R.kp_f32(kd(d)) for d in kd_drv]
         for k, v in kp_s.items():
             out["kp_source.%s" % k] = v
         for i, kp in enumerate(kp_d):
@@ -137,9 +147,10 @@ def animate_all(kd, g, normalize_kp, src, drv, mode):
                 dtypes["kp_norm.jacobian"] = str(kn["jacobian"].dtype) if "jacobian" in kn else None
                 pr = g(src, kp_source=kp_s, kp_driving=kn)["prediction"]
                 dtypes["prediction"] = str(pr.dtype)
+                dtypes["prediction.channels_last"] = pr.is_contiguous(memory_format=torch.channels_last)
                 out["relative.%d.prediction" % i] = pr
                 out["absolute.%d.prediction" % i] = g(src, kp_source=kp_s, kp_driving=kp)["prediction"]
-    out = {k: v.detach().float().contiguous() for k, v in out.items()}
+    out = {k: v.detach().float().contiguous() for k, v in out.items()}  # NCHW contiguous again for bf16cl
     return out, dtypes
 
 
@@ -194,7 +205,8 @@ def cmd_quality(a):
     base = os.path.join(OUT_DIR, "quality-%s" % a.model)
     meta = {"report": json.dumps(report), "layout": "NCHW float32; bf16 results stored as float32 (exact)",
             "keys": "input.{source,driving.N}; <mode>.{kp_source,kp_driving.N,kp_norm.N}.{value,jacobian}; "
-                    "<mode>.{relative,absolute}.N.prediction; mode in f32|bf16 (autocast)|bf16conv (emulation), "
+                    "<mode>.{relative,absolute}.N.prediction; mode in f32|bf16 (autocast)|bf16cl (autocast + "
+                    "channels_last)|bf16conv (emulation), "
                     "suffix -gen: only the generator reduced, -kp: only the kp_detector reduced"}
     save_file(tensors, base + ".safetensors", metadata=meta)
     with open(base + ".json", "w") as fh:
@@ -234,44 +246,48 @@ def cmd_time(a):
     config = R.load_config(a.config)
     size = config.get("dataset_params", {}).get("frame_shape", [256, 256, 3])[0]
     if a.weights:
-        kd, g = R.load_models(a.config, a.weights)
+        kd0, g0 = R.load_models(a.config, a.weights)
     else:
         torch.manual_seed(0)
-        kd, g = R.build_models(config)
-    src = R.u8_to_tensor(R.load_square(a.source, size))
-    drv = R.u8_to_tensor(R.load_square(a.driving, size))
+        kd0, g0 = R.build_models(config)
+    src0 = R.u8_to_tensor(R.load_square(a.source, size))
+    drv0 = R.u8_to_tensor(R.load_square(a.driving, size))
     threads = [int(t) for t in a.threads.split(",")]
     load0 = os.getloadavg()
     results = []
     for nt in threads:
         torch.set_num_threads(nt)
         for mode in a.modes:
+            # bf16cl: channels_last copies of the models and the two frames, made once outside the timed code (a
+            # user converts the weights once; per frame it would be one copy of a small 3-channel image)
+            kd_m, g_m = R.models_for(mode, kd0, g0)
+            src, drv = R.image_for(mode, src0), R.image_for(mode, drv0)
             with torch.no_grad(), R.precision_context(mode):
                 # the portrait side, computed once (as demo.make_animation does before its loop)
-                kp_src = R.kp_f32(kd(src))
-                kp_init = R.kp_f32(kd(drv))
+                kp_src = R.kp_f32(kd_m(src))
+                kp_init = R.kp_f32(kd_m(drv))
                 kp_norm = fomm.normalize_kp(kp_source=kp_src, kp_driving=kp_init, kp_driving_initial=kp_init,
                                             adapt_movement_scale=True, use_relative_movement=True,
                                             use_relative_jacobian=True)
 
                 def encoder():
-                    out = g.first(src)
-                    for blk in g.down_blocks:
+                    out = g_m.first(src)
+                    for blk in g_m.down_blocks:
                         out = blk(out)
                     return out
 
                 def step():
-                    kp_d = R.kp_f32(kd(drv))
+                    kp_d = R.kp_f32(kd_m(drv))
                     kn = fomm.normalize_kp(kp_source=kp_src, kp_driving=kp_d, kp_driving_initial=kp_init,
                                            adapt_movement_scale=True, use_relative_movement=True,
                                            use_relative_jacobian=True)
-                    return g(src, kp_source=kp_src, kp_driving=kn)["prediction"]
+                    return g_m(src, kp_source=kp_src, kp_driving=kn)["prediction"]
 
                 stages = {
-                    "kp_detector": lambda: kd(drv),
-                    "dense_motion": lambda: g.dense_motion_network(source_image=src, kp_driving=kp_norm,
-                                                                   kp_source=kp_src),
-                    "generator": lambda: g(src, kp_source=kp_src, kp_driving=kp_norm),
+                    "kp_detector": lambda: kd_m(drv),
+                    "dense_motion": lambda: g_m.dense_motion_network(source_image=src, kp_driving=kp_norm,
+                                                                     kp_source=kp_src),
+                    "generator": lambda: g_m(src, kp_source=kp_src, kp_driving=kp_norm),
                     "encoder": encoder,
                     "step": step,
                 }
@@ -287,9 +303,9 @@ def cmd_time(a):
     print("config %s, weights %s, %dx%d, torch %s, iters %d (+%d warm-up), median ms" % (
         os.path.basename(a.config), os.path.basename(a.weights) if a.weights else "constructor init", size, size,
         torch.__version__, a.iters, a.warmup))
-    print("%-7s %-5s " % ("threads", "mode") + " ".join("%12s" % n for n in names) + " %14s" % "cached_step")
+    print("%-7s %-6s " % ("threads", "mode") + " ".join("%12s" % n for n in names) + " %14s" % "cached_step")
     for r in results:
-        print("%-7d %-5s " % (r["threads"], r["mode"]) + " ".join("%12.1f" % r[n]["median_ms"] for n in names)
+        print("%-7d %-6s " % (r["threads"], r["mode"]) + " ".join("%12.1f" % r[n]["median_ms"] for n in names)
               + " %14.1f" % r["cached_step_ms"])
     print("cached_step = kp_detector + generator - encoder (per-frame work with the source encoding cached)")
     print("loadavg before %s after %s" % (" ".join("%.2f" % x for x in load0), " ".join("%.2f" % x for x in load1)))
@@ -304,14 +320,19 @@ def cmd_time(a):
 # ------------------------------------------------------------------------------------------------ isa
 
 _ISA_CHILD = r"""
-import sys, torch
+import os, sys, torch
 sys.path.insert(0, %(here)r)
 import fomm_ref as R
 R.import_fomm(True)
 torch.set_num_threads(2)
-kd, g = R.load_models(%(cfg)r, %(w)r)
-x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+if os.path.exists(%(w)r):
+    kd, g = R.load_models(%(cfg)r, %(w)r)
+else:  # constructor init: the kernels chosen do not depend on the weight values
+    torch.manual_seed(0)
+    kd, g = R.build_models(R.load_config(%(cfg)r))
 mode = sys.argv[1]
+kd, g = R.models_for(mode, kd, g)
+x = R.image_for(mode, torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)))
 with torch.no_grad(), R.precision_context(mode):
     kp = R.kp_f32(kd(x))
     g(x, kp_source=kp, kp_driving=kp)
@@ -329,7 +350,7 @@ def cmd_isa(a):
     print("torch %s, cpu capability %s, mkldnn bf16 supported %s" % (
         torch.__version__, torch.backends.cpu.get_cpu_capability(),
         getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: "?")()))
-    for mode in ("f32", "bf16"):
+    for mode in ("f32", "bf16", "bf16cl"):
         p = subprocess.run([sys.executable, "-W", "ignore", "-c", code, mode], capture_output=True, text=True,
                            env=env)
         lines = p.stdout.splitlines()
@@ -362,7 +383,7 @@ def main():
     q = sub.add_parser("quality")
     q.add_argument("--model", required=True, choices=["tiny", "tiny2", "vox-256"])
     q.add_argument("--threads", type=int, default=2)
-    q.add_argument("--modes", default="f32,bf16,bf16conv,bf16-gen,bf16conv-gen,bf16-kp,bf16conv-kp",
+    q.add_argument("--modes", default="f32,bf16,bf16cl,bf16conv,bf16-gen,bf16conv-gen,bf16-kp,bf16conv-kp",
                    type=lambda s: s.split(","))
     t = sub.add_parser("time")
     t.add_argument("--config", required=True)
@@ -370,7 +391,7 @@ def main():
     t.add_argument("--threads", default="1,2")
     t.add_argument("--iters", type=int, default=10)
     t.add_argument("--warmup", type=int, default=2)
-    t.add_argument("--modes", default="f32,bf16", type=lambda s: s.split(","))
+    t.add_argument("--modes", default="f32,bf16,bf16cl", type=lambda s: s.split(","))
     t.add_argument("--source", default=VOX_SOURCE)
     t.add_argument("--driving", default=VOX_DRIVER)
     t.add_argument("--json")

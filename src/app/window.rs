@@ -345,7 +345,7 @@ impl App {
                 .smoothing
                 .unwrap_or_else(|| Smoothing::new(settings.smoothing)),
             framing: o.framing.unwrap_or(settings.framing),
-            transfer: crate::model::motion_transfer::TransferOptions {
+            transfer: fomm::motion_transfer::TransferOptions {
                 relative: settings.relative || !absolute_supported,
                 adapt_scale: settings.adapt_scale.unwrap_or(engine_id == EngineId::Fomm),
                 ..Default::default()

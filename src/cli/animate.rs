@@ -6,15 +6,15 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ModelArgs;
+use fomm::model::RunOptions;
+use fomm::motion_transfer::TransferOptions;
+use fomm::ops::precision::{Precision, PrecisionChoice};
 use marionette::animate::{
     AnimateRequest, AnimateSummary, InBetweenMode, Keyframes, MotionAnimateRequest, Reference,
     animate, animate_motion_file,
 };
 use marionette::engine::select::EngineKind;
 use marionette::engine::smoothing::Smoothing;
-use marionette::model::fomm::RunOptions;
-use marionette::model::motion_transfer::TransferOptions;
-use marionette::model::precision::{Precision, PrecisionChoice};
 use marionette::motion::MotionEngine;
 use marionette::motion::file::MotionReader;
 

@@ -6,15 +6,15 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 
+use fomm::load::checkpoint::Checkpoint;
+use fomm::load::presets;
+use fomm::model::Fomm;
+use fomm::ops::precision::{self, Precision, PrecisionChoice, PrecisionPlan};
+use fomm::quality::compare;
 use marionette::bench::{BenchReport, run as bench_fomm, run_classic, run_live_path};
 use marionette::engine::select::pick_device;
 use marionette::frame::Size;
 use marionette::media::resize::to_model_tensor;
-use marionette::model::checkpoint::Checkpoint;
-use marionette::model::fomm::Fomm;
-use marionette::model::precision::{self, Precision, PrecisionChoice, PrecisionPlan};
-use marionette::model::presets;
-use marionette::model::quality::compare;
 
 /// What to measure.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,7 +156,7 @@ fn auto_note() -> String {
         ),
         None => format!(
             "auto: {auto} (no AVX512_BF16: {})",
-            precision::cpu_summary()
+            fomm::ops::cpu::summary()
         ),
     }
 }
@@ -201,7 +201,13 @@ fn quality(args: &BenchArgs) -> Result<()> {
     let config = presets::resolve_config(&args.config)?;
     let weights = Checkpoint::load(checkpoint)?;
     let origin = checkpoint.display().to_string();
-    let model = Fomm::from_checkpoint(&config, &weights, &origin, &Device::Cpu)?;
+    let reference = Fomm::from_checkpoint(
+        &config,
+        &weights,
+        &origin,
+        &Device::Cpu,
+        PrecisionPlan::default(),
+    )?;
     let (h, w) = config.frame_size;
     let image = |p: &PathBuf| -> Result<candle_core::Tensor> {
         let img = marionette::media::frames::load_rgb(p)
@@ -214,12 +220,9 @@ fn quality(args: &BenchArgs) -> Result<()> {
         .into_iter()
         .filter(|p| *p != Precision::F32)
     {
-        let r = compare(
-            &model,
-            PrecisionPlan::for_precision(precision),
-            &source,
-            &driving,
-        )?;
+        let plan = PrecisionPlan::for_precision(precision);
+        let reduced = Fomm::from_checkpoint(&config, &weights, &origin, &Device::Cpu, plan)?;
+        let r = compare(&reference, &reduced, &source, &driving)?;
         if args.json {
             println!("{}", serde_json::to_string(&r)?);
         } else {

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use super::ModelArgs;
+use fomm::motion_transfer::TransferOptions;
+use fomm::ops::precision::{Precision, PrecisionChoice};
 use marionette::animate::{CaptureRequest, Reference, capture_motion};
-use marionette::model::motion_transfer::TransferOptions;
-use marionette::model::precision::{Precision, PrecisionChoice};
 
 /// Options of `capture-motion`.
 #[derive(clap::Args, Debug)]

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use candle_core::Device;
 
-use marionette::model::checkpoint::Checkpoint;
-use marionette::model::fomm::Fomm;
-use marionette::model::presets;
+use fomm::load::checkpoint::Checkpoint;
+use fomm::load::presets;
+use fomm::model::Fomm;
 
 /// Options of `convert`.
 #[derive(clap::Args, Debug)]
@@ -27,7 +27,13 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     if let Some(spec) = &args.config {
         let config = presets::resolve_config(spec)?;
         let origin = args.input.display().to_string();
-        Fomm::from_checkpoint(&config, &checkpoint, &origin, &Device::Cpu)?;
+        Fomm::from_checkpoint(
+            &config,
+            &checkpoint,
+            &origin,
+            &Device::Cpu,
+            Default::default(),
+        )?;
         eprintln!("{} fits config {}", args.input.display(), config.name);
     }
     checkpoint.save_safetensors(&args.output)?;

@@ -18,11 +18,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use fomm::motion_transfer::TransferOptions;
+use fomm::ops::precision::PrecisionChoice;
 use marionette::engine::select::{
     EngineKind, EngineRequest, LoadedEngine, load_engine, pick_device,
 };
-use marionette::model::motion_transfer::TransferOptions;
-use marionette::model::precision::PrecisionChoice;
 
 /// `marionette --version`: the version and whether this build can use NVIDIA GPUs.
 #[cfg(feature = "cudnn")]

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::ModelArgs;
+use fomm::motion_transfer::TransferOptions;
+use fomm::ops::precision::PrecisionChoice;
 use marionette::capture::SourceSpec;
 use marionette::capture::webcam::CameraSelector;
 use marionette::devices::{VcamChoice, find_webcam, list_devices};
 use marionette::engine::smoothing::Smoothing;
 use marionette::frame::{Frame, Size};
-use marionette::model::motion_transfer::TransferOptions;
-use marionette::model::precision::PrecisionChoice;
 use marionette::motion::file::{MotionHeader, MotionWriter};
 use marionette::output::badge::badged;
 use marionette::output::compose::compose;

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::ModelArgs;
+use fomm::motion_transfer::TransferOptions;
+use fomm::ops::precision::{Precision, PrecisionChoice};
 use marionette::animate::{AnimateRequest, Keyframes, Reference, animate};
 use marionette::engine::smoothing::Smoothing;
 use marionette::media::frames::list_image_files;
-use marionette::model::motion_transfer::TransferOptions;
-use marionette::model::precision::{Precision, PrecisionChoice};
 use marionette::synth::{FaceBox, TARGET_MAE, evaluate as score, generate, read_spec};
 
 /// Options of `make-sequences`.

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use super::ModelArgs;
+use fomm::motion_transfer::TransferOptions;
+use fomm::ops::precision::PrecisionChoice;
 use marionette::app::settings::{Settings, SourceSetting};
 use marionette::app::window::{WindowOptions, event_loop, run as run_window};
 use marionette::capture::webcam::CameraSelector;
 use marionette::devices::VcamChoice;
 use marionette::engine::smoothing::Smoothing;
-use marionette::model::motion_transfer::TransferOptions;
-use marionette::model::precision::PrecisionChoice;
 use marionette::pipeline::KeyframeMode;
 use marionette::pipeline::framing::FramingMode;
 

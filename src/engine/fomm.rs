@@ -7,10 +7,10 @@ use super::{
     Animator, EngineError, EngineId, FrameInfo, FrameView, KeypointView, PortraitCache,
     motion_mismatch,
 };
-use crate::model::fomm::{Fomm, PreparedSource};
-use crate::model::keypoint_detector::Keypoints;
-use crate::model::motion_transfer::{MotionTransfer, TransferOptions};
 use crate::motion::{FrameMotion, KeypointSet, MotionEngine, MotionSource, ReferenceMotion};
+use fomm::keypoint_detector::Keypoints;
+use fomm::model::{Fomm, PreparedSource};
+use fomm::motion_transfer::{MotionTransfer, TransferOptions};
 
 /// FOMM as an [`Animator`].
 pub struct FommAnimator {

@@ -1,7 +1,7 @@
 //! Engines turn driving frames into animated portraits behind one interface, [`Animator`].
 //! Every engine takes and returns (1, 3, H, W) float tensors in [0, 1] at its own frame size.
 //!
-//! * [`fomm`]: the First Order Motion Model ([`crate::model`]) with the portrait cached and the
+//! * [`fomm`]: the First Order Motion Model (the `fomm` crate) with the portrait cached and the
 //!   relative motion transfer (paper Eq. 10-11) as state.
 //! * [`classic`]: the weight-free engine: tracked points turned into FOMM's keypoints and
 //!   Jacobians.
@@ -26,9 +26,9 @@ use std::collections::HashMap;
 use candle_core::Tensor;
 
 use crate::media::MediaError;
-use crate::model::fomm::ModelError;
-use crate::model::keypoint_detector::Keypoints;
 use crate::motion::{FrameMotion, MotionEngine, MotionSource, ReferenceMotion};
+use ::fomm::keypoint_detector::Keypoints;
+use ::fomm::model::ModelError;
 
 /// What went wrong in an engine.
 #[derive(Debug, thiserror::Error)]

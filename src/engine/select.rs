@@ -12,12 +12,12 @@ use candle_core::Device;
 use super::Animator;
 use super::classic::{ClassicEngine, ClassicError, ClassicParams};
 use super::fomm::FommAnimator;
-use crate::model::checkpoint::{Checkpoint, CheckpointError};
-use crate::model::config::ConfigError;
-use crate::model::fomm::{Fomm, ModelError, RunOptions};
-use crate::model::motion_transfer::TransferOptions;
-use crate::model::precision::{PrecisionChoice, PrecisionPlan, UnsupportedPrecision};
-use crate::model::presets;
+use fomm::load::checkpoint::{Checkpoint, CheckpointError};
+use fomm::load::config::ConfigError;
+use fomm::load::presets;
+use fomm::model::{Fomm, ModelError, RunOptions};
+use fomm::motion_transfer::TransferOptions;
+use fomm::ops::precision::{PrecisionChoice, PrecisionPlan, UnsupportedPrecision};
 
 /// The engine asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -174,9 +174,9 @@ pub fn load_engine(req: &EngineRequest) -> Result<LoadedEngine, LoadError> {
             return Err(SelectError::RandomWeightsWithClassic.into());
         }
         let config = presets::resolve_config(req.config.as_deref().unwrap_or("vox-256"))?;
-        let mut model = Fomm::random(&config, &req.device)?;
+        let (plan, precision) = precision_plan(req)?;
+        let mut model = Fomm::random(&config, &req.device, plan)?;
         model.options = req.run;
-        let precision = set_precision(&mut model, req)?;
         return Ok(LoadedEngine {
             status: format!(
                 "FOMM with random weights of {} (speed only), {device}, {precision}",
@@ -208,9 +208,9 @@ pub fn load_engine(req: &EngineRequest) -> Result<LoadedEngine, LoadError> {
             ));
             let weights = Checkpoint::load(&checkpoint)?;
             let origin = checkpoint.display().to_string();
-            let mut model = Fomm::from_checkpoint(&config, &weights, &origin, &req.device)?;
+            let (plan, precision) = precision_plan(req)?;
+            let mut model = Fomm::from_checkpoint(&config, &weights, &origin, &req.device, plan)?;
             model.options = req.run;
-            let precision = set_precision(&mut model, req)?;
             let file = checkpoint
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -242,20 +242,20 @@ pub fn load_engine(req: &EngineRequest) -> Result<LoadedEngine, LoadError> {
     }
 }
 
-/// Applies the requested precision (on the CPU; a GPU runs f32) and names it.
-fn set_precision(model: &mut Fomm, req: &EngineRequest) -> Result<String, LoadError> {
+/// The precision plan the request stands for (on the CPU; a GPU runs f32), and its name.
+fn precision_plan(req: &EngineRequest) -> Result<(PrecisionPlan, String), LoadError> {
     if !req.device.is_cpu() {
-        return Ok("f32".into());
+        return Ok((PrecisionPlan::default(), "f32".into()));
     }
     let precision = req.precision.resolve()?;
     let plan = PrecisionPlan::for_precision(precision);
-    model.set_precision(plan)?;
-    Ok(match req.precision {
+    let name = match req.precision {
         // Say that it was chosen, so a user who expected bf16 on an AVX512_BF16 processor can
         // see why (the log and `bench` give the measured rates).
         PrecisionChoice::Auto => format!("{precision} (auto)"),
         PrecisionChoice::Exact(_) => precision.to_string(),
-    })
+    };
+    Ok((plan, name))
 }
 
 /// CUDA when built with it, `force_cpu` is off and a GPU is there, else the CPU; with a line
@@ -287,11 +287,11 @@ pub fn pick_device(force_cpu: bool) -> (Device, String) {
 }
 
 /// Folders searched for checkpoints: `$MARIONETTE_MODEL_DIR` alone when set, else
-/// [`presets::model_dirs`] (`./models`, beside the executable, the XDG data dir).
+/// [`crate::models::model_dirs`] (`./models`, beside the executable, the XDG data dir).
 pub fn search_dirs() -> Vec<PathBuf> {
     match std::env::var_os("MARIONETTE_MODEL_DIR") {
         Some(dir) if !dir.is_empty() => vec![PathBuf::from(dir)],
-        _ => presets::model_dirs(),
+        _ => crate::models::model_dirs(),
     }
 }
 
@@ -322,7 +322,7 @@ pub fn choose_engine(
     }
     match kind {
         EngineKind::Classic => Ok(EngineChoice::Classic { fallback: false }),
-        EngineKind::Fomm | EngineKind::Auto => match presets::find_checkpoint_in(dirs) {
+        EngineKind::Fomm | EngineKind::Auto => match crate::models::find_checkpoint_in(dirs) {
             Some(checkpoint) => Ok(EngineChoice::Fomm {
                 checkpoint,
                 found: true,

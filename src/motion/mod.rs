@@ -16,7 +16,7 @@ pub mod file;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::model::keypoint_detector::Keypoints;
+use fomm::keypoint_detector::Keypoints;
 
 /// Which engine measured a motion. Motions do not transfer between engines: FOMM's keypoints are
 /// the learned detector's, the classic engine's are tracked anchors with their own local maps.

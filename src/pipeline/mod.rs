@@ -211,7 +211,7 @@ pub struct PipelineOptions {
     /// Model keyframes with motion in between.
     pub keyframes: KeyframeMode,
     /// Motion transfer at start (changed later with [`Control::Transfer`]).
-    pub transfer: crate::model::motion_transfer::TransferOptions,
+    pub transfer: fomm::motion_transfer::TransferOptions,
     /// Smoothing of the driving motion at start (default: on at the default strength).
     pub smoothing: Smoothing,
     /// How the crop is placed at start (default: manual, `crop` as given).

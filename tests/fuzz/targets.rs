@@ -6,13 +6,13 @@ use std::io::{Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use fomm::load::checkpoint::Checkpoint;
+use fomm::load::config::FommConfig;
+use fomm::load::pickle;
 use marionette::app::settings::Settings;
 use marionette::frame::Size;
 use marionette::media::frames::{decode_budget, decode_image, natural_cmp, to_rgb8_like_pillow};
 use marionette::media::video::parse_probe_output;
-use marionette::model::checkpoint::Checkpoint;
-use marionette::model::config::FommConfig;
-use marionette::model::pickle;
 use marionette::output::convert::PixelFormat;
 
 use super::engine::{Rng, Target, dictionary_from, mutate_bytes, mutate_text};
@@ -616,8 +616,8 @@ fn config_seeds() -> Vec<Vec<u8>> {
         read(&fixtures().join("tiny.yaml")),
         read(&fixtures().join("tiny2.yaml")),
     ];
-    let mut names: Vec<PathBuf> = std::fs::read_dir(repo().join("models/configs"))
-        .expect("models/configs")
+    let mut names: Vec<PathBuf> = std::fs::read_dir(repo().join("crates/fomm/configs"))
+        .expect("crates/fomm/configs")
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))

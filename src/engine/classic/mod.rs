@@ -40,7 +40,6 @@ use super::{
     Animator, EngineError, EngineId, FrameInfo, FrameView, KeypointView, PortraitCache,
     motion_mismatch,
 };
-use crate::model::grid_sample::grid_sample;
 use crate::motion::{
     AnchorMotion, BackwardMap, ClassicFrame, ClassicReference, FrameMotion, MotionEngine,
     MotionSource, ReferenceMotion, TextureCloud,
@@ -48,6 +47,7 @@ use crate::motion::{
 use affine::LocalFitParams;
 use features::DetectParams;
 use flow::Blend;
+use fomm::ops::grid_sample::grid_sample;
 use maps::Affine;
 use maps::LocalMap;
 use pyramid::{GrayImage, MIN_LEVEL_SIDE, Pyramid};

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use common::fixture;
+use common::scenes::edge_darkening;
 use fomm::load::checkpoint::Checkpoint;
 use fomm::load::config::FommConfig;
 use fomm::model::Fomm;
@@ -22,7 +23,7 @@ use marionette::engine::fomm::FommAnimator;
 use marionette::engine::keyframes::InBetween;
 use marionette::engine::{Animator, FrameInfo};
 use marionette::media::resize::{tensor_to_rgb8, to_model_tensor};
-use marionette::synth::{KnownMotion, edge_darkening, warp};
+use marionette::synth::{KnownMotion, warp};
 
 /// The most an edge band (the outermost 2 rows or columns) may be darker than the picture's own,
 /// in units of 1.0: 0.04 is 10 levels of 255, far below a black band (the portrait's edges are

@@ -6,9 +6,12 @@
 //! sixth frame (the face thread's 5 a second at 30 fps) whose result arrives with the next frame,
 //! [`AutoFraming`] for the crop, [`ViewStabiliser`] for the views the engine is given.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
+use common::scenes::{Rng, mean_frame_change, noisy_frame, paste_portrait, room};
 use image::RgbImage;
 use marionette::engine::classic::{ClassicEngine, ClassicParams};
 use marionette::engine::keyframes::InBetween;
@@ -19,7 +22,6 @@ use marionette::media::resize::{rgb8_to_tensor, tensor_to_rgb8};
 use marionette::pipeline::framing::{
     AutoFraming, Crop, FACE_CROP_SCALE, ViewStabiliser, crop_resize,
 };
-use marionette::synth::{Rng, mean_frame_change, noisy_frame, paste_portrait, room};
 
 const W: u32 = 640;
 const H: u32 = 360;

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use common::fixture;
+use common::scenes::{Rng, mean_frame_change, noisy_frame};
 use fomm::load::checkpoint::Checkpoint;
 use fomm::load::config::FommConfig;
 use fomm::model::Fomm;
@@ -23,7 +24,6 @@ use marionette::engine::keyframes::InBetween;
 use marionette::engine::smoothing::Smoothing;
 use marionette::engine::{Animator, FrameInfo};
 use marionette::media::resize::{tensor_to_rgb8, to_model_tensor};
-use marionette::synth::{Rng, mean_frame_change, noisy_frame};
 
 /// Sensor noise of the still videos, levels of 255, and the exposure flicker (1 %).
 const SIGMA: f64 = 2.5;

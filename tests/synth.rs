@@ -412,7 +412,7 @@ fn evaluate_reports_mismatched_folders_cleanly() {
     bytes[20..40].fill(0xAB);
     std::fs::write(&bad, bytes).unwrap();
     match evaluate(seq, &corrupt, None) {
-        Err(SynthError::Image { path, .. }) => assert_eq!(path, bad),
+        Err(SynthError::Media(MediaError::Image { path, .. })) => assert_eq!(path, bad),
         other => panic!("expected an image error, got {other:?}"),
     }
     // Same for a photo that is not a picture at all.
@@ -420,7 +420,7 @@ fn evaluate_reports_mismatched_folders_cleanly() {
     std::fs::write(&fake, b"not a png").unwrap();
     assert!(matches!(
         generate(&fake, &tmp.path().join("x"), 32, face, 2),
-        Err(SynthError::Image { .. })
+        Err(SynthError::Media(MediaError::Image { .. }))
     ));
 
     // Without sequence.json the face box must be given.

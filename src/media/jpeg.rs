@@ -153,7 +153,7 @@ fn decode(bytes: &[u8], hit_end: &Rc<Cell<bool>>) -> Result<DynamicImage, ImageE
     // Before libjpeg reserves its buffers (a progressive file's coefficients) and before ours.
     let decoded = pixels.saturating_mul(layout.channels() as u64);
     if let Some(message) =
-        super::frames::check_declared_size(width as u64, height as u64, decoded, bytes.len())
+        super::budget::check_declared_size(width as u64, height as u64, decoded, bytes.len())
     {
         return Err(jpeg_error(message));
     }

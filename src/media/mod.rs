@@ -10,6 +10,7 @@
 //!
 //! All three share one error type, [`MediaError`].
 
+pub mod budget;
 pub mod frames;
 pub mod jpeg;
 pub mod resize;

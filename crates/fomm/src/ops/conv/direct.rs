@@ -21,7 +21,7 @@
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use super::winograd::OutPtr;
+use super::scratch::OutPtr;
 
 /// Output channels per vector-kernel block (and the packed weights' channel stride).
 const CB: usize = 4;

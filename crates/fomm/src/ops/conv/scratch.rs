@@ -1,6 +1,7 @@
 //! Per-thread scratch buffers for the kernels, kept between calls so that big buffers are not
 //! page-faulted in on every convolution: one of f32 values (transformed inputs, products) and one
-//! of bf16 pairs (packed operands). A kernel may hold one of each at a time.
+//! of bf16 pairs (packed operands). A kernel may hold one of each at a time. And [`OutPtr`], the
+//! output buffer shared by parallel jobs that write disjoint parts of it.
 
 use std::cell::RefCell;
 
@@ -35,4 +36,17 @@ pub(super) fn with_values<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// Runs `f` on `len` bf16 pairs of scratch.
 pub(super) fn with_pairs<R>(len: usize, f: impl FnOnce(&mut [u32]) -> R) -> R {
     PAIRS.with(|cell| with_buffer(cell, len, f))
+}
+
+/// The output buffer's base pointer, shared by the band jobs (each writes disjoint rows).
+#[derive(Clone, Copy)]
+pub(super) struct OutPtr(pub(super) *mut f32);
+// SAFETY: the pointer is only used to build non-overlapping slices (see `banded`).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above; the jobs never write the same element.
+unsafe impl Sync for OutPtr {}
+impl OutPtr {
+    pub(super) fn get(self) -> *mut f32 {
+        self.0
+    }
 }

@@ -32,8 +32,8 @@ use rayon::prelude::*;
 
 use super::bf16::{self, LANES, PackedA, pair};
 use super::plan::{Schedule, UP_MIN_TILES, band_rows};
-use super::scratch::{with_pairs, with_values};
-use super::winograd::{OutPtr, gemm1};
+use super::scratch::{OutPtr, with_pairs, with_values};
+use super::winograd::gemm1;
 use super::{ConvError, err};
 use crate::ops::precision::Precision;
 

@@ -42,7 +42,7 @@
 use rayon::prelude::*;
 
 use super::plan::band_rows;
-use super::scratch::with_values;
+use super::scratch::{OutPtr, with_values};
 use super::{ConvError, err};
 
 /// Sizes of one convolution call.
@@ -253,19 +253,6 @@ pub(super) fn output_whole(
             let b = bias.get(co).copied().unwrap_or(0.0);
             output_transform(m, c_out, co, b, &geo.whole_band(img, ld), rows)
         })
-}
-
-/// The output buffer's base pointer, shared by the band jobs (each writes disjoint rows).
-#[derive(Clone, Copy)]
-pub(super) struct OutPtr(pub(super) *mut f32);
-// SAFETY: the pointer is only used to build non-overlapping slices (see `banded`).
-unsafe impl Send for OutPtr {}
-// SAFETY: as above; the jobs never write the same element.
-unsafe impl Sync for OutPtr {}
-impl OutPtr {
-    pub(super) fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// The 16 products `M_k = U_k V_k`: U (16, Cout, Cin), V (16, Cin, nt), M (16, Cout, nt).

@@ -2,7 +2,7 @@
 //! checkpoint and PNG frames in, PNG frames (or a video) out. The PNGs must match the original
 //! implementation's predictions within 3 levels (max) and 0.35 levels (mean) of 255.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! moved by the known motion with its edge filling the outside, by more than [`MAX_DARKER`] (a
 //! black band is 0.45-0.75 darker).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -3,7 +3,7 @@
 //! recalibrates on the camera's first frame after its return. The same with real drivers (vivid
 //! unplugged and plugged back in a VM) is in tests/live_vm.rs.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! The classic engine against known motions of real photos.
 
-mod classic_support;
+use crate::classic_support;
 
 use candle_core::{Device, Tensor};
 use classic_support::{Apply, Known, face_mae, photos, tensor, tensor_data, warp};

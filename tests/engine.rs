@@ -1,6 +1,6 @@
 //! The FOMM engine through the `Animator` interface: calibration and idle motion.
 
-mod common;
+use crate::common;
 
 use candle_core::Device;
 use common::{diff, fixture, load_tensors};

@@ -1,7 +1,7 @@
 //! `--engine fomm|classic|auto`: auto runs FOMM when a checkpoint is found and the classic engine
 //! otherwise, and says which; through the library and through the real binary.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! sixth frame (the face thread's 5 a second at 30 fps) whose result arrives with the next frame,
 //! [`AutoFraming`] for the crop, [`ViewStabiliser`] for the views the engine is given.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -2,7 +2,7 @@
 //! form is deterministic and is plain animation at N = 1, and the live loop keeps the camera's
 //! rate with a model that takes half a second per frame.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};

@@ -10,7 +10,7 @@
 //! Needs the VM built once (`bash packaging/setup.sh --tests` or `tests/vm/build.sh`, which need
 //! root for apt). Takes a few minutes: everything runs under software emulation.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! option and reference choice; keypoints must read back bit for bit. The classic engine replays
 //! its own maps; a live recording reads back and replays.
 
-mod classic_support;
+use crate::classic_support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

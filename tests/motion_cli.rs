@@ -3,7 +3,7 @@
 //! what every written video and PNG says about itself (ffprobe, a PNG reader), with and without
 //! the badge.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

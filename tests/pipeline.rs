@@ -1,7 +1,7 @@
 //! The live pipeline's threads through its public interface, with the real FOMM engine (tiny
 //! fixture), a real frame source and a real recorder.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! idle motion with the reason when a source fails to open), switching portraits by id, mirrored
 //! output, motion-transfer options, and the preview of camera frames.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! today's f32 results bit for bit, and asking for bf16 is refused with a clear error. Where bf16
 //! is native, `auto` takes it only where it measures faster.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! file, also while FFmpeg starts, and a video's duration is frames / fps. Through the pipeline
 //! with a slow-starting sink, and through `marionette run` for video and PNG outputs.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -5,7 +5,7 @@
 //! The figures in the README ("Steady, framed, no black borders") are printed by these tests:
 //! `cargo test --test steady -- --nocapture --include-ignored`.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

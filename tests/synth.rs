@@ -1,7 +1,7 @@
 //! Synthetic sequences: face boxes, known motions, warping, writing and scoring sequence folders, on
 //! real photos.
 
-mod common;
+use crate::common;
 
 use marionette::media::MediaError;
 

@@ -8,7 +8,7 @@
 //! Needs Xvfb, xdotool and ImageMagick's `import` (`bash packaging/setup.sh --tests` installs
 //! them, with Mesa's Vulkan driver).
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -20,5 +20,5 @@ esac
 targets=$(IFS=,; echo "$*")
 export FUZZ_SECONDS=$seconds FUZZ_TARGETS=$targets
 start=$(date +%s)
-cargo test --test fuzz --quiet -- --ignored --exact long_run --nocapture --test-threads 1
+cargo test --test app --quiet -- --ignored --exact fuzz::long_run --nocapture --test-threads 1
 echo "run.sh: done in $(( $(date +%s) - start )) s"

@@ -194,5 +194,14 @@ fn fomm_edges_are_measured_the_same_way() {
         println!("FOMM tiny fixture, {name}: edges at most {d:+.4} darker than at rest");
         worst_all = worst_all.max(d);
     }
-    assert!(worst_all.is_finite());
+    // Measured 0.024-0.033 over the six motions (the fixture's weights and inputs are fixed, so
+    // the figure is the same on every run); black borders, as a warp with zero padding leaves
+    // them, darken the edge band by far more than 0.05.
+    assert!(
+        worst_all <= FOMM_FIXTURE_MAX_DARKER,
+        "FOMM's edges are {worst_all:+.4} darker than at rest"
+    );
 }
+
+/// How much darker the tiny fixture's edges may get than at rest (measured at most 0.033).
+const FOMM_FIXTURE_MAX_DARKER: f64 = 0.05;

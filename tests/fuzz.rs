@@ -47,6 +47,16 @@ fn short(name: &str) {
     };
     let report = engine::fuzz(&target, budget, 0x6d61_7269_6f6e);
     check(&report);
+    // Every seed decodes (but those meant to be refused): mutants of broken seeds would only
+    // reach the error paths.
+    assert_eq!(
+        report.seeds_ok,
+        target.seeds.len() as u64 - target.refused_seeds,
+        "{name}: {} of {} seeds decode, {} are meant to be refused",
+        report.seeds_ok,
+        target.seeds.len(),
+        target.refused_seeds
+    );
     assert!(
         report.execs > target.seeds.len() as u64,
         "{name}: no mutants ran"

@@ -6,7 +6,7 @@ use crate::common;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use candle_core::{Device, Tensor};
 use common::fixture;
@@ -251,31 +251,41 @@ fn live_output_keeps_the_camera_rate_with_a_slow_model() {
         },
     )
     .expect("the pipeline starts");
-    // Warm up until keyframes are on (auto needs a few model steps), then measure 3 s.
+    // Warm up until keyframes are on (auto needs a few model steps), then watch 90 outputs.
     wait_for(
+        "keyframes to turn on",
         || pipeline.stats().is_some_and(|s| s.keyframes_on),
         Duration::from_secs(10),
     );
-    let start = (Instant::now(), pipeline.stats().map_or(0, |s| s.frames_out));
-    std::thread::sleep(Duration::from_secs(3));
+    let count = || pipeline.stats().map_or((0, 0), |s| (s.frames_out, s.keyframes));
+    let start = count();
+    wait_for(
+        "90 more outputs",
+        || count().0 >= start.0 + 90,
+        Duration::from_secs(30),
+    );
     let (exits, stats) = pipeline.join_with_stats();
     assert!(exits.iter().all(|e| e.result.is_ok()), "{exits:?}");
     let s = stats.expect("stats");
-    let rate = (s.frames_out - start.1) as f64 / start.0.elapsed().as_secs_f64();
     assert!(s.keyframes_on, "{s:?}");
+    // Every camera frame gets an output, not every model step: a model 15 times slower than the
+    // camera gives many outputs per keyframe (a loop without in-betweens gives one).
+    let outputs = s.frames_out - start.0;
+    let keyframes = (s.keyframes - start.1).max(1);
     assert!(
-        rate > 20.0,
-        "output at {rate:.1} fps with a 2 fps model: {s:?}"
+        outputs >= 5 * keyframes,
+        "{outputs} outputs for {keyframes} keyframes: {s:?}"
     );
-    assert!(s.model_fps < 2.5 && s.keyframes >= 2, "{s:?}");
+    // The outputs follow their camera frames; the keyframes trail by the model's step (500 ms).
     assert!(
-        s.latency_ms_p50 < 100.0,
-        "outputs {:.0} ms behind their camera frames",
-        s.latency_ms_p50
-    );
-    assert!(
-        (500.0..1600.0).contains(&s.keyframe_latency_ms_p50),
+        s.keyframe_latency_ms_p50 >= 500.0,
         "keyframes {:.0} ms behind their camera frames with a 500 ms model",
+        s.keyframe_latency_ms_p50
+    );
+    assert!(
+        s.latency_ms_p50 < s.keyframe_latency_ms_p50 / 2.0,
+        "outputs {:.0} ms behind their camera frames, keyframes {:.0} ms",
+        s.latency_ms_p50,
         s.keyframe_latency_ms_p50
     );
 }

@@ -1,7 +1,8 @@
 //! A processor without AVX512_BF16 takes the f32 path: forced with `MARIONETTE_CPU=baseline`
 //! (read once per process, so each case runs the real binary), `--precision auto` then gives
 //! today's f32 results bit for bit, and asking for bf16 is refused with a clear error. Where bf16
-//! is native, `auto` takes it only where it measures faster.
+//! is native, `auto` takes it only where it measures faster; `MARIONETTE_AUTO_PRECISION` forces
+//! each branch of that rule, so both run on any processor with AVX512_BF16.
 
 use crate::common;
 
@@ -12,6 +13,7 @@ use common::fixture;
 
 fn marionette(baseline: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_marionette"));
+    c.env_remove("MARIONETTE_AUTO_PRECISION");
     if baseline {
         c.env("MARIONETTE_CPU", "baseline");
     } else {
@@ -22,6 +24,17 @@ fn marionette(baseline: bool) -> Command {
 
 /// Animates the tiny fixture (three driving frames) at `precision`; returns the PNGs' bytes.
 fn animate(dir: &Path, name: &str, precision: &str, baseline: bool) -> Vec<Vec<u8>> {
+    animate_with(dir, name, precision, baseline, None)
+}
+
+/// [`animate`] with `MARIONETTE_AUTO_PRECISION` set to `auto_takes`.
+fn animate_with(
+    dir: &Path,
+    name: &str,
+    precision: &str,
+    baseline: bool,
+    auto_takes: Option<&str>,
+) -> Vec<Vec<u8>> {
     let driving = dir.join("driving");
     if !driving.exists() {
         std::fs::create_dir_all(&driving).unwrap();
@@ -34,7 +47,11 @@ fn animate(dir: &Path, name: &str, precision: &str, baseline: bool) -> Vec<Vec<u
         }
     }
     let out = dir.join(name);
-    let status = marionette(baseline)
+    let mut command = marionette(baseline);
+    if let Some(p) = auto_takes {
+        command.env("MARIONETTE_AUTO_PRECISION", p);
+    }
+    let status = command
         .args(["animate", "--engine", "fomm", "--precision", precision])
         .arg("--checkpoint")
         .arg(fixture("tiny.safetensors"))
@@ -89,25 +106,27 @@ fn asking_for_bf16_without_the_instructions_is_refused() {
 fn with_the_instructions_auto_follows_the_measured_rates() {
     use fomm::ops::precision::{self, Precision};
     if !Precision::Bf16.is_native() {
-        eprintln!("this processor has no AVX512_BF16: nothing to compare");
+        eprintln!(
+            "skipped: this processor has no AVX512_BF16 (or MARIONETTE_CPU caps it), so auto \
+             has one branch here, f32, which the baseline test checks"
+        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let f32_native = animate(tmp.path(), "f32", "f32", false);
+    // Both branches of the rule, forced.
+    let took_bf16 = animate_with(tmp.path(), "auto-bf16", "auto", false, Some("bf16"));
+    let took_f32 = animate_with(tmp.path(), "auto-f32", "auto", false, Some("f32"));
+    // The first frame is the reference frame in relative animation: the generator alone, at
+    // bf16, renders it a little differently; the keypoints (f32) are the same.
+    assert_ne!(f32_native, took_bf16, "auto forced to bf16 gave f32's output");
+    assert_eq!(f32_native, took_f32, "auto forced to f32 differs from f32");
+    // Unforced, auto follows the rates measured on this core.
     let auto_native = animate(tmp.path(), "auto", "auto", false);
     let rates = precision::kernel_rates().expect("measured where bf16 is native");
     if precision::bf16_pays() {
-        // The first frame is the reference frame in relative animation: the generator alone,
-        // at bf16, renders it a little differently; the keypoints (f32) are the same.
-        assert_ne!(
-            f32_native, auto_native,
-            "auto should run bf16 here: {rates:?}"
-        );
+        assert_eq!(auto_native, took_bf16, "auto should run bf16 here: {rates:?}");
     } else {
-        // bf16 measured no faster than f32 (Intel Sapphire / Emerald Rapids): auto is f32.
-        assert_eq!(
-            f32_native, auto_native,
-            "auto should run f32 here: {rates:?}"
-        );
+        assert_eq!(auto_native, f32_native, "auto should run f32 here: {rates:?}");
     }
 }

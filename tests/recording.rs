@@ -102,6 +102,7 @@ fn a_lossless_sink_gets_every_frame_while_it_starts() {
     )
     .expect("the pipeline starts");
     wait_for(
+        "150 frames out",
         || pipeline.stats().is_none_or(|s| s.frames_out >= 150),
         Duration::from_secs(30),
     );
@@ -146,6 +147,7 @@ fn a_video_recording_has_every_frame_and_lasts_frames_over_fps() {
     )
     .expect("the pipeline starts");
     wait_for(
+        "90 frames out",
         || pipeline.stats().is_none_or(|s| s.frames_out >= 90),
         Duration::from_secs(30),
     );

@@ -57,8 +57,12 @@ fn idle_run_records_a_moving_portrait_and_stops_on_ctrl_c() {
         .read_to_string(&mut err)
         .unwrap();
     assert!(status.success(), "exit {status}: {err}");
-    // The issue asks for a second; the margin is for a loaded test machine.
-    assert!(took < Duration::from_millis(1500), "Ctrl-C took {took:?}");
+    // The promise is a second; the margin is for a machine busy with other work
+    // (MARIONETTE_TEST_TIME_SCALE stretches it further on a slower one).
+    assert!(
+        took < crate::common::live::patience(Duration::from_secs(3)),
+        "Ctrl-C took {took:?}"
+    );
     assert!(err.contains("engine: classic"), "{err}");
     assert!(err.contains("source: idle motion"), "{err}");
     // Every recorded frame is a complete PNG, and the portrait moved.

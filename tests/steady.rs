@@ -163,13 +163,12 @@ fn classic_jitter_is_cut_to_a_third() {
     // The noise is really there (sigma 2.5 levels: a mean change of about 2.8 levels)...
     assert!(noise > 2.0 / 255.0, "driving video change {noise}");
     check_keypoint_jitter(j.keypoints, marionette::engine::classic::ANCHOR_JITTER);
-    // ... but the tracker, which fits each anchor's map to many points, already keeps the
-    // unsmoothed portrait nearly still: the target (a third) is checked, and where it is missed
-    // both must be below what can be seen.
-    assert!(
-        on <= off / 3.0 || (off < INVISIBLE && on <= off),
-        "smoothing on {on} vs off {off}"
-    );
+    // ... the tracker, which fits each anchor's map to many points, already keeps the
+    // unsmoothed portrait nearly still (below what can be seen), and smoothing cuts what is left
+    // to a third or less (measured: 4.1x; the noise is seeded, so the figure is the same on
+    // every run).
+    assert!(off < INVISIBLE, "unsmoothed change {off}");
+    assert!(on <= off / 3.0, "smoothing on {on} vs off {off}");
 }
 
 /// The in-betweens (classic warps of a keyframe) are smoothed the same way.

@@ -167,6 +167,62 @@ fn mean_abs_diff(a: &image::RgbImage, b: &image::RgbImage, r: [u32; 4]) -> f64 {
     sum / n
 }
 
+/// [`mean_abs_diff`] of `a`'s region against `b`'s region mirrored left to right.
+fn mean_abs_diff_mirrored(a: &image::RgbImage, b: &image::RgbImage, r: [u32; 4]) -> f64 {
+    let mut sum = 0.0;
+    let mut n = 0.0;
+    for y in r[1]..r[1] + r[3] {
+        for x in r[0]..r[0] + r[2] {
+            let mx = r[0] + r[2] - 1 - (x - r[0]);
+            let (p, q) = (a.get_pixel(x, y).0, b.get_pixel(mx, y).0);
+            sum += (0..3)
+                .map(|c| (p[c] as f64 - q[c] as f64).abs())
+                .sum::<f64>()
+                / 3.0;
+            n += 1.0;
+        }
+    }
+    sum / n
+}
+
+/// Takes screenshots until `done` holds for one (the window redraws on its own clock), failing
+/// with `what` after `limit`; returns that screenshot.
+fn screen_until(
+    display: &str,
+    path: &Path,
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut(&image::RgbImage) -> bool,
+) -> image::RgbImage {
+    let t = Instant::now();
+    loop {
+        let shot = screenshot(display, path);
+        if done(&shot) {
+            return shot;
+        }
+        assert!(t.elapsed() < limit, "{what}: not on screen after {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A driving picture that is still and not symmetric: the fixture's driving frame with a red
+/// block on its left, so that a mirrored pane differs from the unmirrored one.
+fn still_driving_folder(dir: &Path) -> PathBuf {
+    let folder = dir.join("driving");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut img = image::open(fixture("tiny-input-driving0.png"))
+        .unwrap()
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    for y in h / 4..h * 3 / 4 {
+        for x in 0..w / 5 {
+            img.put_pixel(x, y, image::Rgb([230, 20, 20]));
+        }
+    }
+    img.save(folder.join("frame_000000.png")).unwrap();
+    folder
+}
+
 #[test]
 fn window_draws_both_panes_and_answers_x_key_presses() {
     for tool in ["Xvfb", "xdotool", "import"] {
@@ -194,10 +250,14 @@ fn window_draws_both_panes_and_answers_x_key_presses() {
             "--log",
             "marionette=info",
             "window",
-            "--test-pattern",
+            "--framing",
+            "manual",
             "--vcam",
             "none",
         ])
+        // A still camera picture, so that what the keys change is all that changes.
+        .arg("--driving-file")
+        .arg(still_driving_folder(home.path()))
         .arg("--checkpoint")
         .arg(fixture("tiny.safetensors"))
         .arg("--config")
@@ -209,8 +269,6 @@ fn window_draws_both_panes_and_answers_x_key_presses() {
     let limit = Duration::from_secs(120);
     wait_log(&logfile, "first output frame shown", 1, limit, &mut child);
     wait_log(&logfile, "calibrated on frame", 1, limit, &mut child);
-    // A few frames of animation.
-    std::thread::sleep(Duration::from_secs(3));
     let window = x(&d, &["xdotool", "search", "--name", "^marionette$"]);
     let window = window
         .lines()
@@ -219,16 +277,12 @@ fn window_draws_both_panes_and_answers_x_key_presses() {
         .to_string();
     let text = log(&logfile);
     let [cam, out] = layout(&text);
-    let first = screenshot(&d, &shots.join("1-started.png"));
-    for (name, r) in [("camera", cam), ("output", out)] {
-        let (mean, sd) = region_stats(&first, r);
-        // The background of an undrawn pane is flat; a drawn one has the test pattern's face or
-        // the animated portrait in it.
-        assert!(
-            sd > 10.0,
-            "{name} pane {r:?} looks blank: mean {mean:.1}, sd {sd:.1}"
-        );
-    }
+    // The background of an undrawn pane is flat; a drawn one has the driving picture or the
+    // animated portrait in it.
+    let drawn = |img: &image::RgbImage| {
+        [cam, out].iter().all(|&r| region_stats(img, r).1 > 10.0)
+    };
+    let first = screen_until(&d, &shots.join("1-started.png"), "both panes", limit, drawn);
 
     // `c` through X: the engine takes a new reference frame.
     x(&d, &["xdotool", "windowfocus", "--sync", &window]);
@@ -240,23 +294,38 @@ fn window_draws_both_panes_and_answers_x_key_presses() {
     x(&d, &["xdotool", "key", "2"]);
     wait_log(&logfile, "portrait: Grace Hopper", 1, limit, &mut child);
     wait_log(&logfile, "calibrated on frame", 3, limit, &mut child);
-    std::thread::sleep(Duration::from_secs(2));
-    let second = screenshot(&d, &shots.join("2-second-portrait.png"));
-    let changed = mean_abs_diff(&first, &second, out);
-    assert!(
-        changed > 8.0,
-        "the output pane did not change with the portrait ({changed:.1})"
+    let second = screen_until(
+        &d,
+        &shots.join("2-second-portrait.png"),
+        "the second portrait in the output pane",
+        limit,
+        |img| mean_abs_diff(&first, img, out) > 8.0,
     );
+    // The camera pane shows the same still picture throughout.
+    let still = mean_abs_diff(&first, &second, cam);
+    assert!(still < 2.0, "the still camera pane changed by {still:.1}");
 
-    // `o`: the alignment overlay blends the portrait over the camera pane.
+    // `o`: the alignment overlay blends the portrait over the camera pane; `o` again removes it.
     x(&d, &["xdotool", "key", "o"]);
     wait_log(&logfile, "action: Toggle(Overlay)", 1, limit, &mut child);
-    std::thread::sleep(Duration::from_secs(1));
-    let overlay = screenshot(&d, &shots.join("3-overlay.png"));
-    let (_, sd) = region_stats(&overlay, cam);
-    assert!(sd > 10.0);
+    screen_until(
+        &d,
+        &shots.join("3-overlay.png"),
+        "the overlay on the camera pane",
+        limit,
+        |img| mean_abs_diff(&second, img, cam) > 8.0,
+    );
+    x(&d, &["xdotool", "key", "o"]);
+    wait_log(&logfile, "action: Toggle(Overlay)", 2, limit, &mut child);
+    let plain = screen_until(
+        &d,
+        &shots.join("3-overlay-off.png"),
+        "the camera pane without the overlay",
+        limit,
+        |img| mean_abs_diff(&second, img, cam) < 2.0,
+    );
 
-    // `m`: the camera pane mirrors.
+    // `m`: the camera pane mirrors: it becomes the mirror image of what it showed.
     x(&d, &["xdotool", "key", "m"]);
     wait_log(
         &logfile,
@@ -265,8 +334,23 @@ fn window_draws_both_panes_and_answers_x_key_presses() {
         limit,
         &mut child,
     );
-    std::thread::sleep(Duration::from_secs(1));
-    screenshot(&d, &shots.join("4-mirrored.png"));
+    let mirrored = screen_until(
+        &d,
+        &shots.join("4-mirrored.png"),
+        "the mirrored camera pane",
+        limit,
+        |img| mean_abs_diff(&plain, img, cam) > 8.0,
+    );
+    let as_mirror = mean_abs_diff_mirrored(&mirrored, &plain, cam);
+    let as_before = mean_abs_diff(&mirrored, &plain, cam);
+    assert!(
+        as_mirror * 3.0 < as_before,
+        "the camera pane changed but is not the mirror image of itself: {as_mirror:.1} from \
+         the mirror image, {as_before:.1} from the unmirrored pane"
+    );
+    // The overlay on again (the saved settings below keep it).
+    x(&d, &["xdotool", "key", "o"]);
+    wait_log(&logfile, "action: Toggle(Overlay)", 3, limit, &mut child);
 
     // Resized: the panes are laid out again and drawn at the new size.
     x(
@@ -286,27 +370,29 @@ fn window_draws_both_panes_and_answers_x_key_presses() {
         resized[0][2] < cam[2],
         "smaller panes: {resized:?} vs {cam:?}"
     );
-    std::thread::sleep(Duration::from_secs(1));
-    let small = screenshot(&d, &shots.join("5-resized.png"));
     for r in resized {
         assert!(
             r[0] + r[2] <= 900 && r[1] + r[3] <= 640,
             "{r:?} outside the window"
         );
-        let (mean, sd) = region_stats(&small, r);
-        assert!(
-            sd > 10.0,
-            "pane {r:?} blank after resizing: mean {mean:.1}, sd {sd:.1}"
-        );
     }
+    screen_until(
+        &d,
+        &shots.join("5-resized.png"),
+        "both panes drawn at the new size",
+        limit,
+        |img| resized.iter().all(|&r| region_stats(img, r).1 > 10.0),
+    );
     // Unmapped and mapped again (what minimising does): drawing goes on.
     x(&d, &["xdotool", "windowunmap", "--sync", &window]);
-    std::thread::sleep(Duration::from_millis(500));
     x(&d, &["xdotool", "windowmap", "--sync", &window]);
-    std::thread::sleep(Duration::from_secs(1));
-    let back = screenshot(&d, &shots.join("6-mapped-again.png"));
-    let (_, sd) = region_stats(&back, resized[1]);
-    assert!(sd > 10.0, "output pane blank after unmap/map");
+    screen_until(
+        &d,
+        &shots.join("6-mapped-again.png"),
+        "the output pane after unmap/map",
+        limit,
+        |img| region_stats(img, resized[1]).1 > 10.0,
+    );
     x(&d, &["xdotool", "windowfocus", "--sync", &window]);
 
     // Esc quits: exit status 0, threads joined, settings saved.
@@ -340,7 +426,7 @@ fn window_draws_both_panes_and_answers_x_key_presses() {
     assert!(saved.contains("overlay = true"), "{saved}");
     assert!(saved.contains("mirror_preview = false"), "{saved}");
     // The command line's source is not saved over the user's choice.
-    assert!(!saved.contains("test-pattern"), "{saved}");
+    assert!(!saved.contains("driving"), "{saved}");
 }
 
 #[test]

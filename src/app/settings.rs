@@ -44,6 +44,8 @@ pub enum SourceSetting {
     TestPattern,
     /// No source: the portrait moves by itself.
     Idle,
+    /// A video file or a folder of pictures, looped at its rate (chosen on the command line).
+    File(String),
 }
 
 impl SourceSetting {
@@ -58,6 +60,10 @@ impl SourceSetting {
             }
             SourceSetting::TestPattern => SourceSpec::TestPattern,
             SourceSetting::Idle => SourceSpec::Idle,
+            SourceSetting::File(path) => SourceSpec::File {
+                path: path.into(),
+                fps: 30.0,
+            },
         }
     }
 }

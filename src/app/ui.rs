@@ -264,6 +264,7 @@ fn source_label(view: &View<'_>, s: &SourceSetting) -> String {
             SourceSetting::Camera(p) => p.clone(),
             SourceSetting::TestPattern => "Test pattern".into(),
             SourceSetting::Idle => "Idle motion".into(),
+            SourceSetting::File(p) => p.clone(),
         })
 }
 

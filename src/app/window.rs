@@ -218,6 +218,7 @@ fn source_name(s: &SourceSetting) -> String {
         SourceSetting::Camera(p) => format!("camera {p}"),
         SourceSetting::TestPattern => "test pattern".into(),
         SourceSetting::Idle => "idle motion".into(),
+        SourceSetting::File(p) => format!("file {p}"),
     }
 }
 

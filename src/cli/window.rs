@@ -22,11 +22,15 @@ pub struct WindowArgs {
     model: ModelArgs,
     /// Webcam: index (0 = /dev/video0), device path, or part of its name. Default: the saved
     /// choice, else the first webcam, else idle motion.
-    #[arg(long, conflicts_with_all = ["test_pattern", "idle"])]
+    #[arg(long, conflicts_with_all = ["test_pattern", "idle", "driving_file"])]
     camera: Option<CameraSelector>,
     /// Drive the portrait with the built-in moving test pattern.
-    #[arg(long, conflicts_with = "idle")]
+    #[arg(long, conflicts_with_all = ["idle", "driving_file"])]
     test_pattern: bool,
+    /// Drive the portrait with a video file or a folder of pictures instead of a webcam (looped
+    /// at its rate; a folder at 30 pictures a second).
+    #[arg(long, value_name = "VIDEO|FOLDER", conflicts_with = "idle")]
+    driving_file: Option<PathBuf>,
     /// No driving source: the portrait moves by itself.
     #[arg(long)]
     idle: bool,
@@ -54,6 +58,14 @@ pub struct WindowArgs {
 pub fn run(args: WindowArgs) -> Result<()> {
     let source = if args.test_pattern {
         Some(SourceSetting::TestPattern)
+    } else if let Some(path) = &args.driving_file {
+        if !path.exists() {
+            bail!(
+                "--driving-file {}: no such file or folder",
+                path.display()
+            );
+        }
+        Some(SourceSetting::File(path.display().to_string()))
     } else if args.idle {
         Some(SourceSetting::Idle)
     } else {

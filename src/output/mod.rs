@@ -61,6 +61,12 @@ pub trait FrameSink: Send {
     fn repeats(&self) -> bool {
         false
     }
+    /// Writes the last frame again, as it was already converted: a repeat costs a copy, never a
+    /// conversion. `Ok(false)` when the sink has nothing converted to repeat (then the caller
+    /// writes the frame itself).
+    fn repeat(&mut self) -> Result<bool, SinkError> {
+        Ok(false)
+    }
     /// Whether the sink must get every animated frame (a recording) rather than the newest one (a
     /// live output). The pipeline then gives it a queue bounded in memory, waits for it when the
     /// queue is full, drains the queue before stopping, and sends it no still frames.

@@ -107,19 +107,12 @@ impl SwitchableSink {
     }
 }
 
-impl FrameSink for SwitchableSink {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn write(&mut self, frame: &Frame) -> Result<(), SinkError> {
-        self.take_replacement();
-        let Some(sink) = self.current.as_mut() else {
-            return Ok(());
-        };
-        match sink.write(frame) {
-            Ok(()) => {
-                if let Ok(mut s) = self.status.lock() {
+impl SwitchableSink {
+    /// Records a write's outcome in the status (a failed device is closed and said once).
+    fn after_write(&mut self, result: Result<bool, SinkError>) {
+        match result {
+            Ok(wrote) => {
+                if wrote && let Ok(mut s) = self.status.lock() {
                     s.frames += 1;
                     s.last_write = Some(Instant::now());
                 }
@@ -133,11 +126,43 @@ impl FrameSink for SwitchableSink {
                 }
             }
         }
+    }
+}
+
+impl FrameSink for SwitchableSink {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn write(&mut self, frame: &Frame) -> Result<(), SinkError> {
+        self.take_replacement();
+        let Some(sink) = self.current.as_mut() else {
+            return Ok(());
+        };
+        let result = sink.write(frame).map(|()| true);
+        self.after_write(result);
         Ok(())
     }
 
     fn repeats(&self) -> bool {
         true
+    }
+
+    fn repeat(&mut self) -> Result<bool, SinkError> {
+        self.take_replacement();
+        let Some(sink) = self.current.as_mut() else {
+            // Nothing open: nothing to write, and nothing for the caller to convert either.
+            return Ok(true);
+        };
+        match sink.repeat() {
+            // A device just opened has nothing converted yet: the caller writes the frame.
+            Ok(false) => Ok(false),
+            // Repeated, or the device failed (closed and said): nothing more to do.
+            result => {
+                self.after_write(result);
+                Ok(true)
+            }
+        }
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {

@@ -138,6 +138,20 @@ impl FrameSink for V4l2Sink {
         } else {
             compose_convert(frame, self.size, false, self.format, &mut self.yuv);
         }
+        self.send()
+    }
+
+    fn repeat(&mut self) -> Result<bool, SinkError> {
+        if self.yuv.is_empty() {
+            return Ok(false);
+        }
+        self.send().map(|()| true)
+    }
+}
+
+impl V4l2Sink {
+    /// Writes the converted frame in `yuv` to the device.
+    fn send(&mut self) -> Result<(), SinkError> {
         match self.device.write(&self.yuv) {
             Ok(n) if n == self.yuv.len() => {
                 self.written += 1;

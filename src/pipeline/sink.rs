@@ -1,6 +1,7 @@
-//! A sink's thread: writes each published frame, and repeats the last one when nothing new
-//! arrives within a frame period, so a virtual camera never goes silent. A lossless sink's
-//! queue is drained before it stops.
+//! A sink's thread: writes each published frame, and a repeating sink (a virtual camera) also on
+//! its own clock: whenever a frame period passes without a new frame, the last one goes out
+//! again, as already converted, so the device is written at the frame rate however slow
+//! everything upstream is. A lossless sink's queue is drained before it stops.
 
 use std::time::{Duration, Instant};
 
@@ -18,13 +19,15 @@ pub(super) fn sink_thread(
     fps: f64,
     shared: &Shared,
 ) -> Result<(), PipelineError> {
-    let repeat = Duration::from_secs_f64(1.0 / fps.max(1.0));
+    let period = Duration::from_secs_f64(1.0 / fps.max(1.0));
     let name = sink.name();
     let failed = |source| PipelineError::Sink {
         sink: name.clone(),
         source: Box::new(source),
     };
     let mut last: Option<Frame> = None;
+    // When the next write is due if no new frame comes.
+    let mut due = Instant::now() + period;
     let result = loop {
         // A lossless sink (a recording) writes out its queue before it stops.
         if shared.stopped() && !frames.drains_on_stop() {
@@ -33,7 +36,7 @@ pub(super) fn sink_thread(
         if let Some(waited) = frames.stalled() {
             break Err(failed(SinkError::TooSlow { waited }));
         }
-        match frames.recv_timeout(repeat) {
+        match frames.recv_timeout(due.saturating_duration_since(Instant::now())) {
             Ok((frame, live)) => {
                 let t = Instant::now();
                 if let Err(e) = sink.write(&frame) {
@@ -42,13 +45,28 @@ pub(super) fn sink_thread(
                 let latency = live.then(|| frame.captured_at.elapsed());
                 shared.stats(|s| s.record_sink(&name, t.elapsed(), latency));
                 last = Some(frame);
+                due = Instant::now() + period;
             }
             Err(RecvError::Timeout) => {
                 if sink.repeats()
                     && let Some(f) = &last
-                    && let Err(e) = sink.write(f)
                 {
-                    break Err(failed(e));
+                    let repeated = match sink.repeat() {
+                        Ok(true) => Ok(()),
+                        Ok(false) => sink.write(f),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = repeated {
+                        break Err(failed(e));
+                    }
+                    shared.stats(|s| s.record_sink_repeat(&name));
+                }
+                // On the clock: a thread that was kept from running catches up by one write,
+                // not a burst.
+                due += period;
+                let now = Instant::now();
+                if due < now {
+                    due = now + period;
                 }
             }
             Err(RecvError::Disconnected) => break Ok(()),

@@ -28,6 +28,8 @@ fn percentile(q: &VecDeque<f64>, p: f64) -> f64 {
 pub(crate) struct Stats {
     inference_ms: VecDeque<f64>,
     sink_ms: BTreeMap<String, VecDeque<f64>>,
+    /// When each sink last wrote (new frames and repeats), over the window.
+    sink_writes: BTreeMap<String, VecDeque<Instant>>,
     latency_ms: VecDeque<f64>,
     output_times: VecDeque<Instant>,
     framing_ms: VecDeque<f64>,
@@ -55,6 +57,8 @@ pub(crate) struct Stats {
     keyframe_times: VecDeque<Instant>,
     /// Whether output frames are in-betweens made from keyframes (else the model's frames).
     pub keyframes_on: bool,
+    /// What the live loop does less of because the machine cannot keep up, and why.
+    pub degraded: Option<String>,
 }
 
 /// A summary for printing.
@@ -70,8 +74,10 @@ pub struct StatsSnapshot {
     pub framing_ms_p50: f64,
     /// The engine's step (or the idle pose's rendering).
     pub inference_ms_p50: f64,
-    /// Median write time per sink, by sink name.
+    /// Median write time per sink, by sink name (new frames; repeats are copies).
     pub sink_ms_p50: BTreeMap<String, f64>,
+    /// Frames each sink wrote per second, new frames and repeats, over its last 300 writes.
+    pub sink_writes_per_s: BTreeMap<String, f64>,
     /// Median capture-to-output latency of live frames.
     pub latency_ms_p50: f64,
     /// 95th percentile of the same.
@@ -99,6 +105,9 @@ pub struct StatsSnapshot {
     pub keyframes: u64,
     /// Whether outputs are in-betweens (model keyframes, motion in between).
     pub keyframes_on: bool,
+    /// What the live loop does less of because the machine cannot keep up, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
 }
 
 impl Stats {
@@ -142,8 +151,8 @@ impl Stats {
         self.keyframe_times.push_back(Instant::now());
     }
 
-    /// A sink wrote a frame. `latency`: capture-to-output time for a live frame (None for
-    /// repeats and still frames).
+    /// A sink wrote a new frame. `latency`: capture-to-output time for a live frame (None for
+    /// still frames).
     pub fn record_sink(&mut self, sink: &str, took: Duration, latency: Option<Duration>) {
         push(
             self.sink_ms.entry(sink.to_string()).or_default(),
@@ -152,6 +161,20 @@ impl Stats {
         if let Some(l) = latency {
             push(&mut self.latency_ms, l.as_secs_f64() * 1e3);
         }
+        self.record_sink_write(sink);
+    }
+
+    /// A sink wrote its last frame again.
+    pub fn record_sink_repeat(&mut self, sink: &str) {
+        self.record_sink_write(sink);
+    }
+
+    fn record_sink_write(&mut self, sink: &str) {
+        let times = self.sink_writes.entry(sink.to_string()).or_default();
+        if times.len() == WINDOW {
+            times.pop_front();
+        }
+        times.push_back(Instant::now());
     }
 
     /// The current figures (NaN for a time with no samples yet; fps 0 before two frames).
@@ -174,6 +197,11 @@ impl Stats {
                 .iter()
                 .map(|(k, v)| (k.clone(), percentile(v, 0.5)))
                 .collect(),
+            sink_writes_per_s: self
+                .sink_writes
+                .iter()
+                .map(|(k, v)| (k.clone(), rate(v)))
+                .collect(),
             latency_ms_p50: percentile(&self.latency_ms, 0.5),
             latency_ms_p95: percentile(&self.latency_ms, 0.95),
             dropped_capture: self.dropped_capture,
@@ -187,6 +215,7 @@ impl Stats {
             keyframe_latency_ms_p95: percentile(&self.keyframe_latency_ms, 0.95),
             keyframes: self.keyframes,
             keyframes_on: self.keyframes_on,
+            degraded: self.degraded.clone(),
         }
     }
 }

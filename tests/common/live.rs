@@ -136,9 +136,27 @@ pub fn small_options() -> PipelineOptions {
     }
 }
 
-pub fn wait_for(mut done: impl FnMut() -> bool, limit: Duration) {
+/// `limit` times `MARIONETTE_TEST_TIME_SCALE` (default 1): how long a test waits for something a
+/// loaded or emulated machine does slowly. Only waits are scaled; a passing test waits no longer.
+pub fn patience(limit: Duration) -> Duration {
+    let scale = std::env::var("MARIONETTE_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 1.0)
+        .unwrap_or(1.0);
+    limit.mul_f64(scale)
+}
+
+/// Waits until `done` holds, looking every 5 ms; fails the test, naming `what`, when it does not
+/// within `limit` ([`patience`]-scaled).
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool, limit: Duration) {
+    let limit = patience(limit);
     let t = Instant::now();
-    while !done() && t.elapsed() < limit {
+    while !done() {
+        assert!(
+            t.elapsed() < limit,
+            "waited {limit:?} for {what}, in vain"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }

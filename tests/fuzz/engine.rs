@@ -524,6 +524,9 @@ pub struct Target {
     pub name: &'static str,
     /// Valid inputs made from the fixtures.
     pub seeds: Vec<Vec<u8>>,
+    /// How many of the seeds are valid files that the code must refuse (an audio-only file given
+    /// as a video); every other seed must decode.
+    pub refused_seeds: u64,
     pub dict: Vec<Vec<u8>>,
     /// Longer mutants are cut to this length.
     pub max_len: usize,
@@ -561,6 +564,9 @@ pub struct Report {
     pub corpus: usize,
     pub signatures: usize,
     pub ok_runs: u64,
+    /// How many of the seeds decoded ("ok" outcomes): a broken seed builder would leave only
+    /// error paths to fuzz.
+    pub seeds_ok: u64,
     pub findings: Vec<Finding>,
     /// Largest single allocation of any run, and that run's input length.
     pub largest_alloc: (u64, usize),
@@ -601,8 +607,20 @@ pub fn human(b: u64) -> String {
     }
 }
 
-/// A run slower than this is a finding.
+/// A run that takes more processor time than this is a finding (processor time, not wall time,
+/// so that a machine busy with other work does not make findings).
 const SLOW: Duration = Duration::from_secs(5);
+
+/// The processor time this thread has used (the targets decode on the calling thread).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to; the clock id is a constant.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+}
 /// Growth of the process's peak RSS beyond its level after the seeds that counts as a finding.
 const RSS_GROWTH_BOUND: u64 = 1536 << 20;
 /// Inputs kept per target.
@@ -728,9 +746,9 @@ fn run_one(
     rss_limit: Option<u64>,
     signatures: &mut Signatures,
 ) -> Option<String> {
-    let t = Instant::now();
+    let t = thread_cpu_time();
     let (result, mem) = tracked(|| catch_unwind(AssertUnwindSafe(|| (target.exec)(input))));
-    let took = t.elapsed();
+    let took = thread_cpu_time().saturating_sub(t);
     report.execs += 1;
     report.slowest = report.slowest.max(took);
     if mem.largest > report.largest_alloc.0 {
@@ -777,7 +795,7 @@ fn run_one(
         finding(
             "slow",
             format!(
-                "an input of {} bytes took {:.1} s",
+                "an input of {} bytes took {:.1} s of processor time",
                 input.len(),
                 took.as_secs_f64()
             ),
@@ -834,6 +852,7 @@ pub fn fuzz(target: &Target, budget: Budget, seed: u64) -> Report {
         }
         corpus.push(s.clone());
     }
+    report.seeds_ok = report.ok_runs;
     assert!(!corpus.is_empty(), "{}: no seeds", target.name);
     let rss_limit = max_rss().saturating_add(RSS_GROWTH_BOUND);
     let mut input = Vec::new();

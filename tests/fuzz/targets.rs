@@ -453,6 +453,7 @@ fn checkpoint() -> Target {
     Target {
         name: "checkpoint",
         seeds,
+        refused_seeds: 0,
         dict,
         max_len: 64 * KIB,
         mutate: mutate_checkpoint,
@@ -599,6 +600,7 @@ fn pickle_target() -> Target {
     Target {
         name: "pickle",
         seeds,
+        refused_seeds: 0,
         dict,
         max_len: 160 * KIB,
         mutate: mutate_bytes,
@@ -689,6 +691,7 @@ fn config() -> Target {
     Target {
         name: "config",
         seeds,
+        refused_seeds: 0,
         dict,
         max_len: 32 * KIB,
         mutate: mutate_text,
@@ -786,6 +789,7 @@ fn settings() -> Target {
     Target {
         name: "settings",
         seeds,
+        refused_seeds: 0,
         dict,
         max_len: 16 * KIB,
         mutate: mutate_text,
@@ -972,6 +976,7 @@ fn image() -> Target {
     Target {
         name: "image",
         seeds,
+        refused_seeds: 0,
         dict,
         max_len: 32 * KIB,
         mutate: mutate_image,
@@ -1043,6 +1048,8 @@ fn probe() -> Target {
     Target {
         name: "probe",
         seeds,
+        // e-m4a.txt: ffprobe's output for an audio-only file, which is no driving video.
+        refused_seeds: 1,
         dict,
         max_len: 16 * KIB,
         mutate: mutate_text,
@@ -1091,6 +1098,7 @@ fn names() -> Target {
     Target {
         name: "names",
         seeds,
+        refused_seeds: 0,
         dict,
         max_len: 512,
         mutate: mutate_text,

@@ -27,6 +27,7 @@ mod pipeline_controls;
 mod precision_fallback;
 mod recording;
 mod run_cli;
+mod slow_machine;
 mod steady;
 mod synth;
 mod ui_panels;

@@ -167,7 +167,11 @@ fn a_lost_camera_gives_idle_motion_then_is_reopened_and_recalibrated() {
             .unwrap_or(0)
     };
     // Plugged in: camera frames.
-    wait_for("20 camera frames", || level_count(200) >= 20, Duration::from_secs(10));
+    wait_for(
+        "20 camera frames",
+        || level_count(200) >= 20,
+        Duration::from_secs(10),
+    );
     assert!(pipeline.is_live());
     // The start's set-up (portrait, transfer options) may recalibrate; count from here.
     let recalibrated_before = *recalibrations.lock().unwrap();

@@ -257,7 +257,11 @@ fn live_output_keeps_the_camera_rate_with_a_slow_model() {
         || pipeline.stats().is_some_and(|s| s.keyframes_on),
         Duration::from_secs(10),
     );
-    let count = || pipeline.stats().map_or((0, 0), |s| (s.frames_out, s.keyframes));
+    let count = || {
+        pipeline
+            .stats()
+            .map_or((0, 0), |s| (s.frames_out, s.keyframes))
+    };
     let start = count();
     wait_for(
         "90 more outputs",

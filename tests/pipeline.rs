@@ -63,7 +63,11 @@ fn frames_flow_from_source_to_recorder_and_shutdown_is_prompt() {
     // The first frames wait for the portrait to be cached and the reference frame: on a busy
     // machine that takes seconds.
     let recorded = || std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0);
-    common::live::wait_for("3 recorded frames", || recorded() >= 3, Duration::from_secs(30));
+    common::live::wait_for(
+        "3 recorded frames",
+        || recorded() >= 3,
+        Duration::from_secs(30),
+    );
     let stats = pipeline.stats().expect("stats");
     let t = Instant::now();
     let exits = pipeline.join();
@@ -269,7 +273,11 @@ fn quit_command_stops_every_thread_within_a_second() {
         small_options(),
     )
     .expect("the pipeline starts");
-    wait_for("5 frames made", || made.load(Ordering::SeqCst) >= 5, Duration::from_secs(5));
+    wait_for(
+        "5 frames made",
+        || made.load(Ordering::SeqCst) >= 5,
+        Duration::from_secs(5),
+    );
     let t = Instant::now();
     pipeline.stop();
     // The promise is a second; the margin is for a machine busy with other work.

@@ -155,7 +155,11 @@ fn sources_switch_while_running_and_a_failing_one_falls_back_to_idle_motion() {
     )
     .expect("the pipeline starts");
     // No source: idle motion.
-    wait_for("the still portrait", || last_level(&last) == Some(200), Duration::from_secs(5));
+    wait_for(
+        "the still portrait",
+        || last_level(&last) == Some(200),
+        Duration::from_secs(5),
+    );
     assert!(!pipeline.is_live());
 
     // A source: its frames (grey levels < 200 for the first frames) reach the output and the
@@ -178,12 +182,20 @@ fn sources_switch_while_running_and_a_failing_one_falls_back_to_idle_motion() {
 
     // A source that fails to open: back to idle motion, with the reason, still running.
     pipeline.set_source(Some(failing()));
-    wait_for("the source's error", || pipeline.source_error().is_some(), Duration::from_secs(5));
+    wait_for(
+        "the source's error",
+        || pipeline.source_error().is_some(),
+        Duration::from_secs(5),
+    );
     let err = pipeline.source_error().unwrap();
     assert!(err.contains("/dev/video7"), "{err}");
     assert!(!pipeline.is_live());
     let made_then = made.load(Ordering::SeqCst);
-    wait_for("the still portrait again", || last_level(&last) == Some(200), Duration::from_secs(5));
+    wait_for(
+        "the still portrait again",
+        || last_level(&last) == Some(200),
+        Duration::from_secs(5),
+    );
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         made.load(Ordering::SeqCst),
@@ -196,7 +208,11 @@ fn sources_switch_while_running_and_a_failing_one_falls_back_to_idle_motion() {
     pipeline.set_source(Some(Box::new(
         || -> Result<Box<dyn FrameSource>, CaptureError> { Ok(Box::new(Halves(0))) },
     )));
-    wait_for("live frames from the new source", || pipeline.is_live(), Duration::from_secs(5));
+    wait_for(
+        "live frames from the new source",
+        || pipeline.is_live(),
+        Duration::from_secs(5),
+    );
     assert!(pipeline.source_error().is_none());
     let exits = pipeline.join();
     assert!(exits.iter().all(|e| e.result.is_ok()), "{exits:?}");
@@ -216,14 +232,22 @@ fn mirror_output_flips_what_the_sinks_get_and_keypoints_come_when_asked() {
     )
     .expect("the pipeline starts");
     let get = || *last.lock().unwrap();
-    wait_for("a frame", || get().is_some_and(|l| l.0 > 0), Duration::from_secs(5));
+    wait_for(
+        "a frame",
+        || get().is_some_and(|l| l.0 > 0),
+        Duration::from_secs(5),
+    );
     let (_, first, end) = get().unwrap();
     assert_eq!((first, end), (0, 255), "left black, right white");
     pipeline
         .control()
         .send(Control::MirrorOutput(true))
         .unwrap();
-    wait_for("a mirrored frame", || get().is_some_and(|l| l.1 == 255), Duration::from_secs(5));
+    wait_for(
+        "a mirrored frame",
+        || get().is_some_and(|l| l.1 == 255),
+        Duration::from_secs(5),
+    );
     let (_, first, end) = get().unwrap();
     assert_eq!((first, end), (255, 0), "mirrored");
     // Keypoints are read back only once asked for.
@@ -232,13 +256,21 @@ fn mirror_output_flips_what_the_sinks_get_and_keypoints_come_when_asked() {
         .control()
         .send(Control::ReportKeypoints(true))
         .unwrap();
-    wait_for("keypoints", || pipeline.keypoints().is_some(), Duration::from_secs(5));
+    wait_for(
+        "keypoints",
+        || pipeline.keypoints().is_some(),
+        Duration::from_secs(5),
+    );
     assert_eq!(pipeline.keypoints().unwrap().driving, vec![[0.5, -0.5]]);
     pipeline
         .control()
         .send(Control::ReportKeypoints(false))
         .unwrap();
-    wait_for("keypoints to stop", || pipeline.keypoints().is_none(), Duration::from_secs(5));
+    wait_for(
+        "keypoints to stop",
+        || pipeline.keypoints().is_none(),
+        Duration::from_secs(5),
+    );
     assert_eq!(pipeline.keypoints(), None);
     pipeline.join();
 }
@@ -335,7 +367,11 @@ fn the_virtual_camera_output_is_switched_while_running_and_a_failing_device_is_c
         })),
         "/dev/video10 YUYV 640x480",
     );
-    wait_for("5 frames written", || handle.status().frames >= 5, Duration::from_secs(5));
+    wait_for(
+        "5 frames written",
+        || handle.status().frames >= 5,
+        Duration::from_secs(5),
+    );
     let s = handle.status();
     assert_eq!(s.device.as_deref(), Some("/dev/video10 YUYV 640x480"));
     assert!(s.is_writing());
@@ -350,7 +386,11 @@ fn the_virtual_camera_output_is_switched_while_running_and_a_failing_device_is_c
         "/dev/video11 I420 1280x720",
     );
     // It fails at its fourth write: closed and reported, the run goes on.
-    wait_for("the device's error", || handle.status().error.is_some(), Duration::from_secs(5));
+    wait_for(
+        "the device's error",
+        || handle.status().error.is_some(),
+        Duration::from_secs(5),
+    );
     let s = handle.status();
     assert!(s.device.is_none());
     assert!(

@@ -37,7 +37,11 @@ fn memory_stays_flat_over_ten_thousand_frames() {
     let out = || pipeline.stats().map_or(0, |s| s.frames_out);
     wait_for("1,000 frames", || out() >= 1_000, Duration::from_secs(60));
     let early = rss_bytes();
-    wait_for("10,000 frames", || out() >= 10_000, Duration::from_secs(300));
+    wait_for(
+        "10,000 frames",
+        || out() >= 10_000,
+        Duration::from_secs(300),
+    );
     let late = rss_bytes();
     let done = out();
     let exits = pipeline.join();

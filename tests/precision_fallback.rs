@@ -119,14 +119,23 @@ fn with_the_instructions_auto_follows_the_measured_rates() {
     let took_f32 = animate_with(tmp.path(), "auto-f32", "auto", false, Some("f32"));
     // The first frame is the reference frame in relative animation: the generator alone, at
     // bf16, renders it a little differently; the keypoints (f32) are the same.
-    assert_ne!(f32_native, took_bf16, "auto forced to bf16 gave f32's output");
+    assert_ne!(
+        f32_native, took_bf16,
+        "auto forced to bf16 gave f32's output"
+    );
     assert_eq!(f32_native, took_f32, "auto forced to f32 differs from f32");
     // Unforced, auto follows the rates measured on this core.
     let auto_native = animate(tmp.path(), "auto", "auto", false);
     let rates = precision::kernel_rates().expect("measured where bf16 is native");
     if precision::bf16_pays() {
-        assert_eq!(auto_native, took_bf16, "auto should run bf16 here: {rates:?}");
+        assert_eq!(
+            auto_native, took_bf16,
+            "auto should run bf16 here: {rates:?}"
+        );
     } else {
-        assert_eq!(auto_native, f32_native, "auto should run f32 here: {rates:?}");
+        assert_eq!(
+            auto_native, f32_native,
+            "auto should run f32 here: {rates:?}"
+        );
     }
 }

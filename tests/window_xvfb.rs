@@ -279,9 +279,7 @@ fn window_draws_both_panes_and_answers_x_key_presses() {
     let [cam, out] = layout(&text);
     // The background of an undrawn pane is flat; a drawn one has the driving picture or the
     // animated portrait in it.
-    let drawn = |img: &image::RgbImage| {
-        [cam, out].iter().all(|&r| region_stats(img, r).1 > 10.0)
-    };
+    let drawn = |img: &image::RgbImage| [cam, out].iter().all(|&r| region_stats(img, r).1 > 10.0);
     let first = screen_until(&d, &shots.join("1-started.png"), "both panes", limit, drawn);
 
     // `c` through X: the engine takes a new reference frame.

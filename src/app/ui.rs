@@ -547,6 +547,10 @@ fn engine_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
     if let Some(n) = &view.status.notice {
         ui.colored_label(ui.visuals().warn_fg_color, n);
     }
+    // Said whether or not the statistics are open: the portrait moves less often than it could.
+    if let Some(d) = view.status.stats.as_ref().and_then(|s| s.degraded.as_ref()) {
+        ui.colored_label(ui.visuals().warn_fg_color, d);
+    }
     flag(
         ui,
         s.stats,
@@ -605,7 +609,8 @@ pub fn stats(ui: &mut egui::Ui, snap: Option<&StatsSnapshot>) {
             row("engine", ms(s.inference_ms_p50));
         }
         for (name, v) in &s.sink_ms_p50 {
-            row(name, ms(*v));
+            let writes = s.sink_writes_per_s.get(name).copied().unwrap_or(0.0);
+            row(name, format!("{} ({writes:.0} writes/s)", ms(*v)));
         }
         let latency = if s.latency_ms_p50.is_finite() {
             format!("{:.0} / {:.0} ms", s.latency_ms_p50, s.latency_ms_p95)

@@ -60,10 +60,7 @@ pub fn run(args: WindowArgs) -> Result<()> {
         Some(SourceSetting::TestPattern)
     } else if let Some(path) = &args.driving_file {
         if !path.exists() {
-            bail!(
-                "--driving-file {}: no such file or folder",
-                path.display()
-            );
+            bail!("--driving-file {}: no such file or folder", path.display());
         }
         Some(SourceSetting::File(path.display().to_string()))
     } else if args.idle {

@@ -30,11 +30,13 @@ pub(super) struct Capture {
 impl Capture {
     /// The thread's body.
     pub(super) fn run(self, shared: &Shared) -> Result<(), PipelineError> {
+        super::model::set_nice(super::model::LOOP_NICE);
         let mut src: Option<Box<dyn FrameSource>> = match self.first {
             Some(factory) => Some(factory()?),
             None => None,
         };
         let mut backoff = FIRST_BACKOFF;
+        let mut last_read: Option<std::time::Instant> = None;
         while !shared.stopped() {
             if let Ok(next) = self.switches.try_recv() {
                 // Close the old source first: a camera can be opened once.
@@ -47,6 +49,19 @@ impl Capture {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             };
+            // On a machine that cannot use every frame, frames are not read (decoded) faster
+            // than they are used (the governor's cap); a short sleep, so a stop is seen.
+            if let Some(last) = last_read {
+                let wait = shared
+                    .pace
+                    .capture_interval()
+                    .saturating_sub(last.elapsed());
+                if !wait.is_zero() {
+                    std::thread::sleep(wait.min(Duration::from_millis(50)));
+                    continue;
+                }
+            }
+            last_read = Some(std::time::Instant::now());
             match current.next_frame() {
                 Ok(frame) => {
                     backoff = FIRST_BACKOFF;

@@ -50,7 +50,10 @@ pub(super) fn face_thread(
             Err(RecvError::Disconnected) => return Ok(()),
         };
         if let Some(l) = last {
-            let wait = period.saturating_sub(l.elapsed());
+            // Less often while the machine cannot keep up (the governor's period).
+            let wait = period
+                .max(shared.pace.face_period())
+                .saturating_sub(l.elapsed());
             if !wait.is_zero() {
                 std::thread::sleep(wait);
                 continue;

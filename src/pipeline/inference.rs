@@ -27,6 +27,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::faces::Sighting;
 use super::framing::{AutoFraming, Crop, FramingMode, ViewStabiliser, crop_resize};
+use super::governor::Governor;
 use super::model::{Job, JobKind, ModelCommand, Rendered};
 use super::portraits::Portraits;
 use super::queue::SinkSender;
@@ -80,6 +81,31 @@ struct Framing {
 const KEYFRAMES_ON_ABOVE: f64 = 1.0;
 const KEYFRAMES_OFF_BELOW: f64 = 0.7;
 
+/// `auto` turns keyframes off when the model's step is below this multiple of an in-between's
+/// time (the in-betweens would cost about as much as the frames they stand in for).
+const INBETWEEN_OVER_MODEL_OFF: f64 = 1.0;
+
+/// How long `auto` waits for the model's first frame before making in-betweens.
+const FIRST_FRAME_PATIENCE: Duration = Duration::from_secs(1);
+
+/// Recent step times kept for the medians.
+const RECENT: usize = 9;
+
+/// Appends `v` to the recent values, keeping the last [`RECENT`].
+fn push_recent(values: &mut Vec<f64>, v: f64) {
+    values.push(v);
+    if values.len() > RECENT {
+        values.remove(0);
+    }
+}
+
+/// The median of `values` (`None` when empty).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
 /// Idle motion's clock: pose `n` is due at `start + n / fps`; restarts whenever the run goes idle.
 #[derive(Default)]
 struct IdleClock {
@@ -114,6 +140,14 @@ pub(super) struct InferenceLoop {
     keyframes_on: bool,
     /// The model's recent step times (ms), newest last.
     model_ms: Vec<f64>,
+    /// The in-betweens' recent times (ms), newest last.
+    inbetween_ms: Vec<f64>,
+    /// When the model was given its first driving frame (cleared once it has rendered one).
+    waiting_since: Option<Instant>,
+    /// What cropping the last camera frame (and making its tensor) cost.
+    last_cropping: Duration,
+    /// What the loop does less of on a machine that cannot keep up.
+    governor: Governor,
     /// The next driving frame is the reference frame.
     calibrate_next: bool,
     /// Whether a driving frame arrived since the last (re)calibration.
@@ -193,6 +227,10 @@ impl InferenceLoop {
             mode: options.keyframes,
             keyframes_on,
             model_ms: Vec::new(),
+            inbetween_ms: Vec::new(),
+            waiting_since: None,
+            last_cropping: Duration::ZERO,
+            governor: Governor::new(options.fps.max(1.0)),
             calibrate_next: true,
             got_frame: false,
             was_live: shared.live.load(Ordering::Relaxed),
@@ -210,6 +248,7 @@ impl InferenceLoop {
         frames: LatestReceiver<Frame>,
         control: Receiver<Control>,
     ) -> Result<(), PipelineError> {
+        super::model::set_nice(super::model::LOOP_NICE);
         let result = self.serve(&frames, &control);
         // Frames replaced after the last one taken count too: the run's final stats must add
         // up to what the camera made, however busy the machine was when it stopped.
@@ -379,6 +418,7 @@ impl InferenceLoop {
     /// output comes when the model has rendered it).
     pub(super) fn on_frame(&mut self, frame: Frame, dropped: u64) -> Result<(), PipelineError> {
         let t = Instant::now();
+        self.govern();
         let ready = self.frame_the_face(&frame);
         if let Ok(mut r) = self.shared.framing.lock() {
             *r = FramingReport {
@@ -417,6 +457,7 @@ impl InferenceLoop {
         }
         let side = self.side as usize;
         let input = rgb8_to_tensor(&square, side, side).map_err(EngineError::from)?;
+        self.last_cropping = t.elapsed();
         let calibrate = std::mem::take(&mut self.calibrate_next);
         let job = Job {
             seq: frame.seq,
@@ -433,6 +474,7 @@ impl InferenceLoop {
         } else {
             let _ = self.model.jobs.send(job);
         }
+        self.slow_start();
         self.record_drops(dropped);
         if calibrate && self.transfer.relative {
             // In relative motion the reference frame renders the portrait as it is: the
@@ -442,11 +484,16 @@ impl InferenceLoop {
                     .set_keyframe(&p.tensor, &input, &info, false)?;
             }
         }
-        if self.keyframes_on && self.inbetween.has_keyframe() {
+        // On a machine that cannot keep up, not every camera frame gets one: the outputs
+        // repeat the last meanwhile, and the model gets the time.
+        if self.keyframes_on && self.inbetween.has_keyframe() && self.governor.inbetween_due() {
             let t = Instant::now();
             let out = self.inbetween.render(&input, &info)?;
             let (size, rgb) = to_rgb(&out)?;
-            self.shared.stats(|s| s.record_inference(t.elapsed()));
+            let took = t.elapsed();
+            push_recent(&mut self.inbetween_ms, took.as_secs_f64() * 1e3);
+            self.governor.on_inbetween();
+            self.shared.stats(|s| s.record_inference(took));
             self.publish(
                 Frame {
                     seq: frame.seq,
@@ -464,10 +511,8 @@ impl InferenceLoop {
     fn on_rendered(&mut self, r: Rendered) -> Result<(), PipelineError> {
         let latency = r.captured_at.elapsed();
         self.shared.stats(|s| s.record_keyframe(r.took, latency));
-        self.model_ms.push(r.took.as_secs_f64() * 1e3);
-        if self.model_ms.len() > 9 {
-            self.model_ms.remove(0);
-        }
+        push_recent(&mut self.model_ms, r.took.as_secs_f64() * 1e3);
+        self.governor.on_keyframe();
         self.update_mode();
         if self.report_keypoints
             && let Ok(mut k) = self.shared.keypoints.lock()
@@ -475,12 +520,29 @@ impl InferenceLoop {
             *k = r.keypoints.clone();
         }
         match &r.driving {
-            Some(driving) if self.keyframes_on => {
+            Some(driving) if self.keyframes_on && !self.governor.degraded() => {
                 // Not shown as it is: it shows the pose of a frame captured a model step ago. The
                 // next camera frame's in-between warps it to the present.
                 let blend = self.inbetween.has_keyframe();
                 self.inbetween
                     .set_keyframe(&r.output, driving, &r.info, blend)?;
+            }
+            Some(driving) if self.keyframes_on => {
+                // Few in-betweens on this machine: the keyframe is shown as it is (its pose a
+                // model step old), and the in-betweens that come warp from it.
+                self.inbetween
+                    .set_keyframe(&r.output, driving, &r.info, false)?;
+                let (size, rgb) = to_rgb(&r.output)?;
+                self.shared.stats(|s| s.record_inference(r.took));
+                self.publish(
+                    Frame {
+                        seq: r.seq,
+                        captured_at: r.captured_at,
+                        size,
+                        rgb: Arc::new(rgb),
+                    },
+                    true,
+                );
             }
             _ => {
                 let (size, rgb) = to_rgb(&r.output)?;
@@ -506,18 +568,19 @@ impl InferenceLoop {
         });
     }
 
-    /// Keyframes on or off, from the mode and the model's median step time.
+    /// Keyframes on or off, from the mode, the model's median step time and the in-betweens'.
     fn update_mode(&mut self) {
         let on = match self.mode {
             KeyframeMode::On => true,
             KeyframeMode::Off => false,
             KeyframeMode::Auto => {
-                let mut v = self.model_ms.clone();
-                v.sort_by(f64::total_cmp);
                 let period_ms = 1e3 / self.fps;
-                match v.get(v.len() / 2) {
-                    Some(&m) if m > KEYFRAMES_ON_ABOVE * period_ms => true,
-                    Some(&m) if m < KEYFRAMES_OFF_BELOW * period_ms => false,
+                match (median(&self.model_ms), median(&self.inbetween_ms)) {
+                    // An in-between costs more than the model's own frame (a small model, or
+                    // a slow machine): show the model's frames as they are.
+                    (Some(m), Some(i)) if m < INBETWEEN_OVER_MODEL_OFF * i => false,
+                    (Some(m), _) if m > KEYFRAMES_ON_ABOVE * period_ms => true,
+                    (Some(m), _) if m < KEYFRAMES_OFF_BELOW * period_ms => false,
                     _ => self.keyframes_on,
                 }
             }
@@ -526,6 +589,41 @@ impl InferenceLoop {
             tracing::info!("keyframes {}", if on { "on" } else { "off" });
             self.keyframes_on = on;
             self.shared.stats(|s| s.keyframes_on = on);
+        }
+        self.governor.set_waiting_for_model(on);
+    }
+
+    /// `auto` with no frame from the model yet, [`FIRST_FRAME_PATIENCE`] after giving it one (a
+    /// slow machine, or a big model): keyframes on, so that the portrait moves at once through
+    /// in-betweens of its first keyframe (in relative motion, the portrait itself).
+    fn slow_start(&mut self) {
+        if self.mode != KeyframeMode::Auto || self.keyframes_on || !self.model_ms.is_empty() {
+            return;
+        }
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= FIRST_FRAME_PATIENCE {
+            tracing::info!(
+                "keyframes on: the model has not rendered a frame in {:.1} s",
+                since.elapsed().as_secs_f64()
+            );
+            self.keyframes_on = true;
+            self.shared.stats(|s| s.keyframes_on = true);
+            self.governor.set_waiting_for_model(true);
+        }
+    }
+
+    /// Lets the governor look at the load, and says what it cuts when that changes.
+    fn govern(&mut self) {
+        let before = self.governor.describe();
+        self.governor
+            .on_frame(self.last_cropping, &self.shared.pace);
+        let now = self.governor.describe();
+        if now != before {
+            match &now {
+                Some(d) => tracing::info!("degraded: {d}"),
+                None => tracing::info!("the machine keeps up again: everything is done"),
+            }
+            self.shared.stats(|s| s.degraded = now);
         }
     }
 

@@ -23,6 +23,7 @@
 mod capture;
 mod faces;
 pub mod framing;
+mod governor;
 mod inference;
 mod model;
 mod portraits;
@@ -255,6 +256,8 @@ pub(crate) struct Shared {
     /// Why the current or last picked source is not delivering frames.
     source_error: Arc<Mutex<Option<String>>>,
     framing: Arc<Mutex<FramingReport>>,
+    /// What the governor asks of the capture and face threads.
+    pace: Arc<governor::Pace>,
 }
 
 impl Shared {
@@ -270,6 +273,19 @@ impl Shared {
     fn stats(&self, f: impl FnOnce(&mut Stats)) {
         if let Ok(mut s) = self.stats.lock() {
             f(&mut s);
+        }
+    }
+
+    /// Runs `f` on the statistics if no other thread holds them now; whether it ran. For a
+    /// thread that must not wait (a virtual camera's writer): on a starved machine the holder
+    /// may be kept from running for a whole scheduling period.
+    fn try_stats(&self, f: impl FnOnce(&mut Stats)) -> bool {
+        match self.stats.try_lock() {
+            Ok(mut s) => {
+                f(&mut s);
+                true
+            }
+            Err(_) => false,
         }
     }
 

@@ -112,14 +112,71 @@ pub(super) enum ModelCommand {
 /// (CFS weights 1024 against 335).
 pub const MODEL_NICE: i32 = 5;
 
+/// Nice value of the camera-rate threads (capture, in-betweens): below the virtual camera's
+/// writer (0, or -5 where the process may), so that on a machine with no time to spare the writer
+/// is the one that runs when it is due.
+pub const LOOP_NICE: i32 = 4;
+
 /// Lowers the calling thread's scheduling priority to [`MODEL_NICE`] (Linux: the nice value is per
 /// thread). Best effort: failing leaves the thread as it was.
 pub(super) fn lower_priority() {
+    set_nice(MODEL_NICE);
+}
+
+/// Asks the kernel for short time slices for the calling thread (Linux 6.12 and later, EEVDF's
+/// per-task slice through `sched_setattr`; unprivileged): a thread that wakes to write one frame
+/// is then run soon after it wakes, ahead of threads in long computations. Best effort: older
+/// kernels refuse, and the thread keeps the default slice. Returns whether it took.
+pub(super) fn short_slices() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        /// `struct sched_attr` (include/uapi/linux/sched/types.h), its first version (48 bytes).
+        #[repr(C)]
+        struct SchedAttr {
+            size: u32,
+            policy: u32,
+            flags: u64,
+            nice: i32,
+            priority: u32,
+            runtime: u64,
+            deadline: u64,
+            period: u64,
+        }
+        // SAFETY: getpriority only reads its arguments.
+        let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let attr = SchedAttr {
+            size: std::mem::size_of::<SchedAttr>() as u32,
+            policy: libc::SCHED_OTHER as u32,
+            flags: 0,
+            nice,
+            priority: 0,
+            // 0.1 ms, the shortest slice the kernel takes.
+            runtime: 100_000,
+            deadline: 0,
+            period: 0,
+        };
+        // SAFETY: sched_setattr reads `attr` (alive for the call, of the size it states) and
+        // changes only the calling thread (pid 0).
+        unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
+/// Sets the calling thread's nice value (Linux: per thread). Best effort: a value the process may
+/// not take (below its limit, without the privilege) leaves the thread as it was; returns whether
+/// it took.
+pub(super) fn set_nice(nice: i32) -> bool {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority only reads its arguments; `gettid` has no preconditions.
     unsafe {
         let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, MODEL_NICE);
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = nice;
+        false
     }
 }
 

@@ -153,10 +153,7 @@ pub fn wait_for(what: &str, mut done: impl FnMut() -> bool, limit: Duration) {
     let limit = patience(limit);
     let t = Instant::now();
     while !done() {
-        assert!(
-            t.elapsed() < limit,
-            "waited {limit:?} for {what}, in vain"
-        );
+        assert!(t.elapsed() < limit, "waited {limit:?} for {what}, in vain");
         std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -619,7 +619,10 @@ fn thread_cpu_time() -> Duration {
     };
     // SAFETY: `ts` is a valid timespec to write to; the clock id is a constant.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 /// Growth of the process's peak RSS beyond its level after the seeds that counts as a finding.
 const RSS_GROWTH_BOUND: u64 = 1536 << 20;

@@ -31,7 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plan = PrecisionPlan::for_precision(precision);
     let model = Fomm::from_checkpoint(&config, &weights, checkpoint, &Device::Cpu, plan)?;
     let inputs = candle_core::safetensors::load(inputs, &Device::Cpu)?;
-    let source = inputs.get("source").ok_or("no `source` tensor in the inputs")?;
+    let source = inputs
+        .get("source")
+        .ok_or("no `source` tensor in the inputs")?;
 
     // Once per portrait: its keypoints and the generator's encoding.
     let portrait = model.prepare_source(source)?;

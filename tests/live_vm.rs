@@ -597,6 +597,92 @@ fn readers_coming_and_going_on_real_drivers() {
     );
 }
 
+/// A driving video on the emulated processor (many times slower than ours), the tiny FOMM
+/// fixture with default framing and keyframes: the virtual camera is written at the camera's rate
+/// (an FFmpeg reader, started once marionette animates, gets 300 frames at about 30 a second),
+/// the animated frames among them change, and the model renders keyframes meanwhile.
+#[test]
+fn a_driving_file_on_an_emulated_processor_keeps_the_camera_at_its_rate() {
+    if !boot_vm() {
+        return;
+    }
+    let _one_vm = VM.lock().unwrap_or_else(|p| p.into_inner());
+    let (_keep, share) = scratch("vm-file-");
+    let share = share.as_path();
+    // A face moving (a slow rotation) for 6 s at 640x480, 30 fps; looped by marionette.
+    let video = share.join("drive.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-loop", "1", "-i"])
+        .arg(common::fixture("tiny-input-source.png"))
+        .args([
+            "-vf",
+            "scale=480:480,pad=640:480:80:0:gray,rotate='0.12*sin(2*PI*t/2.5)':fillcolor=gray",
+            "-t",
+            "6",
+            "-r",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+        ])
+        .arg(&video)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success(), "ffmpeg could not make the driving video");
+    let (ok, took) = run_guest(
+        share,
+        "driving-file-guest.sh",
+        &[
+            env!("CARGO_BIN_EXE_marionette"),
+            &common::fixtures_dir().display().to_string(),
+            &video.display().to_string(),
+        ],
+        &[("VM_TIMEOUT", "900")],
+    );
+    let log = read(&share.join("run.log"));
+    let context = || {
+        format!(
+            "\n--- events\n{}\n--- recv.log\n{}\n--- run.log (last lines)\n{}",
+            read(&share.join("events.txt")),
+            read(&share.join("recv.log")),
+            log.lines().rev().take(8).collect::<Vec<_>>().join("\n")
+        )
+    };
+    assert!(ok, "the VM run failed{}", context());
+    assert_eq!(read(&share.join("recv.rc")).trim(), "0", "{}", context());
+    let frames = timed_framemd5(&share.join("recv.framemd5"));
+    assert_eq!(frames.len(), 300, "frames read{}", context());
+    let span = frames[299].0 - frames[0].0;
+    let rate = 299.0 / span.max(1e-9);
+    let distinct: HashSet<&String> = frames.iter().map(|(_, m)| m).collect();
+    let ev = events(share);
+    eprintln!(
+        "driving file under emulation: VM run {took:.0} s; animated {:.1} s after the start; \
+         300 frames read in {span:.1} s ({rate:.1} a second), {} different; last stats: {}",
+        event_time(&ev, "animated") - event_time(&ev, "start"),
+        distinct.len(),
+        log.lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or("none")
+    );
+    assert!(
+        rate >= 25.0,
+        "the virtual camera was read at {rate:.1} frames a second{}",
+        context()
+    );
+    // The portrait moves: at least one new frame every two seconds on average.
+    assert!(
+        distinct.len() >= 5,
+        "only {} different frames among the 300 read{}",
+        distinct.len(),
+        context()
+    );
+    let keyframes = last_stat(&log, "keyframes").unwrap_or(0.0);
+    assert!(keyframes >= 1.0, "the model rendered no frame{}", context());
+}
+
 /// Mean R, G, B of each 40x40 block of a 640x480 picture, as tests/vm/browser/camera.html
 /// computes them from what the browser drew.
 fn block_means(rgb: &[u8]) -> Vec<f64> {

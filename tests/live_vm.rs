@@ -157,7 +157,7 @@ fn webcam_to_virtual_camera_on_real_v4l2_drivers() {
         .arg(repo().join("tests/vm/e2e-live-guest.sh"))
         .arg(env!("CARGO_BIN_EXE_marionette"))
         .arg(common::fixtures_dir())
-        .args(["12", "60"])
+        .args(["40", "60"])
         .status()
         .expect("running tests/vm/run.sh");
     let logs = || {
@@ -225,17 +225,31 @@ fn webcam_to_virtual_camera_on_real_v4l2_drivers() {
         256,
         image::imageops::FilterType::Triangle,
     ));
-    let leading = got.iter().take_while(|(_, m)| *m == first_still).count();
-    let got_before = got.len();
-    let got: Vec<(usize, String)> = got.into_iter().skip(leading).collect();
-    assert!(!got.is_empty(), "only the first still came through");
-    // From start-up: after the virtual camera's own stills, the pipeline's still portrait, not an
-    // animated frame.
-    assert_eq!(
-        got[0].1, pipeline_still,
-        "after {leading} of the virtual camera's first stills, the next frame read is not the pipeline's still, marked portrait ({got_before} read)"
+    // From start-up, as the witness that waited for the device read it: the virtual camera's
+    // own still (written once, so a reader may open just after it), then the pipeline's still
+    // portrait, and only then animated frames.
+    let witness: Vec<String> = read(&share.join("start-yuyv.txt"))
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(' ').nth(2).map(str::to_string))
+        .collect();
+    let first = witness.iter().take_while(|m| **m == first_still).count();
+    let pipeline = witness[first..]
+        .iter()
+        .take_while(|m| **m == pipeline_still)
+        .count();
+    assert!(
+        pipeline > 0 && witness.len() > first + pipeline,
+        "the witness read {} frames: {first} first stills, then {pipeline} of the pipeline's still, marked portrait, then {:?}{}",
+        witness.len(),
+        witness.get(first + pipeline),
+        read(&share.join("start-yuyv.log"))
     );
-    let stills = got.iter().take_while(|(_, m)| *m == pipeline_still).count();
+    // ffmpeg starts later: whatever stills it saw, then recorded frames only.
+    let stills = got
+        .iter()
+        .take_while(|(_, m)| *m == first_still || *m == pipeline_still)
+        .count();
     let got: Vec<(usize, String)> = got.into_iter().skip(stills).collect();
     assert!(!got.is_empty(), "only still portraits came through");
     let m = match_in_order(&got, &want);

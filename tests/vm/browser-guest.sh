@@ -58,6 +58,10 @@ event "browser started"
 wait_until 'grep -q "MARIONETTE \(phase-done 0\|error\)" chromium.log || ! kill -0 $browser 2> /dev/null' 9000
 event "phase 0 over"
 stop_marionette yuyv
+# The page must see the camera go away before it comes back; a quick restart would otherwise
+# hide the gap between its polls of the device list.
+wait_until 'grep -q "MARIONETTE \(gone\|error\)" chromium.log || ! kill -0 $browser 2> /dev/null' 3000
+event "page saw it gone"
 start_marionette i420
 wait_until 'grep -q "MARIONETTE \(done\|error\)" chromium.log || ! kill -0 $browser 2> /dev/null' 9000
 event "phase 1 over"

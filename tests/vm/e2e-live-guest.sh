@@ -4,7 +4,8 @@
 #      /dev/video10 as YUYV 640x480, and a recorder writing PNGs;
 #   2. idle motion (classic engine, no camera) -> /dev/video10 as I420 1280x720, and a recorder;
 # each read back while it runs by an independent V4L2 client (ffmpeg's v4l2 input), which prints
-# an MD5 per frame. The host compares those with the recorded frames.
+# an MD5 per frame. The host compares those with the recorded frames. A read() witness
+# (monitor.py), started before the first marionette, also records the first frames of 1.
 # Usage: tests/vm/run.sh OUT_DIR tests/vm/e2e-live-guest.sh MARIONETTE_BIN FIXTURES_DIR [FRAMES [IDLE_FRAMES]]
 set -u
 bin=${1:?marionette binary}
@@ -51,12 +52,23 @@ finish() {
     echo $? > "$1.ffmpeg.rc"
 }
 
+# A read() witness waits for the loopback before marionette starts, so it sees the first frames
+# (ffmpeg, started once a format is set, takes seconds to start under emulation and misses them).
+python3 "$(dirname "$0")/monitor.py" --wait /dev/video10 614400 start-yuyv.txt 2> start-yuyv.log &
+monitor=$!
+i=0
+while [ $i -lt 600 ] && ! grep -q started start-yuyv.txt 2> /dev/null; do
+    sleep 0.1
+    i=$((i + 1))
+done
 "$bin" run --camera 0 --config "$fixtures/tiny.yaml" --checkpoint "$fixtures/tiny-legacy.pth.tar" \
     --vcam /dev/video10 --record "$VM_SHARE/rec-yuyv" --frames "$frames" --stats > run-yuyv.log 2>&1 &
 pid=$!
 wait_format format-yuyv.txt
 read_back yuyv422 640x480 recv-yuyv.framemd5
 finish run-yuyv
+kill -INT "$monitor" 2> /dev/null
+wait "$monitor"
 
 "$bin" run --idle --engine classic --vcam /dev/video10 --vcam-format i420 --vcam-size 1280x720 \
     --record "$VM_SHARE/rec-i420" --frames "$idle_frames" --stats > run-i420.log 2>&1 &

@@ -20,6 +20,7 @@ mod keyframes;
 mod layering;
 mod live_vm;
 mod media;
+mod models_cli;
 mod motion;
 mod motion_cli;
 mod pipeline;

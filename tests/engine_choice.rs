@@ -98,7 +98,7 @@ fn auto_runs_classic_without_a_checkpoint_and_says_how_to_get_fomm() {
     assert!(o.status.success(), "{err}");
     assert!(err.contains("engine: classic"), "{err}");
     assert!(err.contains("no FOMM checkpoint was found"), "{err}");
-    assert!(err.contains("models/README.md"), "{err}");
+    assert!(err.contains("marionette models add FILE"), "{err}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3);
 }
 

@@ -27,6 +27,9 @@ struct Log {
 struct Engine {
     log: Arc<Mutex<Log>>,
     calibrated: bool,
+    /// The idle motion's grey level.
+    idle: u8,
+    side: usize,
 }
 
 impl Animator for Engine {
@@ -34,7 +37,7 @@ impl Animator for Engine {
         "test"
     }
     fn frame_size(&self) -> (usize, usize) {
-        (SIDE as usize, SIDE as usize)
+        (self.side, self.side)
     }
     fn recalibrate(&mut self) {
         self.calibrated = false;
@@ -47,8 +50,12 @@ impl Animator for Engine {
         Ok(driving.clone())
     }
     fn animate_idle(&mut self, _: f64) -> Result<Tensor, EngineError> {
-        let s = SIDE as usize;
-        Ok(Tensor::full(200.0f32 / 255.0, (1, 3, s, s), &Device::Cpu)?)
+        let s = self.side;
+        Ok(Tensor::full(
+            self.idle as f32 / 255.0,
+            (1, 3, s, s),
+            &Device::Cpu,
+        )?)
     }
     fn select_portrait(&mut self, id: u64, _: &Tensor) -> Result<(), EngineError> {
         self.log.lock().unwrap().portraits.push(id);
@@ -78,11 +85,18 @@ impl Animator for Engine {
 }
 
 fn engine() -> (Box<Engine>, Arc<Mutex<Log>>) {
+    engine_of(200, SIDE as usize)
+}
+
+/// An engine whose idle motion is grey `idle`, rendering `side` x `side` frames.
+fn engine_of(idle: u8, side: usize) -> (Box<Engine>, Arc<Mutex<Log>>) {
     let log = Arc::new(Mutex::new(Log::default()));
     (
         Box::new(Engine {
             log: log.clone(),
             calibrated: false,
+            idle,
+            side,
         }),
         log,
     )
@@ -321,6 +335,70 @@ fn portraits_switch_by_id_and_transfer_options_reach_the_engine() {
     assert!(n.contains("absolute"), "{n}");
     // A refused option is reported, not fatal.
     assert!(pipeline.is_running());
+    let exits = pipeline.join();
+    assert!(exits.iter().all(|e| e.result.is_ok()), "{exits:?}");
+}
+
+#[test]
+fn an_engine_handed_over_runs_with_the_portrait_and_options_in_use() {
+    let (first, _) = engine();
+    let seen: Seen = Arc::default();
+    let pipeline = Pipeline::start(
+        None,
+        first,
+        vec![Box::new(Last(seen.clone()))],
+        PipelineOptions {
+            portrait: (7, image::RgbImage::new(SIDE, SIDE)),
+            ..small_options()
+        },
+    )
+    .expect("the pipeline starts");
+    let c = pipeline.control();
+    let level = || last_level(&seen);
+    wait_for(
+        "the first engine's idle motion",
+        || level() == Some(200),
+        Duration::from_secs(10),
+    );
+    c.send(Control::SetPortrait {
+        id: 42,
+        image: Arc::new(image::RgbImage::new(SIDE, SIDE)),
+    })
+    .unwrap();
+    c.send(Control::Transfer {
+        relative: true,
+        adapt_scale: false,
+    })
+    .unwrap();
+
+    // An engine of another frame size is refused, and the run goes on with the first.
+    let (wrong, wrong_log) = engine_of(10, SIDE as usize * 2);
+    c.send(Control::SetEngine(
+        marionette::pipeline::EngineHandoff::new(wrong),
+    ))
+    .unwrap();
+    let notice = || pipeline.stats().expect("stats").notice;
+    wait_for("the refusal", || notice().is_some(), Duration::from_secs(5));
+    let n = notice().unwrap();
+    assert!(n.contains("restart"), "{n}");
+    assert!(wrong_log.lock().unwrap().portraits.is_empty());
+    assert_eq!(level(), Some(200));
+
+    // The second engine takes over with the portrait and options in use.
+    let (second, log) = engine_of(60, SIDE as usize);
+    c.send(Control::SetEngine(
+        marionette::pipeline::EngineHandoff::new(second),
+    ))
+    .unwrap();
+    wait_for(
+        "the second engine's idle motion",
+        || level() == Some(60),
+        Duration::from_secs(10),
+    );
+    let l = log.lock().unwrap();
+    assert_eq!(l.portraits, vec![42]);
+    assert_eq!(l.transfers, vec![(true, false)]);
+    drop(l);
     let exits = pipeline.join();
     assert!(exits.iter().all(|e| e.result.is_ok()), "{exits:?}");
 }

@@ -34,12 +34,12 @@ pub enum WindowError {
     /// No event loop: no desktop session (X11 or Wayland) to connect to.
     #[error(
         "cannot open a window: marionette needs a desktop session (X11 or Wayland; DISPLAY or \
-         WAYLAND_DISPLAY set). Without one, `marionette run` works headless"
+         WAYLAND_DISPLAY set), and {0}. Without one, `marionette run` works headless"
     )]
-    EventLoop(#[from] winit::error::EventLoopError),
+    EventLoop(String),
     /// The window system refused to create the window.
-    #[error("creating the window")]
-    Os(#[from] winit::error::OsError),
+    #[error("the window system refused to create the window: {0}")]
+    Os(String),
     /// No graphics adapter or surface for wgpu.
     #[error(
         "no graphics adapter for the window. Install Mesa's drivers (Debian/Ubuntu: \
@@ -225,7 +225,25 @@ fn source_name(s: &SourceSetting) -> String {
 /// Connects to the desktop session; done before anything slow (loading a model), so that a
 /// missing display is reported at once.
 pub fn event_loop() -> Result<EventLoop<()>, WindowError> {
-    Ok(EventLoop::new()?)
+    EventLoop::new().map_err(|e| WindowError::EventLoop(window_system_text(&e)))
+}
+
+/// What the window system said, without the source location winit's errors carry ("os error
+/// at <file in winit's sources>:<line>: ..."), which means nothing to a user.
+fn window_system_text(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let said = match text.split_once("os error at ") {
+        Some((before, rest)) => {
+            // Skip "<file>:<line>: ".
+            let after = rest
+                .split_once(": ")
+                .map(|(loc, msg)| if loc.contains(':') { msg } else { rest })
+                .unwrap_or(rest);
+            format!("{before}{after}")
+        }
+        None => text,
+    };
+    said.trim().trim_end_matches('.').to_string()
 }
 
 /// Opens the window and runs until it is closed. The pipeline is shut down and the settings
@@ -237,7 +255,7 @@ pub fn run(event_loop: EventLoop<()>, options: WindowOptions) -> Result<(), Wind
     if let Some(e) = app.fatal.take() {
         return Err(e);
     }
-    Ok(result?)
+    result.map_err(|e| WindowError::EventLoop(window_system_text(&e)))
 }
 
 /// The settings file's contents, or the defaults when it is damaged (kept aside, so saving the
@@ -1129,7 +1147,11 @@ impl App {
             .with_title("marionette")
             .with_inner_size(winit::dpi::LogicalSize::new(1280.0, 760.0))
             .with_min_inner_size(winit::dpi::LogicalSize::new(720.0, 480.0));
-        let window = Arc::new(event_loop.create_window(attrs)?);
+        let window = Arc::new(
+            event_loop
+                .create_window(attrs)
+                .map_err(|e| WindowError::Os(window_system_text(&e)))?,
+        );
         let config = egui_wgpu::WgpuConfiguration {
             wgpu_setup: egui_wgpu::WgpuSetup::from_display_handle(
                 event_loop.owned_display_handle(),

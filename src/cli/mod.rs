@@ -9,6 +9,7 @@ pub mod capture;
 pub mod convert;
 pub mod devices;
 pub mod generate;
+pub mod models;
 pub mod run;
 pub mod sequences;
 pub mod window;
@@ -35,13 +36,56 @@ const VERSION: &str = concat!(
     " (built without CUDA: runs on the CPU)"
 );
 
+/// marionette's long description (`--help` and the man page).
+const ROOT_ABOUT: &str =
+    "Animate a portrait with your webcam or a video (First Order Motion Model).
+
+A portrait (a photo, a painting, a statue) moves the way you move. Your webcam drives it through \
+the First Order Motion Model (Siarohin et al., NeurIPS 2019): keypoints with local affine motion, \
+transferred relative to a reference pose that you set by looking at the camera, a dense motion \
+field with an occlusion map, and a generator that renders the portrait in the new pose. The \
+result shows in a window and, through v4l2loopback, as a camera that Zoom, Teams, Meet and \
+browsers list. The same engine animates a portrait offline from a driving video.
+
+The published FOMM weights cannot be shipped with marionette: until you add them (marionette \
+models add, or \"Add FOMM weights\" in the window), a weight-free classic engine moves the \
+portrait as a whole face. With no webcam, the portrait moves by itself. Everything it makes says \
+that it is animated (in the files' metadata, and an optional badge on the picture).
+
+With no command, marionette opens the window.";
+
+/// `marionette models`'s long description: the models guide (also its man page).
+const MODELS_ABOUT: &str = "The FOMM checkpoints found, and adding one.
+
+marionette animates with the First Order Motion Model when it finds one of the checkpoints the \
+paper's authors publish, and with its weight-free classic engine otherwise. The weights cannot be \
+shipped with marionette: download them yourself. They are published in the authors' repository \
+(github.com/AliaksandrSiarohin/first-order-model, \"Pre-trained checkpoint\"), one folder on \
+Google Drive (https://drive.google.com/open?id=1PyQJmkdCsAkOYwUyaj_l-l0as-iLDgeH) and on Yandex \
+Disk (https://yadi.sk/d/lEw8uRm140L_eQ). For faces take vox-adv-cpk.pth.tar (vox-cpk.pth.tar \
+also works); taichi-*, nemo, mgif, bair and fashion animate bodies, smiles, cartoon animals, a \
+robot arm and fashion models.
+
+`marionette models add FILE` reads the file as it is loaded to run (never executing anything \
+from it), checks every key and shape against its config (found from its structure, or given with \
+--config), and copies it into your models folder ($XDG_DATA_HOME/marionette/models, by default \
+~/.local/share/marionette/models), where every later run and the window find it. The window's \
+\"Add FOMM weights\" does the same. `marionette models list` shows what is found where, with \
+each checkpoint's config and whether it loads.
+
+The folders searched, in order: yours; the installation's (<prefix>/share/marionette/models \
+when the binary is <prefix>/bin/marionette); a source build's models/ folder; or only \
+$MARIONETTE_MODEL_DIR when it is set. The first checkpoint found runs (the published names \
+first); --checkpoint FILE on any command takes another.";
+
 /// `marionette`: a portrait animated by your webcam or a video.
 #[derive(Parser)]
 #[command(
     name = "marionette",
     version = VERSION,
     propagate_version = true,
-    about = "Animate a portrait with your webcam or a video (First Order Motion Model)"
+    about = "Animate a portrait with your webcam or a video (First Order Motion Model)",
+    long_about = ROOT_ABOUT
 )]
 pub struct Cli {
     /// Log level filter (e.g. info, debug, marionette=trace); also RUST_LOG.
@@ -72,6 +116,9 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// List cameras and virtual-camera outputs.
     Devices,
+    /// The FOMM checkpoints found, and adding one (`models list`, `models add FILE`).
+    #[command(long_about = MODELS_ABOUT)]
+    Models(models::ModelsArgs),
     /// Write synthetic driving sequences: a photo warped by known motions relative to frame 0
     /// (rotations, scaling, shifts, smooth non-rigid wobbles), one folder per motion.
     MakeSequences(sequences::MakeSequencesArgs),
@@ -96,6 +143,7 @@ impl Command {
             Command::CaptureMotion(a) => capture::run(a),
             Command::Convert(a) => convert::run(a),
             Command::Devices => devices::run(),
+            Command::Models(a) => models::run(a),
             Command::MakeSequences(a) => sequences::make(a),
             Command::Evaluate(a) => sequences::evaluate(a),
             Command::Bench(a) => bench::run(a),

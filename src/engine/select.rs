@@ -73,9 +73,9 @@ pub enum SelectError {
     MissingCheckpoint(PathBuf),
     /// FOMM was asked for, no checkpoint was given and none was found.
     #[error(
-        "--engine fomm needs a checkpoint and none was found in {searched}. Download vox-adv-cpk.pth.tar \
-         (see models/README.md) into one of those folders or pass --checkpoint PATH, or use --engine \
-         classic (no weights needed)"
+        "--engine fomm needs a checkpoint and none was found in {searched}. Add one with \
+         `marionette models add FILE` (where to get it: `man marionette-models`), pass \
+         --checkpoint FILE, or use --engine classic (no weights needed)"
     )]
     NoCheckpoint {
         /// The folders searched, comma-separated.
@@ -196,9 +196,7 @@ pub fn load_engine(req: &EngineRequest) -> Result<LoadedEngine, LoadError> {
         EngineChoice::Fomm { checkpoint, .. } => {
             let spec = match &req.config {
                 Some(c) => c.clone(),
-                None => presets::config_for_checkpoint(&checkpoint)
-                    .unwrap_or("vox-256")
-                    .to_string(),
+                None => crate::models::config_source(&checkpoint).spec(),
             };
             let config = presets::resolve_config(&spec)?;
             notes.push(format!(
@@ -227,8 +225,8 @@ pub fn load_engine(req: &EngineRequest) -> Result<LoadedEngine, LoadError> {
             engine.set_adapt_scale(req.transfer.adapt_scale);
             let status = if fallback {
                 format!(
-                    "classic (point tracking, {size} px): no FOMM checkpoint found; see \
-                     models/README.md to get one"
+                    "classic (point tracking, {size} px): no FOMM checkpoint found; add one with \
+                     \"Add FOMM weights\" or `marionette models add FILE`"
                 )
             } else {
                 format!("classic (point tracking, {size} px)")
@@ -286,13 +284,12 @@ pub fn pick_device(force_cpu: bool) -> (Device, String) {
     )
 }
 
-/// Folders searched for checkpoints: `$MARIONETTE_MODEL_DIR` alone when set, else
-/// [`crate::models::model_dirs`] (`./models`, beside the executable, the XDG data dir).
+/// Folders searched for checkpoints ([`crate::models::folders`]).
 pub fn search_dirs() -> Vec<PathBuf> {
-    match std::env::var_os("MARIONETTE_MODEL_DIR") {
-        Some(dir) if !dir.is_empty() => vec![PathBuf::from(dir)],
-        _ => crate::models::model_dirs(),
-    }
+    crate::models::folders()
+        .into_iter()
+        .map(|f| f.path)
+        .collect()
 }
 
 fn join_dirs(dirs: &[PathBuf]) -> String {
@@ -322,7 +319,7 @@ pub fn choose_engine(
     }
     match kind {
         EngineKind::Classic => Ok(EngineChoice::Classic { fallback: false }),
-        EngineKind::Fomm | EngineKind::Auto => match crate::models::find_checkpoint_in(dirs) {
+        EngineKind::Fomm | EngineKind::Auto => match crate::models::find_checkpoint(dirs) {
             Some(checkpoint) => Ok(EngineChoice::Fomm {
                 checkpoint,
                 found: true,
@@ -348,8 +345,8 @@ pub fn describe(choice: &EngineChoice, dirs: &[PathBuf]) -> String {
         }
         EngineChoice::Classic { fallback: true } => format!(
             "engine: classic (weight-free point tracking), because no FOMM checkpoint was found in {}. \
-             For the FOMM engine, download vox-adv-cpk.pth.tar (see models/README.md) into one of those \
-             folders or pass --checkpoint PATH",
+             For the FOMM engine, add one with `marionette models add FILE` (where to get it: \
+             `man marionette-models`) or pass --checkpoint FILE",
             join_dirs(dirs)
         ),
     }

@@ -36,6 +36,7 @@ use super::{
 };
 use crate::channel::{LatestReceiver, LatestSender, RecvError};
 use crate::engine::keyframes::InBetween;
+use crate::engine::smoothing::Smoothing;
 use crate::engine::{EngineError, FrameInfo};
 use crate::frame::{Frame, Size};
 use crate::media::resize::{rgb8_to_tensor, tensor_to_rgb8};
@@ -135,6 +136,7 @@ pub(super) struct InferenceLoop {
     badge: bool,
     report_keypoints: bool,
     transfer: Transfer,
+    smoothing: Smoothing,
     mode: KeyframeMode,
     /// Whether outputs are in-betweens now (decided by `mode` and the model's speed).
     keyframes_on: bool,
@@ -224,6 +226,7 @@ impl InferenceLoop {
             badge: options.badge,
             report_keypoints: false,
             transfer,
+            smoothing: options.smoothing,
             mode: options.keyframes,
             keyframes_on,
             model_ms: Vec::new(),
@@ -353,6 +356,7 @@ impl InferenceLoop {
                 self.update_mode();
             }
             Control::Smoothing(smoothing) => {
+                self.smoothing = smoothing;
                 self.inbetween.set_smoothing(smoothing);
                 let _ = self.model.commands.send(ModelCommand::Smoothing(smoothing));
             }
@@ -365,7 +369,39 @@ impl InferenceLoop {
                 self.recalibrate();
             }
             Control::Framing(_) => {}
+            Control::SetEngine(handoff) => self.set_engine(handoff),
         }
+    }
+
+    /// Hands the model thread another engine, set up like the last one: the portrait, motion
+    /// transfer and smoothing in use; a new reference frame; the model's speed measured anew.
+    fn set_engine(&mut self, handoff: super::EngineHandoff) {
+        let Some(engine) = handoff.take() else {
+            return;
+        };
+        let (h, w) = engine.frame_size();
+        if h != w || h != self.side as usize {
+            let side = self.side;
+            self.notice(format!(
+                "the new engine renders {w}x{h} frames and this run {side}x{side}: restart \
+                 marionette to use it"
+            ));
+            return;
+        }
+        let commands = &self.model.commands;
+        let _ = commands.send(ModelCommand::SetEngine(engine));
+        if let Some((id, p)) = self.portraits.current_with_id() {
+            let tensor = p.tensor.clone();
+            let _ = commands.send(ModelCommand::SetPortrait { id, tensor });
+        }
+        let _ = commands.send(ModelCommand::Transfer {
+            relative: self.transfer.relative,
+            adapt_scale: self.transfer.adapt_scale,
+        });
+        let _ = commands.send(ModelCommand::Smoothing(self.smoothing));
+        self.model_ms.clear();
+        self.waiting_since = None;
+        self.recalibrate();
     }
 
     fn recalibrate(&mut self) {

@@ -87,6 +87,33 @@ pub enum Control {
     Framing(FramingMode),
     /// The "AI ANIMATED" badge in a corner of the animated frames (not of passthrough).
     Badge(bool),
+    /// Run another engine from now on (e.g. FOMM once its weights are added), with the portrait,
+    /// motion transfer and smoothing in use; refused with a notice when its frame size is not
+    /// this run's.
+    SetEngine(EngineHandoff),
+}
+
+/// An engine handed to a running pipeline with [`Control::SetEngine`]: taken once, by the
+/// pipeline (a clone of the handle finds it gone).
+#[derive(Clone)]
+pub struct EngineHandoff(Arc<std::sync::Mutex<Option<Box<dyn Animator + Send>>>>);
+
+impl EngineHandoff {
+    /// Wraps `engine` for [`Control::SetEngine`].
+    pub fn new(engine: Box<dyn Animator + Send>) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(engine))))
+    }
+
+    /// The engine, if no one took it yet.
+    pub(crate) fn take(&self) -> Option<Box<dyn Animator + Send>> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+impl std::fmt::Debug for EngineHandoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineHandoff")
+    }
 }
 
 /// Where the model's crop is and where the face is, for the window.

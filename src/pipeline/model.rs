@@ -105,6 +105,8 @@ pub(super) enum ModelCommand {
     Smoothing(Smoothing),
     /// A job that must not be skipped (the reference frame).
     Render(Job),
+    /// Another engine from now on; the commands after it set it up.
+    SetEngine(Box<dyn Animator + Send>),
 }
 
 /// Scheduling priority ("nice" value) of the model's threads; the rest of the live loop runs at 0.
@@ -229,6 +231,10 @@ fn model_loop(
     // Applies every queued command; false when the inference thread is gone.
     let drain = |engine: &mut Box<dyn Animator + Send>, out: &mut Outlet| {
         while let Ok(cmd) = commands.try_recv() {
+            if let ModelCommand::SetEngine(new) = cmd {
+                *engine = new;
+                continue;
+            }
             let rendered = pool.install(|| apply(engine.as_mut(), cmd, shared))?;
             if let Some(r) = rendered
                 && !out.deliver(engine.as_ref(), r)?
@@ -306,6 +312,8 @@ fn apply(
             }
         }
         ModelCommand::Smoothing(smoothing) => engine.set_smoothing(smoothing),
+        // Swapped by the loop, which owns the engine.
+        ModelCommand::SetEngine(_) => {}
     }
     Ok(None)
 }

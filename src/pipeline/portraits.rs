@@ -21,6 +21,8 @@ pub(super) struct Portrait {
 pub(super) struct Portraits {
     side: u32,
     cache: PortraitCache<Portrait>,
+    /// The id of the portrait in use.
+    current_id: Option<u64>,
 }
 
 impl Portraits {
@@ -28,6 +30,7 @@ impl Portraits {
         Self {
             side,
             cache: PortraitCache::default(),
+            current_id: None,
         }
     }
 
@@ -38,12 +41,19 @@ impl Portraits {
         image: &image::RgbImage,
     ) -> Result<&Portrait, EngineError> {
         let side = self.side;
-        self.cache.select(id, || prepare(image, side))
+        let p = self.cache.select(id, || prepare(image, side))?;
+        self.current_id = Some(id);
+        Ok(p)
     }
 
     /// The portrait in use.
     pub(super) fn current(&self) -> Option<&Portrait> {
         self.cache.current()
+    }
+
+    /// The portrait in use with its id.
+    pub(super) fn current_with_id(&self) -> Option<(u64, &Portrait)> {
+        Some((self.current_id?, self.cache.current()?))
     }
 }
 

@@ -59,6 +59,15 @@ pub fn user_folder() -> Option<PathBuf> {
         .map(|d| d.join("marionette/models"))
 }
 
+/// Where an added checkpoint goes: `$MARIONETTE_MODEL_DIR` when set (then the only folder
+/// searched), else [`user_folder`].
+pub fn add_folder() -> Option<PathBuf> {
+    match folders().into_iter().next() {
+        Some(f) if f.kind == FolderKind::Environment => Some(f.path),
+        _ => user_folder(),
+    }
+}
+
 /// The folders searched, in order (see the module doc).
 pub fn folders() -> Vec<Folder> {
     if let Some(dir) = std::env::var_os("MARIONETTE_MODEL_DIR").filter(|d| !d.is_empty()) {
@@ -212,8 +221,9 @@ pub enum ModelsError {
     Model(#[from] ModelError),
     /// No published config fits the checkpoint and none was given.
     #[error(
-        "{file} fits none of the published configs ({}): pass its config with --config NAME or \
-         --config FILE.yaml (the YAML of the original repository); {suggestion}",
+        "{file} fits none of the published configs ({}): put its config (the YAML of the original \
+         repository) beside it with the same name ending in .yaml, or pass it with --config \
+         FILE.yaml; {suggestion}",
         PUBLISHED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
     )]
     NoConfigFits {
@@ -336,7 +346,8 @@ pub enum Store {
 }
 
 /// Checks `file` as it is loaded to run (keys and shapes against its config: `config` when
-/// given, else the config its name names, else the published one its structure fits), then
+/// given, else a YAML beside it (`x.pth.tar` -> `x.yaml`), else the config its name names, else
+/// the published one its structure fits), then
 /// copies it (or converts it) into `into`; a config its file name does not say is written beside
 /// it. A file that does not load changes nothing.
 pub fn add(
@@ -347,8 +358,13 @@ pub fn add(
 ) -> Result<Added, ModelsError> {
     let origin = file.display().to_string();
     let checkpoint = Checkpoint::load(file)?;
+    // A config given, else one kept beside the file (as runs find it), else by structure.
+    let beside = config_beside(file);
+    let given = config
+        .map(str::to_string)
+        .or_else(|| beside.is_file().then(|| beside.display().to_string()));
     let config =
-        match config {
+        match given.as_deref() {
             Some(spec) => {
                 let c = resolve_config(spec)?;
                 fits(&checkpoint, &c, &origin)?;

@@ -100,10 +100,13 @@ fn a_damaged_or_unfitting_checkpoint_is_refused_and_changes_nothing() {
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
     assert!(said.contains("broken.pth.tar was not added"), "{said}");
-    // No published config fits the fixture, and none was given: it says what would fit.
+    // No published config fits the fixture, and none was given nor kept beside it: it says
+    // what would fit.
+    let alone = h.join("alone.safetensors");
+    std::fs::copy(fixture("tiny.safetensors"), &alone).unwrap();
     let out = marionette(h)
         .args(["models", "add"])
-        .arg(fixture("tiny.safetensors"))
+        .arg(&alone)
         .output()
         .unwrap();
     let said = text(&out);

@@ -519,3 +519,125 @@ fn a_damaged_settings_file_is_reported_and_the_window_still_opens() {
     assert_eq!(aside, "overlay = [broken");
     assert!(text.contains("settings.toml.broken"), "{text}");
 }
+
+#[test]
+fn weights_added_in_the_window_switch_the_engine_and_damaged_ones_change_nothing() {
+    for tool in ["Xvfb", "xdotool", "import"] {
+        assert!(
+            have(tool),
+            "{tool} is missing: run `bash packaging/setup.sh --tests`"
+        );
+    }
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../window-weights-test");
+    std::fs::create_dir_all(&shots).unwrap();
+    let xvfb = Xvfb::start();
+    let d = xvfb.display.clone();
+    let home = tempfile::tempdir().unwrap();
+    let models = home.path().join("models");
+    // The tiny checkpoint with its config beside it (its structure is no published config's).
+    let good = home.path().join("my-weights.pth.tar");
+    std::fs::copy(fixture("tiny-legacy.pth.tar"), &good).unwrap();
+    std::fs::copy(fixture("tiny.yaml"), home.path().join("my-weights.yaml")).unwrap();
+    let damaged = home.path().join("damaged.pth.tar");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
+    let logfile = shots.join("marionette.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_marionette"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DISPLAY", &d)
+        .env_remove("WAYLAND_DISPLAY")
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("XDG_RUNTIME_DIR", home.path())
+        .env("MARIONETTE_MODEL_DIR", &models)
+        .args([
+            "--log",
+            "marionette=info",
+            "window",
+            "--framing",
+            "manual",
+            "--vcam",
+            "none",
+        ])
+        .arg("--driving-file")
+        .arg(still_driving_folder(home.path()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&logfile).unwrap())
+        .spawn()
+        .unwrap();
+    let limit = Duration::from_secs(120);
+    wait_log(&logfile, "first output frame shown", 1, limit, &mut child);
+    assert!(
+        log(&logfile).contains("engine: classic"),
+        "{}",
+        log(&logfile)
+    );
+    let window = x(&d, &["xdotool", "search", "--name", "^marionette$"]);
+    let window = window.lines().next().expect("no window").to_string();
+    x(&d, &["xdotool", "windowfocus", "--sync", &window]);
+    let [_, out] = layout(&log(&logfile));
+    let classic = screen_until(
+        &d,
+        &shots.join("1-classic.png"),
+        "the output",
+        limit,
+        |img| region_stats(img, out).1 > 10.0,
+    );
+
+    // Ctrl+O opens the dialog with its path field taking the keyboard; a damaged file typed
+    // there is refused, says why, and nothing is added.
+    let add = |path: &Path| {
+        x(&d, &["xdotool", "key", "ctrl+o"]);
+        std::thread::sleep(Duration::from_millis(500));
+        x(&d, &["xdotool", "key", "ctrl+a", "BackSpace"]);
+        x(
+            &d,
+            &[
+                "xdotool",
+                "type",
+                "--delay",
+                "5",
+                &path.display().to_string(),
+            ],
+        );
+        x(&d, &["xdotool", "key", "Return"]);
+    };
+    add(&damaged);
+    wait_log(&logfile, "weights refused", 1, limit, &mut child);
+    let refused = log(&logfile);
+    assert!(refused.contains("damaged.pth.tar"), "{refused}");
+    assert!(
+        !models.exists() || std::fs::read_dir(&models).unwrap().count() == 0,
+        "a damaged checkpoint was added"
+    );
+    screenshot(&d, &shots.join("2-refused.png"));
+    assert!(!refused.contains("engine switched"), "{refused}");
+
+    // The good one: copied into the models folder, and the engine switches to FOMM.
+    x(&d, &["xdotool", "key", "Escape"]);
+    add(&good);
+    wait_log(&logfile, "engine switched: FOMM", 1, limit, &mut child);
+    assert!(models.join("my-weights.pth.tar").is_file());
+    assert!(models.join("my-weights.yaml").is_file());
+    let switched = screen_until(
+        &d,
+        &shots.join("3-fomm.png"),
+        "the FOMM output in the output pane",
+        limit,
+        |img| mean_abs_diff(&classic, img, out) > 8.0,
+    );
+    assert!(region_stats(&switched, out).1 > 1.0);
+    assert!(child.try_wait().unwrap().is_none(), "{}", log(&logfile));
+
+    // A later run finds it there.
+    x(&d, &["xdotool", "key", "Escape"]);
+    x(&d, &["xdotool", "key", "Escape"]);
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "still running after Esc"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

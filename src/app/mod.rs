@@ -3,7 +3,8 @@
 //!
 //! * [`settings`]: what is remembered between runs (TOML in the XDG config dir);
 //! * [`gallery`]: the bundled and the user's portraits;
-//! * [`ui`] and `add_dialog`: the panels, hotkeys and dialogs (egui, over plain data);
+//! * [`ui`], `add_dialog` and `weights_dialog`: the panels, hotkeys and dialogs (egui, over plain
+//!   data);
 //! * `video`: the video panes on the GPU (`shaders/video.wgsl`);
 //! * [`window`]: winit + wgpu + the live pipeline.
 
@@ -12,6 +13,7 @@ pub mod gallery;
 pub mod settings;
 pub mod ui;
 pub(crate) mod video;
+pub(crate) mod weights_dialog;
 pub mod window;
 
 use crate::capture::SourceFactory;

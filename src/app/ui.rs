@@ -90,6 +90,15 @@ pub enum Action {
     },
     /// Remove the user's portrait at this gallery index (bundled ones cannot be removed).
     RemovePortrait(usize),
+    /// Open the add-weights dialog (optionally on a checkpoint, e.g. one dropped on the window).
+    OpenAddWeights(Option<PathBuf>),
+    /// Check a FOMM checkpoint, add it to the user's models folder and switch to it.
+    AddWeights {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// Store the two networks as safetensors instead of a copy of the file.
+        safetensors: bool,
+    },
     /// Esc: close an open dialog or the help, else quit.
     Quit,
 }
@@ -169,6 +178,10 @@ pub const HOTKEYS: &[(&str, &str)] = &[
     ("P", "passthrough: send the camera instead of the portrait"),
     ("I", "statistics"),
     ("F11", "fullscreen"),
+    (
+        "Ctrl+O",
+        "add FOMM weights (or drop a checkpoint on the window)",
+    ),
     ("? or F1", "this help"),
     ("Esc", "close this help or a dialog; quit"),
 ];
@@ -194,7 +207,11 @@ pub fn hotkeys(ctx: &egui::Context) -> Vec<Action> {
                 keep.push(event);
                 continue;
             };
-            // Ctrl/Alt combinations belong to widgets (copy, paste, ...).
+            if modifiers.ctrl && *key == Key::O && !repeat {
+                actions.push(Action::OpenAddWeights(None));
+                continue;
+            }
+            // Other Ctrl/Alt combinations belong to widgets (copy, paste, ...).
             if modifiers.ctrl || modifiers.alt || modifiers.command {
                 keep.push(event);
                 continue;
@@ -546,6 +563,13 @@ fn engine_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
     ui.label(&view.status.engine);
     if let Some(n) = &view.status.notice {
         ui.colored_label(ui.visuals().warn_fg_color, n);
+    }
+    if ui
+        .button("Add FOMM weights...")
+        .on_hover_text("A published FOMM checkpoint: checked, kept in your models folder, used at once (Ctrl+O)")
+        .clicked()
+    {
+        out.push(Action::OpenAddWeights(None));
     }
     // Said whether or not the statistics are open: the portrait moves less often than it could.
     if let Some(d) = view.status.stats.as_ref().and_then(|s| s.degraded.as_ref()) {

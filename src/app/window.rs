@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use winit::application::ApplicationHandler;
 use winit::event::WindowEvent;
 use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop};
@@ -18,15 +18,17 @@ use super::gallery::Gallery;
 use super::settings::{Settings, SourceSetting};
 use super::ui::{self, Action, Flag, Status, Thumb, View};
 use super::video::{PaneCallback, PaneId, PaneParams, VideoRenderer};
+use super::weights_dialog::{Outcome, WeightsDialog, is_checkpoint};
 use crate::assets::BundledAvatars;
 use crate::channel::{LatestReceiver, latest};
+use crate::engine::select::{EngineKind, EngineRequest, load_engine};
 use crate::engine::smoothing::Smoothing;
 use crate::engine::{Animator, EngineId};
 use crate::frame::Frame;
 use crate::output::FrameSink;
 use crate::output::switch::{ChannelSink, SwitchHandle, SwitchableSink};
 use crate::pipeline::framing::{Crop, FramingMode};
-use crate::pipeline::{Control, FramingReport, Pipeline, PipelineOptions};
+use crate::pipeline::{Control, EngineHandoff, FramingReport, Pipeline, PipelineOptions};
 
 /// Why the window could not be opened or run.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +85,8 @@ pub struct WindowOptions {
     pub smoothing: Option<crate::engine::smoothing::Smoothing>,
     /// How the model's crop is placed (else the saved choice).
     pub framing: Option<FramingMode>,
+    /// How a FOMM engine is built when weights are added in the window (device, precision).
+    pub request: EngineRequest,
 }
 
 struct Gfx {
@@ -135,6 +139,19 @@ struct Link {
     status_at: Instant,
     /// Frame rate of idle motion and of the virtual camera.
     fps: f64,
+    /// How a FOMM engine is built for weights added in the window.
+    request: EngineRequest,
+    /// Weights being checked and loaded on their own thread.
+    adding: Option<Receiver<Result<Switched, String>>>,
+}
+
+/// An engine built from weights added in the window.
+struct Switched {
+    engine: Box<dyn Animator + Send>,
+    /// The engine line.
+    status: String,
+    /// What was added, said in the dialog.
+    said: String,
 }
 
 /// The devices found, rescanned every few seconds.
@@ -158,6 +175,7 @@ struct Screen {
     /// The alignment overlay (the selected portrait) must be uploaded again.
     overlay_dirty: bool,
     add_dialog: AddDialog,
+    weights_dialog: WeightsDialog,
     show_help: bool,
     fullscreen: bool,
     /// The panes' rectangles, logged when they change.
@@ -230,6 +248,20 @@ pub fn event_loop() -> Result<EventLoop<()>, WindowError> {
 
 /// What the window system said, without the source location winit's errors carry ("os error
 /// at <file in winit's sources>:<line>: ..."), which means nothing to a user.
+/// An error and its causes on one line, each said once.
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text
+}
+
 fn window_system_text(e: &dyn std::fmt::Display) -> String {
     let text = e.to_string();
     let said = match text.split_once("os error at ") {
@@ -412,6 +444,8 @@ impl App {
                     .checked_sub(Duration::from_secs(1))
                     .unwrap_or_else(Instant::now),
                 fps: o.fps,
+                request: o.request,
+                adding: None,
             },
             devices: Devices {
                 sources,
@@ -630,7 +664,12 @@ impl App {
             Action::AddPortrait { path, crop, name } => self.add_portrait(&path, crop, &name),
             Action::RemovePortrait(i) => self.remove_portrait(i),
             // Esc closes an open dialog first; the window quits on an Esc with none open.
+            Action::OpenAddWeights(file) => self.screen.weights_dialog.open(file),
+            Action::AddWeights { path, safetensors } => self.add_weights(path, safetensors),
             Action::Quit if self.screen.add_dialog.open => self.screen.add_dialog.open = false,
+            Action::Quit if self.screen.weights_dialog.open => {
+                self.screen.weights_dialog.open = false
+            }
             Action::Quit if self.screen.show_help => self.screen.show_help = false,
             Action::Quit => {
                 self.quit = true;
@@ -754,8 +793,112 @@ impl App {
         self.user.dirty_since = None;
     }
 
+    /// Checks `path` and adds it to the user's models folder, then builds the FOMM engine from it,
+    /// on a thread of its own (a published checkpoint takes seconds to read); the engine switches
+    /// when it is done ([`Self::take_switch`]). A file that does not load changes nothing.
+    fn add_weights(&mut self, path: PathBuf, safetensors: bool) {
+        if self.link.adding.is_some() {
+            return;
+        }
+        let Some(into) = crate::models::add_folder() else {
+            self.screen.weights_dialog.outcome = Some(Outcome::Refused(
+                "no home folder to keep the weights in: set HOME or MARIONETTE_MODEL_DIR".into(),
+            ));
+            return;
+        };
+        let store = if safetensors {
+            crate::models::Store::Safetensors
+        } else {
+            crate::models::Store::Copy
+        };
+        let request = self.link.request.clone();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("add-weights".into())
+            .spawn(move || {
+                let result = (|| -> Result<Switched, String> {
+                    let added = crate::models::add(&path, None, store, &into)
+                        .map_err(|e| error_text(&e))?;
+                    let loaded = load_engine(&EngineRequest {
+                        kind: EngineKind::Fomm,
+                        checkpoint: Some(added.path.clone()),
+                        config: Some(added.config.clone()),
+                        random_weights: false,
+                        ..request
+                    })
+                    .map_err(|e| error_text(&e))?;
+                    Ok(Switched {
+                        engine: loaded.engine,
+                        status: loaded.status,
+                        said: format!(
+                            "added {} ({}); the engine is now FOMM",
+                            added.path.display(),
+                            added.config
+                        ),
+                    })
+                })();
+                let _ = tx.send(result);
+            });
+        match spawned {
+            Ok(_) => {
+                self.link.adding = Some(rx);
+                self.screen.weights_dialog.outcome = Some(Outcome::Working(
+                    "checking and loading the weights...".into(),
+                ));
+            }
+            Err(e) => {
+                self.screen.weights_dialog.outcome =
+                    Some(Outcome::Refused(format!("could not start a thread: {e}")))
+            }
+        }
+    }
+
+    /// Switches the engine when weights added in the window have loaded.
+    fn take_switch(&mut self) {
+        let Some(rx) = &self.link.adding else {
+            return;
+        };
+        let result = match rx.try_recv() {
+            Ok(r) => r,
+            Err(crossbeam_channel::TryRecvError::Empty) => return,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                Err("the thread adding the weights stopped".into())
+            }
+        };
+        self.link.adding = None;
+        let dialog = &mut self.screen.weights_dialog;
+        match result {
+            Ok(s) => {
+                let id = s.engine.id();
+                let absolute = s.engine.supports_absolute();
+                let _ = self
+                    .link
+                    .control
+                    .send(Control::SetEngine(EngineHandoff::new(s.engine)));
+                tracing::info!("engine switched: {}", s.status);
+                let status = &mut self.link.status;
+                status.engine = s.status;
+                status.engine_id = id;
+                status.absolute_supported = absolute;
+                status.notice = None;
+                let settings = &self.user.settings;
+                let _ = self.link.control.send(Control::Transfer {
+                    relative: settings.relative || !absolute,
+                    adapt_scale: settings.adapt_scale.unwrap_or(id == EngineId::Fomm),
+                });
+                dialog.outcome = Some(Outcome::Done(s.said));
+                dialog.refresh_installed();
+            }
+            Err(e) => {
+                tracing::warn!("weights refused: {e}");
+                dialog.outcome = Some(Outcome::Refused(e));
+            }
+        }
+    }
+
     /// Refreshes the status lines and stats, five times a second (not at every redraw).
     fn update_status(&mut self) {
+        self.take_switch();
         if self.link.status_at.elapsed() < Duration::from_millis(200) {
             return;
         }
@@ -1015,6 +1158,9 @@ impl App {
         if let Some(a) = self.screen.add_dialog.show(root.ctx()) {
             actions.push(a);
         }
+        if let Some(a) = self.screen.weights_dialog.show(root.ctx()) {
+            actions.push(a);
+        }
         actions
     }
 
@@ -1227,6 +1373,10 @@ impl ApplicationHandler for App {
                 ) {
                     gfx.painter.on_window_resized(egui::ViewportId::ROOT, w, h);
                 }
+                gfx.window.request_redraw();
+            }
+            WindowEvent::DroppedFile(path) if is_checkpoint(&path) => {
+                self.screen.weights_dialog.open(Some(path));
                 gfx.window.request_redraw();
             }
             WindowEvent::DroppedFile(path) => {

@@ -126,7 +126,7 @@ fn add(file: &std::path::Path, config: Option<&str>, safetensors: bool, json: bo
             file.display()
         );
     }
-    let into = models::user_folder().context("finding your models folder")?;
+    let into = models::add_folder().context("finding your models folder")?;
     let store = if safetensors {
         Store::Safetensors
     } else {

@@ -101,6 +101,7 @@ pub fn run(args: WindowArgs) -> Result<()> {
             keyframes: args.keyframes,
             smoothing: args.smoothing,
             framing: args.framing,
+            request,
         },
     )
     .context("the window")

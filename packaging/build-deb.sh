@@ -5,11 +5,12 @@
 #   /usr/bin/marionette-setup-virtual-camera    packaging/setup-virtual-camera.sh
 #   /usr/share/marionette/avatars/              the bundled portraits (the binary finds them here)
 #   /usr/share/marionette/configs/              the published model configs (YAML, for --config)
+#   /usr/share/marionette/models/               empty: FOMM weights put there serve every user
 #   /usr/share/applications/marionette.desktop  the application-menu entry, and its icon
 #   /usr/share/icons/hicolor/scalable/apps/marionette.svg
 #   /usr/share/man/man1/marionette*.1.gz        man pages, and bash/zsh/fish completions, both
 #                                               generated from the command line's definitions
-#   /usr/share/doc/marionette/                  copyright, README
+#   /usr/share/doc/marionette/                  copyright, README, models.md (getting the weights)
 #
 # dpkg-deb rather than cargo-deb: dpkg-deb is part of every Debian system (cargo-deb would have to
 # be installed and compiled first on a fresh machine), and dpkg-shlibdeps (dpkg-dev, pulled in by
@@ -72,6 +73,7 @@ done
 for f in crates/fomm/configs/*.yaml; do
     install -Dm644 "$f" "$stage/usr/share/marionette/configs/$(basename "$f")"
 done
+install -d -m755 "$stage/usr/share/marionette/models"
 install -Dm644 packaging/deb/marionette.desktop "$stage/usr/share/applications/marionette.desktop"
 install -Dm644 packaging/deb/marionette.svg "$stage/usr/share/icons/hicolor/scalable/apps/marionette.svg"
 
@@ -90,6 +92,7 @@ install -Dm644 "$gen/completions/marionette.fish" "$stage/usr/share/fish/vendor_
 doc=$stage/usr/share/doc/marionette
 install -Dm644 README.md "$doc/README.md"
 gzip -9n "$doc/README.md"
+install -Dm644 models/README.md "$doc/models.md"
 cat > "$doc/copyright" << 'EOF'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: marionette

@@ -20,6 +20,7 @@
 #   deb      bash packaging/build-deb.sh
 # Tree B (another fresh tree of the same kind, without the repository or Rust):
 #   install  apt-get install ./marionette_<version>_amd64.deb; /usr/bin/marionette --version;
+#            (with the fixtures) models add of the tiny checkpoint, after which run picks FOMM;
 #            /usr/bin/marionette run --idle --frames 30 --vcam none --record out.mp4, checked
 #            with ffprobe; the libraries the window loads at run time are there
 #   desktop  the Exec= command line of the installed desktop entry, under Xvfb: its window
@@ -316,6 +317,12 @@ if [ "$install" = 1 ]; then
     make_tree_b() {
         new_tree "$tree_b"
         cp "$deb" "$tree_b/root/"
+        # The tiny test checkpoint, to add as a user adds the published weights.
+        if [ -n "${fixtures:-}" ] && [ -f "$fixtures/tiny-legacy.pth.tar" ]; then
+            mkdir -p "$tree_b/root/weights"
+            cp "$fixtures/tiny-legacy.pth.tar" "$tree_b/root/weights/mine.pth.tar"
+            cp "$fixtures/tiny.yaml" "$tree_b/root/weights/mine.yaml"
+        fi
         du -sh "$tree_b"
     }
     phase tree-b make_tree_b
@@ -348,7 +355,17 @@ if [ "$install" = 1 ]; then
         /usr/bin/marionette --log marionette=info run --idle --frames 30 --vcam none --record out.mp4 --stats 2>&1 | tee run.log
         grep -q "portrait: /usr/share/marionette/avatars/eileen-collins.png" run.log \
             || { echo "the portrait did not come from /usr/share/marionette/avatars" >&2; exit 1; }
-        probe out.mp4'
+        probe out.mp4
+        grep -q "models add" run.log || { echo "the classic run did not say how to add FOMM weights" >&2; exit 1; }
+        if grep -q "/usr/bin/models" run.log; then echo "a message names /usr/bin/models" >&2; exit 1; fi
+        [ -d /usr/share/marionette/models ] || { echo "no /usr/share/marionette/models" >&2; exit 1; }
+        if [ -f /root/weights/mine.pth.tar ]; then
+            marionette models add /root/weights/mine.pth.tar
+            marionette models list
+            marionette --log marionette=info run --idle --frames 30 --vcam none --record added.mp4 2>&1 | tee added.log
+            grep -q "engine: fomm" added.log || { echo "after models add, run did not pick FOMM" >&2; exit 1; }
+            probe added.mp4
+        fi'
     phase desktop in_tree "$tree_b" '
         apt-get install -y -qq --no-install-recommends xvfb xauth xdotool desktop-file-utils > /root/apt-x.log 2>&1 || { tail -30 /root/apt-x.log; exit 1; }
         desktop-file-validate /usr/share/applications/marionette.desktop

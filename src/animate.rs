@@ -17,6 +17,7 @@ use crate::motion::file::{MotionFileError, MotionHeader, MotionReader, MotionWri
 use crate::motion::{FrameMotion, KeypointSet, MotionEngine, ReferenceMotion};
 use crate::output::badge::draw_badge;
 use crate::provenance::Provenance;
+use crate::watermark::{MarkEngine, Marker, Payload};
 use fomm::keypoint_detector::Keypoints;
 use fomm::model::ModelError;
 use fomm::motion_transfer::{TransferOptions, convex_hull_area};
@@ -110,6 +111,8 @@ pub struct AnimateRequest {
     pub smoothing: Smoothing,
     /// Draw the "AI ANIMATED" badge in a corner of every frame.
     pub badge: bool,
+    /// The invisible mark ([`crate::watermark`]) in every frame.
+    pub watermark: bool,
 }
 
 /// How often the engine renders, and what the frames in between show: the offline, deterministic
@@ -265,6 +268,7 @@ pub fn animate(
     let audio = video_fps.is_some().then_some(req.driving.as_path());
     let provenance = Provenance::for_engine(engine.name());
     let mut output = open_output(&req.output, size, fps, audio, count, &provenance)?;
+    let mut finish = Finish::new(req.badge, req.watermark, engine);
     let mut written = 0usize;
     let every = req.keyframes.every.max(1);
     let mut inbetween = InBetween::new(size.0, req.transfer.adapt_scale);
@@ -289,7 +293,7 @@ pub fn animate(
                 key
             }
         };
-        write_frame(&mut output, &out, req.badge)?;
+        write_frame(&mut output, &out, &mut finish)?;
         written += 1;
         progress(written, count);
     }
@@ -398,9 +402,33 @@ fn open_output(
     })
 }
 
-fn write_frame(output: &mut Output, frame: &Tensor, badge: bool) -> Result<(), AnimateError> {
+/// How every written frame is finished: the mark, then the badge over it.
+struct Finish {
+    badge: bool,
+    marker: Option<Marker>,
+}
+
+impl Finish {
+    fn new(badge: bool, watermark: bool, engine: &dyn Animator) -> Self {
+        let mark_engine = MarkEngine::from(engine.id());
+        Self {
+            badge,
+            marker: watermark.then(|| Marker::new(Payload::new(mark_engine))),
+        }
+    }
+}
+
+fn write_frame(
+    output: &mut Output,
+    frame: &Tensor,
+    finish: &mut Finish,
+) -> Result<(), AnimateError> {
     let mut img = tensor_to_rgb8(frame)?;
-    if badge {
+    if let Some(m) = &mut finish.marker {
+        let (w, h) = img.dimensions();
+        m.mark_rgb(&mut img, w, h);
+    }
+    if finish.badge {
         let (w, h) = (img.width() as usize, img.height() as usize);
         draw_badge(&mut img, w, h);
     }
@@ -543,6 +571,8 @@ pub struct MotionAnimateRequest {
     pub fps: Option<f64>,
     /// Draw the "AI ANIMATED" badge.
     pub badge: bool,
+    /// The invisible mark ([`crate::watermark`]) in every frame.
+    pub watermark: bool,
 }
 
 /// Animates a portrait from a motion file ([`capture_motion`], `run --record-motion`): the
@@ -581,6 +611,7 @@ pub fn animate_motion_file(
     };
     let provenance = Provenance::for_engine(engine.name());
     let mut output = open_output(&req.output, size, fps, None, None, &provenance)?;
+    let mut finish = Finish::new(req.badge, req.watermark, engine);
     let mut written = 0usize;
     let mut reference_frame = chosen.as_ref().map(|c| c.0);
     if let Some((_, r)) = &chosen {
@@ -606,7 +637,7 @@ pub fn animate_motion_file(
                         if start + (written as f64 + 0.5) / fps > record.t {
                             break;
                         }
-                        write_frame(&mut output, frame, req.badge)?;
+                        write_frame(&mut output, frame, &mut finish)?;
                         written += 1;
                         progress(written, None);
                     }
@@ -620,7 +651,7 @@ pub fn animate_motion_file(
                 if resample {
                     current = Some(out);
                 } else {
-                    write_frame(&mut output, &out, req.badge)?;
+                    write_frame(&mut output, &out, &mut finish)?;
                     written += 1;
                     progress(written, None);
                 }
@@ -628,7 +659,7 @@ pub fn animate_motion_file(
         }
     }
     if let Some(frame) = &current {
-        write_frame(&mut output, frame, req.badge)?;
+        write_frame(&mut output, frame, &mut finish)?;
         written += 1;
         progress(written, None);
     }

@@ -275,6 +275,10 @@ pub struct LiveBenchReport {
     pub convert_i420_ms: f64,
     /// Compose and YUYV fused, row by row (what the virtual camera does).
     pub compose_yuyv_ms: f64,
+    /// The invisible mark on an animated frame at the model's size (what the live loop does).
+    pub mark_ms: f64,
+    /// The invisible mark on a frame of the camera's size (the most it could cost).
+    pub mark_camera_ms: f64,
     /// write() of the YUYV frame into a file in /dev/shm (v4l2loopback's write is the same copy
     /// into kernel memory).
     pub write_ms: f64,
@@ -367,13 +371,25 @@ pub fn run_live_path(
         );
         Ok::<_, ModelError>(())
     })?;
+    let mut marker = crate::watermark::Marker::new(crate::watermark::Payload::new(
+        crate::watermark::MarkEngine::Fomm,
+    ));
+    let mut animated = square.clone();
+    let mark_ms = time(iters, || {
+        marker.mark_rgb(&mut animated, side as u32, side as u32);
+        Ok::<_, ModelError>(())
+    })?;
+    let mark_camera_ms = time(iters, || {
+        marker.mark_rgb(&mut composed, camera.width, camera.height);
+        Ok::<_, ModelError>(())
+    })?;
     let write_ms = time(iters, || {
         file.seek(std::io::SeekFrom::Start(0))
             .and_then(|_| file.write_all(&out_yuyv))
             .map_err(|e| input(e.to_string()))
     })?;
     let _ = std::fs::remove_file(&path);
-    let rest = crop_resize_ms + tensor_io_ms + compose_yuyv_ms + write_ms;
+    let rest = crop_resize_ms + tensor_io_ms + mark_ms + compose_yuyv_ms + write_ms;
     Ok(LiveBenchReport {
         camera: camera.to_string(),
         model_side,
@@ -387,6 +403,8 @@ pub fn run_live_path(
         convert_yuyv_ms,
         convert_i420_ms,
         compose_yuyv_ms,
+        mark_ms,
+        mark_camera_ms,
         write_ms,
         total_mjpg_ms: decode_mjpg_ms + rest,
         total_yuyv_ms: decode_yuyv_ms + rest,

@@ -34,3 +34,4 @@ pub mod output;
 pub mod pipeline;
 pub mod provenance;
 pub mod synth;
+pub mod watermark;

@@ -32,4 +32,5 @@ mod slow_machine;
 mod steady;
 mod synth;
 mod ui_panels;
+mod watermark;
 mod window_xvfb;

@@ -89,6 +89,11 @@ fn fuzz_image() {
 }
 
 #[test]
+fn fuzz_verify() {
+    short("verify");
+}
+
+#[test]
 fn fuzz_probe() {
     short("probe");
 }

@@ -190,6 +190,7 @@ fn animate_tiny(dir: &std::path::Path, name: &str, keyframes: Keyframes) -> Vec<
         keyframes,
         smoothing: Smoothing::OFF,
         badge: false,
+        watermark: true,
     };
     let mut engine = tiny_engine();
     animate(&mut engine, &req, &mut |_, _| {}).unwrap();

@@ -18,6 +18,7 @@ const APP_LAYERS: &[&[&str]] = &[
         "idle",
         "devices",
         "models",
+        "watermark",
     ],
     &["media", "motion", "face"],
     &["capture", "output", "engine", "synth", "assets"],

@@ -80,6 +80,7 @@ fn video_request(
         keyframes: Keyframes::default(),
         smoothing: marionette::engine::smoothing::Smoothing::OFF,
         badge: false,
+        watermark: true,
     }
 }
 
@@ -99,6 +100,7 @@ fn motion_request(
         crop_square: false,
         fps: None,
         badge: false,
+        watermark: true,
     }
 }
 

@@ -299,6 +299,7 @@ fn smoothing_adds_little_error_on_known_motions() {
                     keyframes: Keyframes::default(),
                     smoothing,
                     badge: false,
+                    watermark: true,
                 };
                 animate(e.as_mut(), &req, &mut |_, _| {}).unwrap();
                 marionette::synth::evaluate(seq, &out, None)

@@ -390,6 +390,7 @@ impl App {
             reopen: true,
             mirror_output: settings.mirror_output,
             badge: settings.badge,
+            watermark: true,
             preview: Some(preview_tx),
             keyframes: o.keyframes.unwrap_or(settings.keyframes),
             smoothing: o

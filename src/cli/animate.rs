@@ -194,6 +194,7 @@ pub fn run(args: AnimateArgs) -> Result<()> {
                 crop_square: args.crop_square,
                 fps: args.fps,
                 badge: args.badge,
+                watermark: true,
             };
             let (summary, notes) =
                 animate_motion_file(loaded.engine.as_mut(), &req, &mut on_progress).with_context(
@@ -222,6 +223,7 @@ pub fn run(args: AnimateArgs) -> Result<()> {
                 keyframes: args.keyframes.keyframes(),
                 smoothing: args.smoothing,
                 badge: args.badge,
+                watermark: true,
             };
             let summary =
                 animate(loaded.engine.as_mut(), &req, &mut on_progress).with_context(|| {

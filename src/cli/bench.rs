@@ -303,6 +303,8 @@ fn live(args: &BenchArgs) -> Result<()> {
         ("RGB -> YUYV", r.convert_yuyv_ms),
         ("RGB -> I420", r.convert_i420_ms),
         ("compose -> YUYV, fused", r.compose_yuyv_ms),
+        ("invisible mark, model size", r.mark_ms),
+        ("invisible mark, camera size", r.mark_camera_ms),
         ("write", r.write_ms),
         ("total, MJPG camera", r.total_mjpg_ms),
         ("total, YUYV camera", r.total_yuyv_ms),

@@ -12,6 +12,7 @@ pub mod generate;
 pub mod models;
 pub mod run;
 pub mod sequences;
+pub mod verify;
 pub mod window;
 
 use std::path::PathBuf;
@@ -125,6 +126,10 @@ pub enum Command {
     /// Accuracy on synthetic sequences: animates frame 0 of each sequence with the sequence as the
     /// driving video and prints the error against the known frames over the face region.
     Evaluate(sequences::EvaluateArgs),
+    /// Whether a video, an image, a folder of images or a camera carries marionette's invisible
+    /// mark (every frame marionette generates has it): the payload and the chance that an
+    /// unmarked input would look as marked. Exit status 0 either way.
+    Verify(verify::VerifyArgs),
     /// Measure speed (random weights of a config's structure, no checkpoint needed) or the
     /// reduced precisions' quality.
     Bench(bench::BenchArgs),
@@ -146,6 +151,7 @@ impl Command {
             Command::Models(a) => models::run(a),
             Command::MakeSequences(a) => sequences::make(a),
             Command::Evaluate(a) => sequences::evaluate(a),
+            Command::Verify(a) => verify::run(a),
             Command::Bench(a) => bench::run(a),
             Command::Generate(a) => generate::run(a),
         }

@@ -121,6 +121,8 @@ fn animate_sequence(
         keyframes,
         smoothing,
         badge: false,
+        // The evaluation measures motion against known truth: the bare pixels.
+        watermark: false,
     };
     let request = model.request(req.transfer, PrecisionChoice::Exact(Precision::F32));
     let mut loaded = super::load(&request)?;

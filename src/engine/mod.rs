@@ -91,6 +91,17 @@ pub enum EngineId {
     Other,
 }
 
+/// The engine as the invisible mark names it.
+impl From<EngineId> for crate::watermark::MarkEngine {
+    fn from(id: EngineId) -> Self {
+        match id {
+            EngineId::Fomm => Self::Fomm,
+            EngineId::Classic => Self::Classic,
+            EngineId::Other => Self::Other,
+        }
+    }
+}
+
 /// Where a driving frame lies in the camera's picture: its normalised coordinates `u` ([-1, 1]
 /// across the frame, -1/+1 the centres of the first/last pixel, x along the width) map to camera
 /// coordinates `c = scale * u + offset`, per axis (a negative x scale is a mirrored crop). Any

@@ -40,6 +40,7 @@ use crate::engine::smoothing::Smoothing;
 use crate::engine::{EngineError, FrameInfo};
 use crate::frame::{Frame, Size};
 use crate::media::resize::{rgb8_to_tensor, tensor_to_rgb8};
+use crate::watermark::{MarkEngine, Marker, Payload};
 
 /// The sinks' queues, by sink name: (frame, live) where live means it shows a driving frame.
 pub(super) type Outputs = Vec<(String, SinkSender)>;
@@ -137,6 +138,8 @@ pub(super) struct InferenceLoop {
     report_keypoints: bool,
     transfer: Transfer,
     smoothing: Smoothing,
+    /// Marks the animated frames ([`crate::watermark`]); `None` when off.
+    marker: Option<Marker>,
     mode: KeyframeMode,
     /// Whether outputs are in-betweens now (decided by `mode` and the model's speed).
     keyframes_on: bool,
@@ -227,6 +230,9 @@ impl InferenceLoop {
             report_keypoints: false,
             transfer,
             smoothing: options.smoothing,
+            marker: options
+                .watermark
+                .then(|| Marker::new(Payload::new(MarkEngine::Other))),
             mode: options.keyframes,
             keyframes_on,
             model_ms: Vec::new(),
@@ -298,6 +304,14 @@ impl InferenceLoop {
             }
         }
         Ok(())
+    }
+
+    /// Says which engine the mark names.
+    pub(super) fn with_mark_engine(mut self, engine: MarkEngine) -> Self {
+        if let Some(m) = &mut self.marker {
+            m.set_payload(Payload::new(engine));
+        }
+        self
     }
 
     /// Applies one command.
@@ -387,6 +401,9 @@ impl InferenceLoop {
                  marionette to use it"
             ));
             return;
+        }
+        if let Some(m) = &mut self.marker {
+            m.set_payload(Payload::new(MarkEngine::from(engine.id())));
         }
         let commands = &self.model.commands;
         let _ = commands.send(ModelCommand::SetEngine(engine));
@@ -720,7 +737,18 @@ impl InferenceLoop {
     }
 
     /// Sends an animated frame to every sink.
-    fn publish(&self, frame: Frame, live: bool) {
+    fn publish(&mut self, frame: Frame, live: bool) {
+        let frame = match &mut self.marker {
+            Some(m) => {
+                let mut rgb = Arc::unwrap_or_clone(frame.rgb);
+                m.mark_rgb(&mut rgb, frame.size.width, frame.size.height);
+                Frame {
+                    rgb: Arc::new(rgb),
+                    ..frame
+                }
+            }
+            None => frame,
+        };
         publish(frame, live, &self.outputs, &self.shared, self.look(true));
     }
 }

@@ -246,6 +246,9 @@ pub struct PipelineOptions {
     pub framing: FramingMode,
     /// The "AI ANIMATED" badge on the animated frames (changed later with [`Control::Badge`]).
     pub badge: bool,
+    /// The invisible mark ([`crate::watermark`]) in every animated frame; on unless a test needs
+    /// the bare pixels.
+    pub watermark: bool,
     /// Records the motion of every frame the model renders (`run --record-motion`); the file is
     /// flushed when the pipeline stops.
     pub record_motion: Option<MotionFile>,
@@ -266,6 +269,7 @@ impl Default for PipelineOptions {
             smoothing: Smoothing::default(),
             framing: FramingMode::Manual,
             badge: false,
+            watermark: true,
             record_motion: None,
         }
     }
@@ -398,6 +402,7 @@ impl Pipeline {
         let (command_tx, command_rx) = bounded(64);
         let model_shared = shared.clone();
         let motion = options.record_motion.take();
+        let mark_engine = crate::watermark::MarkEngine::from(engine.id());
         pipeline.spawn("model".into(), move || {
             model::model_thread(engine, job_rx, command_rx, result_tx, &model_shared, motion)
         })?;
@@ -413,6 +418,7 @@ impl Pipeline {
         let inference_shared = shared.clone();
         pipeline.spawn("inference".into(), move || {
             inference::InferenceLoop::new(side, link, faces, options, outputs, inference_shared)?
+                .with_mark_engine(mark_engine)
                 .run(frame_rx, control_rx)
         })?;
         Ok(pipeline)

@@ -44,6 +44,7 @@ pub fn all() -> Vec<Target> {
         config(),
         settings(),
         image(),
+        verify(),
         probe(),
         names(),
     ]
@@ -984,6 +985,32 @@ fn image() -> Target {
         alloc_bound: |len| 2 * decode_budget(len) + 4 * MIB,
         bound_text: "twice the decoded size a file may declare (max(32 MiB, 2048 x file bytes), \
                      at most 1 GiB: decoders keep working buffers) + 4 MiB",
+    }
+}
+
+/// `marionette verify` on a still: decode, then the mark's detector over the picture.
+fn exec_verify(data: &[u8]) -> String {
+    match decode_image(data, Path::new("fuzz-picture")) {
+        Ok(img) => {
+            let rgb = to_rgb8_like_pillow(img);
+            let mut d = marionette::watermark::Detector::default();
+            d.add_rgb(rgb.as_raw(), rgb.width(), rgb.height());
+            let v = d.verdict();
+            assert!((0.0..=1.0).contains(&v.p_false), "{v:?}");
+            format!("ok marked={}", v.marked)
+        }
+        Err(e) => e.to_string(),
+    }
+}
+
+fn verify() -> Target {
+    Target {
+        name: "verify",
+        exec: exec_verify,
+        alloc_bound: |len| 4 * decode_budget(len) + 4 * MIB,
+        bound_text: "four times the decoded size a file may declare (the detector's summed-area \
+                     table holds 8 bytes a pixel) + 4 MiB",
+        ..image()
     }
 }
 

@@ -2,7 +2,7 @@
 # Guest half of the slow-processor test (tests/live_vm.rs runs it through tests/vm/run.sh): the
 # VM's emulated processor is many times slower than ours. A driving video (made on the host) ->
 # marionette run (the tiny FOMM fixture, default framing and keyframes) -> v4l2loopback
-# /dev/video10, read back by ffmpeg (an MD5 and a wall-clock time stamp per frame) for 300
+# /dev/video10, read back by ffmpeg (an MD5 and a wall-clock time stamp per frame) for 600
 # frames once it animates; marionette must keep writing at the camera's rate and the portrait
 # must move.
 # Usage: tests/vm/run.sh OUT_DIR tests/vm/driving-file-guest.sh MARIONETTE_BIN FIXTURES_DIR VIDEO
@@ -36,7 +36,7 @@ while [ "$i" -lt 600 ] && kill -0 "$pid" 2> /dev/null; do
 done
 event animated
 timeout 120 ffmpeg -hide_banner -nostdin -loglevel error -f v4l2 -ts abs -input_format yuyv422 \
-    -video_size 640x480 -i /dev/video10 -copyts -fps_mode passthrough -frames:v 300 \
+    -video_size 640x480 -i /dev/video10 -copyts -fps_mode passthrough -frames:v 600 \
     -f framemd5 recv.framemd5 2> recv.log
 echo $? > recv.rc
 event read

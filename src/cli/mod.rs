@@ -168,8 +168,8 @@ pub struct ModelArgs {
     /// Frame size of the classic engine (square; FOMM's comes from its config).
     #[arg(long, default_value_t = 256, value_name = "PIXELS")]
     pub classic_size: usize,
-    /// FOMM checkpoint: .pth.tar (as published) or .safetensors. Default: the first published
-    /// checkpoint found in ./models, beside the executable, or ~/.local/share/marionette/models.
+    /// FOMM checkpoint: .pth.tar (as published) or .safetensors. Default: the first one found in
+    /// the models folders (`marionette models list` shows them; `models add FILE` adds one).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Config: a published name (vox-256, vox-adv-256, taichi-256, ...) or a YAML file in the

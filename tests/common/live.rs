@@ -132,6 +132,8 @@ pub fn small_options() -> PipelineOptions {
         passthrough: false,
         fps: 30.0,
         reopen: false,
+        // These tests check pixels exactly; tests/watermark.rs checks the mark.
+        watermark: false,
         ..PipelineOptions::default()
     }
 }

@@ -7,9 +7,12 @@
 //! (Video Seal, TrustMark) are neural networks that need weights; this is a classic design.
 //!
 //! # The mark
-//! A 32-bit payload ([`Payload`]: "MRN" in 24 bits, the format version, the engine) seeds a grid
-//! of [`GRID_X`] x [`GRID_Y`] chips, each +1 or -1 (splitmix64: independent fair coins for any
-//! seed). The chips are interpolated smoothly (a raised cosine between chip centres) over the
+//! A 32-bit payload ([`Payload`]: "MRN" in 24 bits, the format version, the engine) makes a grid
+//! of [`GRID_X`] x [`GRID_Y`] chips, each +1 or -1: the top 24 bits seed independent fair coins
+//! (splitmix64), and the low byte flips the sign of 12-chip groups (scattered over the frame)
+//! where its row of the 256 x 256 Walsh-Hadamard matrix is -1. Every payload's chips are thus
+//! still independent fair coins, and the detector gets all 256 low bytes' scores from one pass
+//! and one fast transform. The chips are interpolated smoothly (a raised cosine between chip centres) over the
 //! whole frame in coordinates relative to its size, scaled by [`AMPLITUDE`] luma levels, rounded,
 //! and added to R, G and B alike: a luma-only pattern of at most 2 levels, about 44 dB PSNR. The
 //! same pattern is in every frame; it is spread in space only, since a codec skips blocks whose
@@ -22,7 +25,7 @@
 //! centre, minus the mean of its 8 neighbours' (the picture's content varies slowly, the chips do
 //! not), weighted by the inverse of the local variance of those differences (edges and texture
 //! are noise, flat regions carry the mark). The weighted measures are summed over all frames into
-//! one vector `g`; then, for each payload the detector knows and each geometry,
+//! one vector `g`; then, for each of the 256 payloads under the magic and each geometry,
 //! `z = sum(c_i g_i) / sqrt(sum(g_i^2))`.
 //!
 //! # The threshold
@@ -98,25 +101,78 @@ impl Payload {
         }
     }
 
-    /// Every payload the detector knows, in order.
-    fn all() -> impl Iterator<Item = Payload> {
-        (0..PAYLOADS as u32).map(|low| Payload((MAGIC << 8) | low))
-    }
-
-    /// The payload's chips, row-major, +1 or -1.
+    /// The payload's chips, row-major, +1 or -1: the magic's chips, each sign flipped where the
+    /// low byte's Walsh-Hadamard row is -1 over the chip's group (see the module doc).
     fn chips(self) -> Vec<f32> {
-        let mut state = u64::from(self.0) ^ 0x6D61_7269_6F6E_6574;
-        (0..GRID_X * GRID_Y)
-            .map(|_| {
-                // splitmix64 (Steele, Lea and Flood 2014).
-                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^= z >> 31;
-                if z >> 63 == 1 { 1.0 } else { -1.0 }
+        let base = base_chips(self.0 >> 8);
+        let groups = chip_groups();
+        let low = self.0 & 0xFF;
+        base.iter()
+            .zip(groups)
+            .map(|(b, &k)| {
+                if (low & u32::from(k)).count_ones().is_multiple_of(2) {
+                    *b
+                } else {
+                    -*b
+                }
             })
             .collect()
+    }
+}
+
+/// A splitmix64 stream (Steele, Lea and Flood 2014): independent fair bits for any seed.
+fn splitmix(seed: u64) -> impl Iterator<Item = u64> {
+    let mut state = seed ^ 0x6D61_7269_6F6E_6574;
+    std::iter::repeat_with(move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}
+
+/// The chips of a payload's top 24 bits, +1 or -1.
+fn base_chips(high: u32) -> Vec<f32> {
+    splitmix(u64::from(high))
+        .take(GRID_X * GRID_Y)
+        .map(|z| if z >> 63 == 1 { 1.0 } else { -1.0 })
+        .collect()
+}
+
+/// Each chip's group (0-255): 12 chips a group, scattered over the frame by a fixed shuffle.
+fn chip_groups() -> &'static [u8] {
+    static GROUPS: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    GROUPS.get_or_init(|| {
+        let n = GRID_X * GRID_Y;
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut bits = splitmix(0x6772_6F75_7073);
+        // Fisher-Yates.
+        for i in (1..n).rev() {
+            let j = (bits.next().unwrap_or(0) % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        let mut groups = vec![0u8; n];
+        for (position, &chip) in order.iter().enumerate() {
+            groups[chip] = (position % PAYLOADS) as u8;
+        }
+        groups
+    })
+}
+
+/// The Walsh-Hadamard transform of `s` in place: `s[p]` becomes the sum over `k` of
+/// `(-1)^popcount(p & k) * s[k]`.
+fn walsh_hadamard(s: &mut [f32; PAYLOADS]) {
+    let mut h = 1;
+    while h < PAYLOADS {
+        for i in (0..PAYLOADS).step_by(2 * h) {
+            for j in i..i + h {
+                let (a, b) = (s[j], s[j + h]);
+                s[j] = a + b;
+                s[j + h] = a - b;
+            }
+        }
+        h *= 2;
     }
 }
 
@@ -300,18 +356,25 @@ impl Detector {
 
     /// The best payload over every geometry, and whether it is significant.
     pub fn verdict(&self) -> Verdict {
-        let patterns: Vec<(Payload, Vec<f32>)> = Payload::all().map(|p| (p, p.chips())).collect();
-        let mut best = (f64::NEG_INFINITY, None);
+        let base = base_chips(MAGIC);
+        let groups = chip_groups();
+        let mut best = (f64::NEG_INFINITY, 0u32);
         for g in &self.sums {
             let norm = g.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
             if norm == 0.0 {
                 continue;
             }
-            for (p, chips) in &patterns {
-                let dot: f64 = chips.iter().zip(g).map(|(c, v)| f64::from(c * v)).sum();
-                let z = dot / norm;
+            // Every payload's dot product with `g` at once: per group, the magic's chips times
+            // `g`, then the Walsh-Hadamard transform over the groups.
+            let mut s = [0f32; PAYLOADS];
+            for ((b, v), &k) in base.iter().zip(g).zip(groups) {
+                s[usize::from(k)] += b * v;
+            }
+            walsh_hadamard(&mut s);
+            for (low, dot) in s.iter().enumerate() {
+                let z = f64::from(*dot) / norm;
                 if z > best.0 {
-                    best = (z, Some(*p));
+                    best = (z, low as u32);
                 }
             }
         }
@@ -322,7 +385,7 @@ impl Detector {
             marked,
             p_false,
             z,
-            payload: best.1.filter(|_| marked),
+            payload: marked.then_some(Payload((MAGIC << 8) | best.1)),
             frames: self.frames,
         }
     }

@@ -12,21 +12,22 @@
 //! (splitmix64), and the low byte flips the sign of 12-chip groups (scattered over the frame)
 //! where its row of the 256 x 256 Walsh-Hadamard matrix is -1. Every payload's chips are thus
 //! still independent fair coins, and the detector gets all 256 low bytes' scores from one pass
-//! and one fast transform. The chips are interpolated smoothly (a raised cosine between chip centres) over the
-//! whole frame in coordinates relative to its size, scaled by [`AMPLITUDE`] luma levels, rounded,
-//! and added to R, G and B alike: a luma-only pattern of at most 2 levels, about 44 dB PSNR. The
-//! same pattern is in every frame; it is spread in space only, since a codec skips blocks whose
-//! change it thinks too small, and a pattern that changed in time would be lost there.
+//! and one fast transform. The chips are interpolated smoothly (a raised cosine between chip
+//! centres) over the whole frame in coordinates relative to its size, scaled by [`AMPLITUDE`] luma
+//! levels, rounded, and added to R, G and B alike: a luma-only pattern of at most 2 levels,
+//! about 44 dB PSNR. The same pattern is in every frame; it is spread in space only, since a
+//! codec skips blocks whose change it thinks too small, and a pattern that changed in time would
+//! be lost there.
 //!
 //! # The detector
 //! For each geometry it considers (the mark over the whole frame, or over the centred square a
-//! virtual camera puts the portrait in on a 4:3 or 16:9 frame; a symmetric crop of 0 to 10 % per side in steps of 0.5 %;
-//! mirrored or not), it measures each chip: the mean luma of a box half a chip wide at the chip's
-//! centre, minus the mean of its 8 neighbours' (the picture's content varies slowly, the chips do
-//! not), weighted by the inverse of the local variance of those differences (edges and texture
-//! are noise, flat regions carry the mark). The weighted measures are summed over all frames into
-//! one vector `g`; then, for each of the 256 payloads under the magic and each geometry,
-//! `z = sum(c_i g_i) / sqrt(sum(g_i^2))`.
+//! virtual camera puts the portrait in on a 4:3 or 16:9 frame; a symmetric crop of 0 to 10 % per
+//! side in steps of 0.5 %; mirrored or not), it measures each chip: the mean luma of a box half a
+//! chip wide at the chip's centre, minus the mean of its 8 neighbours' (the picture's content
+//! varies slowly, the chips do not), weighted by the inverse of the local variance of those
+//! differences (edges and texture are noise, flat regions carry the mark). The weighted measures
+//! are summed over all frames into one vector `g`; then, for each of the 256 payloads under the
+//! magic and each geometry, `z = sum(c_i g_i) / sqrt(sum(g_i^2))`.
 //!
 //! # The threshold
 //! In a video that does not carry a payload's chips `c`, `g` does not depend on them, so `z` is a

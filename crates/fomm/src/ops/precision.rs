@@ -180,7 +180,7 @@ impl FromStr for PrecisionChoice {
 
 /// `auto` takes bf16 only where its dot product multiplies at least this much faster than f32
 /// FMAs on this core: bf16 also pays for rounding and pairing its operands, so a bare win is no
-/// win (the bf16 step was 1.36x faster than f32 on the AMD EPYC machines of earlier sessions,
+/// win (the bf16 step measured 1.36x faster than f32 on AMD EPYC (Zen 4) machines,
 /// whose bf16 matrix products ran at about 2x f32; on Intel Emerald Rapids bf16 measured 0.5x
 /// and the f32 step was the faster).
 pub const BF16_MIN_GAIN: f64 = 1.5;

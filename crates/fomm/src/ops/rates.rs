@@ -1,7 +1,7 @@
 //! How fast this core multiplies at bf16 against f32, measured: the answer differs by processor
 //! in a way no feature flag tells. AVX512_BF16's `VDPBF16PS` does 32 multiply-adds per 512-bit
-//! instruction against 16 for an f32 FMA, but the rates per cycle differ. On the AMD EPYC build
-//! machines of earlier sessions bf16 was the faster (PyTorch's bf16 matrix products ran at 2.1x
+//! instruction against 16 for an f32 FMA, but the rates per cycle differ. On AMD EPYC (Zen 4)
+//! machines bf16 was the faster (PyTorch's bf16 matrix products ran at 2.1x
 //! its f32, 202 against 96 GFLOP/s, and our bf16 step was 1.36x our f32 one; this probe was not
 //! run there). On an Intel Emerald Rapids Xeon (no AMX exposed) the probe measured 43 G
 //! multiply-adds/s per core for `VDPBF16PS` against 88 for f32 FMA: the dot product issues at

@@ -35,17 +35,12 @@ fn read_png(path: &Path) -> image::RgbImage {
 }
 
 /// `animate`'s output with its invisible mark (FOMM's payload) taken off again: what the
-/// original's output is compared with (a pixel the mark pushed against 0 or 255 comes back within
-/// 2 levels).
-fn unmarked(mut png: image::RgbImage) -> image::RgbImage {
-    use marionette::watermark::{MarkEngine, Marker, Payload};
+/// original's output is compared with.
+fn unmarked(png: image::RgbImage) -> image::RgbImage {
     let (w, h) = png.dimensions();
-    let mut delta = vec![128u8; (w * h * 3) as usize];
-    Marker::new(Payload::new(MarkEngine::Fomm)).mark_rgb(&mut delta, w, h);
-    for (v, d) in png.iter_mut().zip(&delta) {
-        *v = (i16::from(*v) - (i16::from(*d) - 128)).clamp(0, 255) as u8;
-    }
-    png
+    let pixels =
+        crate::common::without_mark(png.as_raw(), w, h, marionette::watermark::MarkEngine::Fomm);
+    image::RgbImage::from_raw(w, h, pixels).expect("same size")
 }
 
 /// (max, mean) difference in 8-bit levels between a PNG and a (1, 3, H, W) reference in [0, 1].

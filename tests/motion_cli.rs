@@ -4,7 +4,7 @@
 //! the badge.
 
 use crate::common;
-use marionette::watermark::{MarkEngine, Marker, Payload};
+use marionette::watermark::MarkEngine;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -342,17 +342,7 @@ fn a_live_run_records_motion_and_says_it_is_animated() {
         let corner = (0..side * side)
             .filter(|&i| in_corner(i) && white(&pixels, i))
             .count();
-        let mut delta = vec![128u8; pixels.len()];
-        Marker::new(Payload::new(MarkEngine::Classic)).mark_rgb(
-            &mut delta,
-            side as u32,
-            side as u32,
-        );
-        let unmarked: Vec<u8> = pixels
-            .iter()
-            .zip(&delta)
-            .map(|(v, d)| (i16::from(*v) - (i16::from(*d) - 128)).clamp(0, 255) as u8)
-            .collect();
+        let unmarked = common::without_mark(&pixels, side as u32, side as u32, MarkEngine::Classic);
         let elsewhere = (0..side * side)
             .filter(|&i| !in_corner(i) && white(&unmarked, i))
             .count();

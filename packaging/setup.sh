@@ -30,7 +30,8 @@ build_pkgs=(ffmpeg build-essential pkg-config libclang-dev nasm curl ca-certific
 window_pkgs=(libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon0 libxkbcommon-x11-0
     libwayland-client0 libwayland-cursor0 libwayland-egl1 libegl1 libgl1-mesa-dri libvulkan1
     mesa-vulkan-drivers)
-test_pkgs=(xvfb xdotool imagemagick mmdebstrap chromium)
+# python3: the VM tests' read() witness (tests/vm/monitor.py) runs in the guest, which uses this root.
+test_pkgs=(xvfb xdotool imagemagick mmdebstrap chromium python3)
 pkgs=("${build_pkgs[@]}" "${window_pkgs[@]}")
 [ "$tests" = 1 ] && pkgs+=("${test_pkgs[@]}")
 

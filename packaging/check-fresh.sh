@@ -171,9 +171,10 @@ remove_tree() {
 }
 
 # in_tree TREE [--rust] SCRIPT: runs the bash SCRIPT as root inside TREE, in a private mount
-# namespace holding /proc, /sys (read-only), /dev, /dev/pts, and a fresh /tmp and /dev/shm; with --rust
-# this machine's Rust (read-only) at /root/.rustup and /root/.cargo/bin. The environment is a
-# login's: HOME=/root, PATH with ~/.cargo/bin (what rustup's installer sets up), LANG=C.UTF-8.
+# namespace holding /proc, /sys (read-only, its cgroup hierarchies writable), /dev, /dev/pts, and a
+# fresh /tmp and /dev/shm; with --rust this machine's Rust (read-only) at /root/.rustup and
+# /root/.cargo/bin. The environment is a login's: HOME=/root, PATH with ~/.cargo/bin (what
+# rustup's installer sets up), LANG=C.UTF-8.
 in_tree() {
     local tree=$1 rust=0
     shift
@@ -186,6 +187,9 @@ in_tree() {
         trap cleanup EXIT
         mount -t proc proc "$tree/proc"
         mount --bind /sys "$tree/sys" && mount -o remount,bind,ro "$tree/sys"
+        # The cgroup hierarchies stay writable: the slow-machine test makes a cgroup with a CPU
+        # quota, as it does on any machine where it runs as root.
+        if mountpoint -q /sys/fs/cgroup; then mount --rbind /sys/fs/cgroup "$tree/sys/fs/cgroup"; fi
         mount --bind /dev "$tree/dev"
         mount --bind /dev/pts "$tree/dev/pts"
         mount -t tmpfs -o mode=1777 tmpfs "$tree/dev/shm"

@@ -12,8 +12,10 @@
 //!    than [`MAX_WASTED_SHARE`] of the loop's time: [`Pace::capture_interval`];
 //! 2. in-betweens are made on one camera frame in `every` (the virtual camera repeats the last
 //!    output meanwhile), `every` doubling while the model has not delivered a keyframe for
-//!    [`STARVED`] (but an in-between at least every [`MAX_INBETWEEN_GAP`]), and halving again
-//!    once keyframes come well within it;
+//!    [`STARVED`], and halving again once keyframes come well within it; but a new output at
+//!    least every [`MAX_INBETWEEN_GAP`], counted in time: when waiting for the next camera frame
+//!    and then making an in-between (at what the last one cost) would overrun it, this frame
+//!    gets one;
 //! 3. the face is looked for once a second instead of five times: [`Pace::face_period`];
 //! 4. (in the inference loop) keyframes go off when the model renders a frame in less time than
 //!    an in-between takes, so its frames are shown as they are.
@@ -109,6 +111,10 @@ pub struct Governor {
     capture_fps: f64,
     /// When the model last delivered, or when it was last given work while idle.
     last_keyframe: Instant,
+    /// When the last output was made (an in-between or a keyframe).
+    last_output: Instant,
+    /// What the last in-between took to make.
+    inbetween_cost: Duration,
     /// The last two intervals between keyframes.
     keyframe_gaps: [Duration; 2],
     last_change: Instant,
@@ -130,6 +136,8 @@ impl Governor {
             since_inbetween: 0,
             capture_fps: fps.max(1.0),
             last_keyframe: now,
+            last_output: now,
+            inbetween_cost: Duration::ZERO,
             keyframe_gaps: [Duration::ZERO; 2],
             last_change: now,
             taken: Vec::new(),
@@ -138,15 +146,27 @@ impl Governor {
         }
     }
 
-    /// An in-between was made.
-    pub fn on_inbetween(&mut self) {
-        push_window(&mut self.useful, Instant::now());
+    /// An in-between was made; it took `cost`.
+    pub fn on_inbetween(&mut self, cost: Duration) {
+        let now = Instant::now();
+        push_window(&mut self.useful, now);
+        self.last_output = now;
+        self.inbetween_cost = cost;
     }
 
     /// A camera frame was taken; whether to make an in-between for it.
     pub fn inbetween_due(&mut self) -> bool {
         self.since_inbetween += 1;
-        if self.since_inbetween >= self.every {
+        let now = Instant::now();
+        // The time between the camera frames the loop takes, over the last window.
+        let frame_gap = match (self.taken.first(), self.taken.last()) {
+            (Some((a, _)), Some((b, _))) if self.taken.len() > 1 => {
+                (*b - *a) / (self.taken.len() as u32 - 1)
+            }
+            _ => Duration::from_secs_f64(1.0 / self.capture_fps),
+        };
+        let late = now - self.last_output + frame_gap + self.inbetween_cost >= MAX_INBETWEEN_GAP;
+        if self.since_inbetween >= self.every || late {
             self.since_inbetween = 0;
             true
         } else {
@@ -160,6 +180,7 @@ impl Governor {
         push_window(&mut self.useful, now);
         self.keyframe_gaps = [self.keyframe_gaps[1], now - self.last_keyframe];
         self.last_keyframe = now;
+        self.last_output = now;
     }
 
     /// Whether keyframes are in use (the starvation rule watches the model only then).
@@ -334,6 +355,31 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_that_would_otherwise_be_late_gets_an_in_between() {
+        let mut g = Governor::new(30.0);
+        g.set_waiting_for_model(true);
+        g.every = 64;
+        let start = Instant::now() - Duration::from_millis(900);
+        // Camera frames taken every 300 ms, the last in-between 900 ms ago, costing 200 ms.
+        g.taken = (0..4)
+            .map(|i| (start + Duration::from_millis(300 * i), Duration::ZERO))
+            .collect();
+        g.last_output = start;
+        g.inbetween_cost = Duration::from_millis(200);
+        // 900 + 300 + 200 < 1500: the next frame still makes it in time.
+        assert!(!g.inbetween_due());
+        // 1100 + 300 + 200 >= 1500: this one must.
+        g.last_output = start - Duration::from_millis(200);
+        assert!(g.inbetween_due());
+        g.on_inbetween(Duration::from_millis(200));
+        assert!(!g.inbetween_due());
+        // A keyframe shown counts as an output too.
+        g.last_output = start - Duration::from_millis(200);
+        g.on_keyframe();
+        assert!(!g.inbetween_due());
+    }
+
+    #[test]
     fn a_machine_that_keeps_up_is_left_alone() {
         let pace = Pace::default();
         let mut g = Governor::new(30.0);
@@ -342,7 +388,7 @@ mod tests {
             g.on_keyframe();
             g.on_frame(Duration::from_millis(1), &pace);
             assert!(g.inbetween_due());
-            g.on_inbetween();
+            g.on_inbetween(Duration::from_millis(1));
         }
         assert!(!g.degraded());
         assert_eq!(pace.capture_interval(), Duration::ZERO);

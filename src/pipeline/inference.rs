@@ -545,7 +545,7 @@ impl InferenceLoop {
             let (size, rgb) = to_rgb(&out)?;
             let took = t.elapsed();
             push_recent(&mut self.inbetween_ms, took.as_secs_f64() * 1e3);
-            self.governor.on_inbetween();
+            self.governor.on_inbetween(took);
             self.shared.stats(|s| s.record_inference(took));
             self.publish(
                 Frame {

@@ -288,6 +288,48 @@ pub struct LiveBenchReport {
     pub total_yuyv_ms: f64,
 }
 
+/// `photo` as a camera at `size` sends it: RGB, MJPG (quality 85) and YUYV.
+fn camera_frames(
+    photo: &image::RgbImage,
+    size: crate::frame::Size,
+) -> Result<(image::RgbImage, Vec<u8>, Vec<u8>), ModelError> {
+    let cam = image::imageops::resize(
+        photo,
+        size.width,
+        size.height,
+        image::imageops::FilterType::Triangle,
+    );
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+        .encode_image(&cam)
+        .map_err(|e| ModelError::Input(e.to_string()))?;
+    let mut yuyv = vec![0u8; size.pixels() * 2];
+    crate::output::convert::rgb_to_yuyv(cam.as_raw(), size, &mut yuyv);
+    Ok((cam, jpeg, yuyv))
+}
+
+/// Milliseconds to write `bytes` over the start of a file, as a virtual camera's device gets a
+/// frame (in /dev/shm where there is one, so that a disk does not count).
+fn time_write(iters: usize, bytes: &[u8]) -> Result<f64, ModelError> {
+    use std::io::{Seek, Write};
+    let input = |e: std::io::Error| ModelError::Input(e.to_string());
+    let name = format!("marionette-bench-{}", std::process::id());
+    let shm = std::path::Path::new("/dev/shm");
+    let path = if shm.is_dir() {
+        shm.join(name)
+    } else {
+        std::env::temp_dir().join(name)
+    };
+    let mut file = std::fs::File::create(&path).map_err(input)?;
+    let ms = time(iters, || {
+        file.seek(std::io::SeekFrom::Start(0))
+            .and_then(|_| file.write_all(bytes))
+            .map_err(input)
+    });
+    let _ = std::fs::remove_file(&path);
+    ms
+}
+
 /// Times the non-model stages of the live loop on a real photo at `camera` size.
 pub fn run_live_path(
     photo: &image::RgbImage,
@@ -300,20 +342,8 @@ pub fn run_live_path(
     use crate::output::compose::compose_into;
     use crate::output::convert::{rgb_to_i420, rgb_to_yuyv};
     use crate::pipeline::framing::{Crop, crop_resize};
-    use std::io::{Seek, Write};
     let input = |e: String| ModelError::Input(e);
-    let cam = image::imageops::resize(
-        photo,
-        camera.width,
-        camera.height,
-        image::imageops::FilterType::Triangle,
-    );
-    let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
-        .encode_image(&cam)
-        .map_err(|e| input(e.to_string()))?;
-    let mut yuyv = vec![0u8; camera.pixels() * 2];
-    rgb_to_yuyv(cam.as_raw(), camera, &mut yuyv);
+    let (cam, jpeg, yuyv) = camera_frames(photo, camera)?;
     let frame = Frame::from_image(0, Instant::now(), cam.clone());
     let crop = Crop::default();
     let side = model_side as usize;
@@ -328,14 +358,6 @@ pub fn run_live_path(
     let mut composed = vec![0u8; camera.pixels() * 3];
     let mut out_yuyv = vec![0u8; camera.pixels() * 2];
     let mut out_i420 = vec![0u8; camera.pixels() * 3 / 2];
-    let path =
-        std::path::Path::new("/dev/shm").join(format!("marionette-bench-{}", std::process::id()));
-    let path = if path.parent().is_some_and(|p| p.is_dir()) {
-        path
-    } else {
-        std::env::temp_dir().join(format!("marionette-bench-{}", std::process::id()))
-    };
-    let mut file = std::fs::File::create(&path).map_err(|e| input(e.to_string()))?;
     let decode_mjpg_ms = time(iters, || {
         decode_mjpg(&jpeg).map_err(|e| input(e.to_string()))
     })?;
@@ -383,12 +405,7 @@ pub fn run_live_path(
         marker.mark_rgb(&mut composed, camera.width, camera.height);
         Ok::<_, ModelError>(())
     })?;
-    let write_ms = time(iters, || {
-        file.seek(std::io::SeekFrom::Start(0))
-            .and_then(|_| file.write_all(&out_yuyv))
-            .map_err(|e| input(e.to_string()))
-    })?;
-    let _ = std::fs::remove_file(&path);
+    let write_ms = time_write(iters, &out_yuyv)?;
     let rest = crop_resize_ms + tensor_io_ms + mark_ms + compose_yuyv_ms + write_ms;
     Ok(LiveBenchReport {
         camera: camera.to_string(),

@@ -224,15 +224,21 @@ fn capture_then_animate_from_the_motion_file() {
             .all(|&(x, y)| x >= side * 2 / 3 && y >= side * 7 / 8)
     );
 
+    refusals_name_what_is_wrong(tmp.path(), &portrait, &motion);
+}
+
+/// A motion file given to the wrong engine, with smoothing, hand-edited or cut short: refused,
+/// with a message that says why (and where in the file).
+fn refusals_name_what_is_wrong(tmp: &Path, portrait: &Path, motion: &Path) {
     // The other engine is refused, clearly.
     let err = fails(
         marionette()
             .args(["animate", "--engine", "classic", "--source"])
-            .arg(&portrait)
+            .arg(portrait)
             .arg("--motion")
-            .arg(&motion)
+            .arg(motion)
             .arg("--output")
-            .arg(tmp.path().join("classic")),
+            .arg(tmp.join("classic")),
     );
     assert!(err.contains("captured with the fomm engine"), "{err}");
 
@@ -241,17 +247,17 @@ fn capture_then_animate_from_the_motion_file() {
     let err = fails(tiny_args(
         marionette()
             .args(["animate", "--smoothing", "on", "--source"])
-            .arg(&portrait)
+            .arg(portrait)
             .arg("--motion")
-            .arg(&motion)
+            .arg(motion)
             .arg("--output")
-            .arg(tmp.path().join("smoothed")),
+            .arg(tmp.join("smoothed")),
     ));
     assert!(err.contains("--smoothing"), "{err}");
 
     // A hand-edited file: the error names the file and the line.
-    let text = std::fs::read_to_string(&motion).unwrap();
-    let damaged = tmp.path().join("damaged.jsonl");
+    let text = std::fs::read_to_string(motion).unwrap();
+    let damaged = tmp.join("damaged.jsonl");
     let edited: Vec<String> = text
         .lines()
         .enumerate()
@@ -267,11 +273,11 @@ fn capture_then_animate_from_the_motion_file() {
     let err = fails(tiny_args(
         marionette()
             .args(["animate", "--source"])
-            .arg(&portrait)
+            .arg(portrait)
             .arg("--motion")
             .arg(&damaged)
             .arg("--output")
-            .arg(tmp.path().join("damaged-out")),
+            .arg(tmp.join("damaged-out")),
     ));
     assert!(err.contains("damaged.jsonl line 4"), "{err}");
     // Truncated in the middle of a line.
@@ -279,11 +285,11 @@ fn capture_then_animate_from_the_motion_file() {
     let err = fails(tiny_args(
         marionette()
             .args(["animate", "--source"])
-            .arg(&portrait)
+            .arg(portrait)
             .arg("--motion")
             .arg(&damaged)
             .arg("--output")
-            .arg(tmp.path().join("truncated-out")),
+            .arg(tmp.join("truncated-out")),
     ));
     assert!(err.contains("line 5") && err.contains("cut short"), "{err}");
 }

@@ -223,6 +223,131 @@ fn still_driving_folder(dir: &Path) -> PathBuf {
     folder
 }
 
+/// Starts `marionette window` on `display` with the tiny fixture, a still driving picture, the
+/// settings in `config` and the log in `logfile`.
+fn start_window(display: &str, home: &Path, config: &Path, logfile: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_marionette"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DISPLAY", display)
+        .env_remove("WAYLAND_DISPLAY")
+        .env("XDG_CONFIG_HOME", config)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_RUNTIME_DIR", home)
+        .args([
+            "--log",
+            "marionette=info",
+            "window",
+            "--framing",
+            "manual",
+            "--vcam",
+            "none",
+        ])
+        // A still camera picture, so that what the keys change is all that changes.
+        .arg("--driving-file")
+        .arg(still_driving_folder(home))
+        .arg("--checkpoint")
+        .arg(fixture("tiny.safetensors"))
+        .arg("--config")
+        .arg(fixture("tiny.yaml"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(logfile).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Resizes the window: the panes (laid out as `before`) are laid out again and drawn at the new
+/// size; unmapped and mapped again (what minimising does), drawing goes on.
+fn resize_and_remap(
+    display: &str,
+    window: &str,
+    logfile: &Path,
+    shots: &Path,
+    before: [[u32; 4]; 2],
+    limit: Duration,
+) {
+    x(
+        display,
+        &["xdotool", "windowsize", "--sync", window, "900", "640"],
+    );
+    let t = Instant::now();
+    let resized = loop {
+        let l = layout(&log(logfile));
+        if l != before {
+            break l;
+        }
+        assert!(t.elapsed() < limit, "no new layout after resizing");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        resized[0][2] < before[0][2],
+        "smaller panes: {resized:?} vs {before:?}"
+    );
+    for r in resized {
+        assert!(
+            r[0] + r[2] <= 900 && r[1] + r[3] <= 640,
+            "{r:?} outside the window"
+        );
+    }
+    screen_until(
+        display,
+        &shots.join("5-resized.png"),
+        "both panes drawn at the new size",
+        limit,
+        |img| resized.iter().all(|&r| region_stats(img, r).1 > 10.0),
+    );
+    // Unmapped and mapped again (what minimising does): drawing goes on.
+    x(display, &["xdotool", "windowunmap", "--sync", window]);
+    x(display, &["xdotool", "windowmap", "--sync", window]);
+    screen_until(
+        display,
+        &shots.join("6-mapped-again.png"),
+        "the output pane after unmap/map",
+        limit,
+        |img| region_stats(img, resized[1]).1 > 10.0,
+    );
+    x(display, &["xdotool", "windowfocus", "--sync", window]);
+}
+
+/// Esc quits: exit status 0, threads joined, settings saved.
+fn quit_and_check_the_saved_settings(
+    display: &str,
+    child: &mut std::process::Child,
+    logfile: &Path,
+    config: &Path,
+) {
+    x(display, &["xdotool", "key", "Escape"]);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "still running after Esc"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = log(logfile);
+    assert!(status.success(), "exit {status}:\n{text}");
+    assert!(
+        !text.contains("stopped:"),
+        "a thread ended with an error:\n{text}"
+    );
+    let mut saved = String::new();
+    std::fs::File::open(config.join("marionette/settings.toml"))
+        .expect("settings were not saved")
+        .read_to_string(&mut saved)
+        .unwrap();
+    assert!(
+        saved.contains("avatar = \"bundled:grace-hopper\""),
+        "{saved}"
+    );
+    assert!(saved.contains("overlay = true"), "{saved}");
+    assert!(saved.contains("mirror_preview = false"), "{saved}");
+    // The command line's source is not saved over the user's choice.
+    assert!(!saved.contains("driving"), "{saved}");
+}
+
 #[test]
 fn window_draws_both_panes_and_answers_x_key_presses() {
     for tool in ["Xvfb", "xdotool", "import"] {
@@ -239,33 +364,7 @@ fn window_draws_both_panes_and_answers_x_key_presses() {
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("config");
     let logfile = shots.join("marionette.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_marionette"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("DISPLAY", &d)
-        .env_remove("WAYLAND_DISPLAY")
-        .env("XDG_CONFIG_HOME", &config)
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("XDG_RUNTIME_DIR", home.path())
-        .args([
-            "--log",
-            "marionette=info",
-            "window",
-            "--framing",
-            "manual",
-            "--vcam",
-            "none",
-        ])
-        // A still camera picture, so that what the keys change is all that changes.
-        .arg("--driving-file")
-        .arg(still_driving_folder(home.path()))
-        .arg("--checkpoint")
-        .arg(fixture("tiny.safetensors"))
-        .arg("--config")
-        .arg(fixture("tiny.yaml"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&logfile).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = start_window(&d, home.path(), &config, &logfile);
     let limit = Duration::from_secs(120);
     wait_log(&logfile, "first output frame shown", 1, limit, &mut child);
     wait_log(&logfile, "calibrated on frame", 1, limit, &mut child);
@@ -350,81 +449,9 @@ fn window_draws_both_panes_and_answers_x_key_presses() {
     x(&d, &["xdotool", "key", "o"]);
     wait_log(&logfile, "action: Toggle(Overlay)", 3, limit, &mut child);
 
-    // Resized: the panes are laid out again and drawn at the new size.
-    x(
-        &d,
-        &["xdotool", "windowsize", "--sync", &window, "900", "640"],
-    );
-    let t = Instant::now();
-    let resized = loop {
-        let l = layout(&log(&logfile));
-        if l != [cam, out] {
-            break l;
-        }
-        assert!(t.elapsed() < limit, "no new layout after resizing");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        resized[0][2] < cam[2],
-        "smaller panes: {resized:?} vs {cam:?}"
-    );
-    for r in resized {
-        assert!(
-            r[0] + r[2] <= 900 && r[1] + r[3] <= 640,
-            "{r:?} outside the window"
-        );
-    }
-    screen_until(
-        &d,
-        &shots.join("5-resized.png"),
-        "both panes drawn at the new size",
-        limit,
-        |img| resized.iter().all(|&r| region_stats(img, r).1 > 10.0),
-    );
-    // Unmapped and mapped again (what minimising does): drawing goes on.
-    x(&d, &["xdotool", "windowunmap", "--sync", &window]);
-    x(&d, &["xdotool", "windowmap", "--sync", &window]);
-    screen_until(
-        &d,
-        &shots.join("6-mapped-again.png"),
-        "the output pane after unmap/map",
-        limit,
-        |img| region_stats(img, resized[1]).1 > 10.0,
-    );
-    x(&d, &["xdotool", "windowfocus", "--sync", &window]);
+    resize_and_remap(&d, &window, &logfile, &shots, [cam, out], limit);
 
-    // Esc quits: exit status 0, threads joined, settings saved.
-    x(&d, &["xdotool", "key", "Escape"]);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "still running after Esc"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = log(&logfile);
-    assert!(status.success(), "exit {status}:\n{text}");
-    assert!(
-        !text.contains("stopped:"),
-        "a thread ended with an error:\n{text}"
-    );
-    let mut saved = String::new();
-    std::fs::File::open(config.join("marionette/settings.toml"))
-        .expect("settings were not saved")
-        .read_to_string(&mut saved)
-        .unwrap();
-    assert!(
-        saved.contains("avatar = \"bundled:grace-hopper\""),
-        "{saved}"
-    );
-    assert!(saved.contains("overlay = true"), "{saved}");
-    assert!(saved.contains("mirror_preview = false"), "{saved}");
-    // The command line's source is not saved over the user's choice.
-    assert!(!saved.contains("driving"), "{saved}");
+    quit_and_check_the_saved_settings(&d, &mut child, &logfile, &config);
 }
 
 #[test]

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::collections::HashMap;
+
 use candle_core::{Device, Tensor};
 use common::{assert_close, fixture, load_tensors, load_tensors_on_test_device, test_device};
 use fomm::keypoint_detector::Keypoints;
@@ -65,44 +67,7 @@ fn full_parity(name: &str, frames: usize) {
     let out = load_tensors(&format!("{name}-outputs-ac-true.safetensors"));
     let source = get(&inputs, "source");
 
-    // Key point detector on the source, every intermediate.
-    let det = m.detect_detailed(source).expect("detect");
-    check_keypoints(name, &det.keypoints, &out, "kp_source");
-    assert_close(
-        "kp_source.down",
-        det.down.as_ref().expect("down"),
-        get(&out, "kp_source.down"),
-        KP,
-        None,
-    );
-    assert_close(
-        "kp_source.feature_map",
-        &det.feature_map,
-        get(&out, "kp_source.feature_map"),
-        FEATURES,
-        None,
-    );
-    assert_close(
-        "kp_source.kp_logits",
-        &det.kp_logits,
-        get(&out, "kp_source.kp_logits"),
-        FEATURES,
-        None,
-    );
-    assert_close(
-        "kp_source.heatmap",
-        &det.heatmap,
-        get(&out, "kp_source.heatmap"),
-        KP,
-        None,
-    );
-    assert_close(
-        "kp_source.jacobian_map",
-        det.jacobian_map.as_ref().expect("jacobian_map"),
-        get(&out, "kp_source.jacobian_map"),
-        FEATURES,
-        None,
-    );
+    check_source_detector(name, &m, source, &out);
 
     // Per-portrait cache.
     let prepared = m.prepare_source(source).expect("prepare");
@@ -143,40 +108,7 @@ fn full_parity(name: &str, frames: usize) {
         })
         .collect();
 
-    // Convex hulls and the movement scale (float64 in the original).
-    let scalar = |k: &str| {
-        get(&out, k)
-            .to_dtype(candle_core::DType::F64)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    };
-    let scale = adapt_movement_scale(&prepared.keypoints, &kp_driving[0]).expect("scale");
-    assert!(
-        (scale - scalar("normalize.adapt_movement_scale")).abs() < 1e-5,
-        "adapt scale {scale}"
-    );
-    let pts = |kp: &Keypoints| -> Vec<[f64; 2]> {
-        kp.value
-            .get(0)
-            .unwrap()
-            .to_dtype(candle_core::DType::F64)
-            .unwrap()
-            .to_vec2::<f64>()
-            .unwrap()
-            .iter()
-            .map(|p| [p[0], p[1]])
-            .collect()
-    };
-    assert!(
-        (convex_hull_area(&pts(&prepared.keypoints)) - scalar("normalize.source_hull_area")).abs()
-            < 1e-5
-    );
-    assert!(
-        (convex_hull_area(&pts(&kp_driving[0])) - scalar("normalize.driving_initial_hull_area"))
-            .abs()
-            < 1e-5
-    );
+    check_movement_scale(&prepared.keypoints, &kp_driving[0], &out);
 
     // Relative animation: driving.0 is the reference frame.
     let mut transfer = MotionTransfer::new(TransferOptions::default());
@@ -238,6 +170,80 @@ fn full_parity(name: &str, frames: usize) {
         ];
         check_all(&p, &checks, &out);
     }
+}
+
+/// The key point detector on the source, every intermediate.
+fn check_source_detector(name: &str, m: &Fomm, source: &Tensor, out: &HashMap<String, Tensor>) {
+    let det = m.detect_detailed(source).expect("detect");
+    check_keypoints(name, &det.keypoints, out, "kp_source");
+    assert_close(
+        "kp_source.down",
+        det.down.as_ref().expect("down"),
+        get(out, "kp_source.down"),
+        KP,
+        None,
+    );
+    assert_close(
+        "kp_source.feature_map",
+        &det.feature_map,
+        get(out, "kp_source.feature_map"),
+        FEATURES,
+        None,
+    );
+    assert_close(
+        "kp_source.kp_logits",
+        &det.kp_logits,
+        get(out, "kp_source.kp_logits"),
+        FEATURES,
+        None,
+    );
+    assert_close(
+        "kp_source.heatmap",
+        &det.heatmap,
+        get(out, "kp_source.heatmap"),
+        KP,
+        None,
+    );
+    assert_close(
+        "kp_source.jacobian_map",
+        det.jacobian_map.as_ref().expect("jacobian_map"),
+        get(out, "kp_source.jacobian_map"),
+        FEATURES,
+        None,
+    );
+}
+
+/// The convex hulls and the movement scale (float64 in the original).
+fn check_movement_scale(source: &Keypoints, driving: &Keypoints, out: &HashMap<String, Tensor>) {
+    let scalar = |k: &str| {
+        get(out, k)
+            .to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    };
+    let scale = adapt_movement_scale(source, driving).expect("scale");
+    assert!(
+        (scale - scalar("normalize.adapt_movement_scale")).abs() < 1e-5,
+        "adapt scale {scale}"
+    );
+    let pts = |kp: &Keypoints| -> Vec<[f64; 2]> {
+        kp.value
+            .get(0)
+            .unwrap()
+            .to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap()
+            .iter()
+            .map(|p| [p[0], p[1]])
+            .collect()
+    };
+    assert!((convex_hull_area(&pts(source)) - scalar("normalize.source_hull_area")).abs() < 1e-5);
+    assert!(
+        (convex_hull_area(&pts(driving)) - scalar("normalize.driving_initial_hull_area")).abs()
+            < 1e-5
+    );
 }
 
 /// Compares each (name, tensor, max tolerance, mean tolerance) with `{prefix}.{name}`.

@@ -8,6 +8,7 @@
 //! * [`animate`]: offline animation of a portrait from a driving video or folder of frames.
 //! * [`frame`], [`capture`], [`output`], [`pipeline`]: the live path.
 //! * [`face`]: face detection for automatic framing.
+//! * [`remote`]: rendering on another machine.
 //! * [`bench`](mod@bench): speed measurements.
 //! * [`synth`]: synthetic driving sequences with known motion, and the accuracy evaluation.
 //! * [`app`]: the desktop window.
@@ -33,5 +34,6 @@ pub mod motion;
 pub mod output;
 pub mod pipeline;
 pub mod provenance;
+pub mod remote;
 pub mod synth;
 pub mod watermark;

@@ -1,6 +1,7 @@
 //! Fuzzing of everything marionette reads from files it did not write: checkpoints (legacy
 //! pickle, zip, safetensors) and their pickles, the YAML configs, the settings TOML, pictures
-//! (portraits and driving folders), ffprobe's output, and driving-frame names.
+//! (portraits and driving folders), ffprobe's output, driving-frame names, and the byte stream a
+//! remote-rendering peer sends.
 //!
 //! Our own mutation fuzzer on the stable toolchain (tests/fuzz/engine.rs), seeded from the
 //! fixtures (tests/fuzz/targets.rs). Each target runs for a few seconds here; the long run is
@@ -91,6 +92,11 @@ fn fuzz_image() {
 #[test]
 fn fuzz_verify() {
     short("verify");
+}
+
+#[test]
+fn fuzz_wire() {
+    short("wire");
 }
 
 #[test]

@@ -45,6 +45,7 @@ pub fn all() -> Vec<Target> {
         settings(),
         image(),
         verify(),
+        wire(),
         probe(),
         names(),
     ]
@@ -1011,6 +1012,104 @@ fn verify() -> Target {
         bound_text: "four times the decoded size a file may declare (the detector's summed-area \
                      table holds 8 bytes a pixel) + 4 MiB",
         ..image()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The remote-rendering protocol: a byte stream from a peer
+
+/// A stream with one message of each kind, framed as a peer sends them.
+fn wire_seeds() -> Vec<Vec<u8>> {
+    use marionette::motion::KeypointSet;
+    use marionette::remote::wire::{Codec, Message, VERSIONS, frame};
+    let kp = KeypointSet {
+        points: (0..10).map(|i| [i as f32 * 0.2 - 1.0, 0.5]).collect(),
+        jacobians: Some(vec![[[1.0, 0.0], [0.0, 1.0]]; 10]),
+    };
+    let messages = [
+        Message::Hello { versions: VERSIONS },
+        Message::Welcome {
+            version: 1,
+            side: 256,
+            keypoints: 10,
+            jacobians: true,
+        },
+        Message::Refused {
+            reason: "full".into(),
+        },
+        Message::Portrait {
+            id: 3,
+            side: 16,
+            rgb: (0..16 * 16 * 3).map(|i| i as u8).collect(),
+        },
+        Message::Reference {
+            keypoints: kp.clone(),
+        },
+        Message::Motion {
+            seq: 9,
+            keypoints: kp,
+        },
+        Message::Frame {
+            seq: 9,
+            codec: Codec::H264,
+            data: vec![0, 0, 0, 1, 0x65, 0x88, 0x84],
+        },
+    ];
+    let stream = |ms: &[Message]| -> Vec<u8> {
+        ms.iter()
+            .flat_map(|m| {
+                let mut body = Vec::new();
+                m.encode(&mut body).expect("a seed message");
+                frame(&body).expect("a seed frame")
+            })
+            .collect()
+    };
+    let mut seeds = vec![stream(&messages)];
+    seeds.extend(messages.chunks(1).map(stream));
+    seeds
+}
+
+/// The server's and the client's reading of a stream: whole bodies cut out, each decoded; a
+/// decoded message encodes back to the same bytes.
+fn exec_wire(data: &[u8]) -> String {
+    use marionette::remote::wire::{Framer, Message};
+    let mut framer = Framer::default();
+    framer.push(data);
+    let mut n = 0;
+    loop {
+        match framer.next_body() {
+            Ok(Some(body)) => match Message::decode(&body) {
+                Ok(m) => {
+                    let mut again = Vec::new();
+                    m.encode(&mut again).expect("a decoded message encodes");
+                    assert_eq!(again, body, "{m:?} encodes to other bytes");
+                    n += 1;
+                }
+                Err(e) => return e.to_string(),
+            },
+            Ok(None) if n > 0 && framer.pending() == 0 => return format!("ok {n} messages"),
+            Ok(None) => return format!("cut short after {n} messages"),
+            Err(e) => return e.to_string(),
+        }
+    }
+}
+
+fn wire() -> Target {
+    Target {
+        name: "wire",
+        seeds: wire_seeds(),
+        refused_seeds: 0,
+        dict: vec![
+            b"MRNT".to_vec(),
+            vec![0xff, 0xff, 0xff, 0xff],
+            vec![0, 0x80, 0xc0, 0x7f],
+        ],
+        max_len: 64 * 1024,
+        mutate: mutate_bytes,
+        exec: exec_wire,
+        alloc_bound: |len| 4 * len as u64 + 64 * 1024,
+        bound_text: "four times the input (the framer's buffer, a body, its message and the \
+                     message encoded again) + 64 KiB",
     }
 }
 

@@ -1,0 +1,7 @@
+//! Rendering on another machine: a client keeps the camera, the framing and the keypoint
+//! detector and sends each driving frame's keypoints; a server renders the portrait in that pose
+//! and sends the frame back.
+//!
+//! * [`wire`]: the messages, their layout and the bounds a peer is held to.
+
+pub mod wire;

@@ -3,5 +3,7 @@
 //! and sends the frame back.
 //!
 //! * [`wire`]: the messages, their layout and the bounds a peer is held to.
+//! * [`channel`]: the encrypted channel they travel in, paired by a secret.
 
+pub mod channel;
 pub mod wire;

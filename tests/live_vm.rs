@@ -188,7 +188,13 @@ fn webcam_to_virtual_camera_on_real_v4l2_drivers() {
         "devices:\n{devices}"
     );
 
-    // 1. Webcam -> tiny FOMM -> YUYV 640x480.
+    webcam_phase_reads_back_animated_frames(share, &logs);
+    idle_phase_reads_back_i420(share, &logs);
+}
+
+/// Phase 1 of the webcam test (webcam -> tiny FOMM -> YUYV 640x480): the loopback's format, the
+/// stills in their order, then the recorded frames read back in order, several different.
+fn webcam_phase_reads_back_animated_frames(share: &Path, logs: &dyn Fn() -> String) {
     assert_eq!(read(&share.join("run-yuyv.rc")).trim(), "0", "{}", logs());
     assert_eq!(
         read(&share.join("format-yuyv.txt")).trim(),
@@ -267,8 +273,11 @@ fn webcam_to_virtual_camera_on_real_v4l2_drivers() {
         "only {} different recorded frames among those read back",
         distinct.len()
     );
+}
 
-    // 2. Idle motion (classic) -> I420 1280x720.
+/// Phase 2 of the webcam test (idle motion, classic -> I420 1280x720): the recorded frames read
+/// back in order.
+fn idle_phase_reads_back_i420(share: &Path, logs: &dyn Fn() -> String) {
     assert_eq!(read(&share.join("run-i420.rc")).trim(), "0", "{}", logs());
     assert_eq!(
         read(&share.join("format-i420.txt")).trim(),
@@ -696,6 +705,26 @@ fn a_driving_file_on_an_emulated_processor_keeps_the_camera_at_its_rate() {
     );
     let keyframes = last_stat(&log, "keyframes").unwrap_or(0.0);
     assert!(keyframes >= 1.0, "the model rendered no frame{}", context());
+    // `verify --camera` on the virtual camera: marked, by FOMM; on the webcam: not marked.
+    for (name, marked, engine) in [("vcam", true, "\"FOMM\""), ("webcam", false, "null")] {
+        let rc = read(&share.join(format!("verify-{name}.rc")));
+        let json = read(&share.join(format!("verify-{name}.json")));
+        let said = || {
+            format!(
+                "verify --camera ({name}): exit {rc}, said {json}\n{}{}",
+                read(&share.join(format!("verify-{name}.log"))),
+                context()
+            )
+        };
+        eprintln!("verify --camera ({name}): {}", json.trim());
+        assert_eq!(rc.trim(), "0", "{}", said());
+        assert!(
+            json.contains(&format!("\"marked\":{marked}"))
+                && json.contains(&format!("\"engine\":{engine}")),
+            "{}",
+            said()
+        );
+    }
 }
 
 /// Mean R, G, B of each 40x40 block of a 640x480 picture, as tests/vm/browser/camera.html
@@ -836,97 +865,102 @@ fn a_browser_lists_and_reads_the_virtual_camera_in_yuyv_and_i420() {
         // conversions' rounding, in order, and they move.
         let got = page_log.frames(phase);
         assert_eq!(got.len(), frames_per_phase, "{format}{}", context());
-        // A frame per block-mean vector: (size, values).
-        let files =
-            marionette::media::frames::list_image_files(&share.join(format!("rec-{format}")))
-                .expect("recorded frames");
-        let want: Vec<Vec<f64>> = files
-            .iter()
-            .map(|p| {
-                let img = image::open(p).expect("recorded PNG").to_rgb8();
-                let frame = Frame::from_image(0, Instant::now(), img);
-                block_means(&compose(&frame, Size::new(640, 480), false).rgb)
-            })
-            .collect();
-        // Before the first animated frame the camera shows the still portrait (marked as not
-        // calibrated): marionette's own at start, then the pipeline's at the engine's size (the
-        // classic engine's 256); recordings hold only animated frames.
-        let stills: Vec<Vec<f64>> = {
-            let avatar = marionette::media::frames::load_rgb(
-                &repo().join("assets/avatars/eileen-collins.png"),
-            )
-            .expect("bundled avatar");
-            let square = marionette::media::resize::center_square_crop(&avatar);
-            let small =
-                image::imageops::resize(&square, 256, 256, image::imageops::FilterType::Triangle);
-            [square, small]
-                .into_iter()
-                .map(|img| {
-                    let f = Frame::from_image(0, Instant::now(), img);
-                    let marked = compose(&f, f.size, true);
-                    block_means(&compose(&marked, Size::new(640, 480), false).rgb)
-                })
-                .collect()
-        };
-        let distance = |a: &[f64], b: &[f64]| {
-            a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len() as f64
-        };
-        let leading = got
-            .iter()
-            .take_while(|(_, v)| stills.iter().any(|s| distance(s, v) < BROWSER_TOLERANCE))
-            .count();
-        let got = &got[leading..];
-        assert!(
-            got.len() >= 10,
-            "{format}: only {} animated frames",
-            got.len()
-        );
-        let mut last = 0usize;
-        let mut matched = HashSet::new();
-        let mut worst = 0f64;
-        for (i, (size, values)) in got.iter().enumerate() {
-            assert_eq!(size, "640x480", "{format} frame {i}");
-            assert_eq!(values.len(), want[0].len(), "{format} frame {i}");
-            let (best, err) = want
-                .iter()
-                .enumerate()
-                .map(|(k, w)| {
-                    let e = w
-                        .iter()
-                        .zip(values)
-                        .map(|(a, b)| (a - b).abs())
-                        .sum::<f64>()
-                        / w.len() as f64;
-                    (k, e)
-                })
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .expect("recorded frames");
-            worst = worst.max(err);
-            assert!(
-                err < BROWSER_TOLERANCE,
-                "{format} frame {i} is no recorded frame: the nearest ({best} of {}) differs by {err:.2} levels on average",
-                want.len()
-            );
-            assert!(
-                best + 2 >= last,
-                "{format} frame {i} (recorded {best}) came after recorded {last}"
-            );
-            last = last.max(best);
-            matched.insert(best);
-        }
-        eprintln!(
-            "browser test: {format}: {leading} still frames, then {} animated frames, each within {worst:.2} levels of a recorded frame, {} different recorded frames",
-            got.len(),
-            matched.len()
-        );
-        // They move: several different recorded frames, in order (on a busy host the emulated
-        // machine makes few frames while the browser reads its 40).
-        assert!(
-            matched.len() >= 3,
-            "{format}: only {} different frames",
-            matched.len()
-        );
+        check_browser_frames(share, format, &got);
     }
+}
+
+/// The frames the browser drew in the phase that sent `format` (`got`: each one's size and block
+/// means) are frames marionette recorded, within the colour conversions' rounding, in order, and
+/// they move; stills of the portrait may come first.
+fn check_browser_frames(share: &Path, format: &str, got: &[(String, Vec<f64>)]) {
+    // A frame per block-mean vector: (size, values).
+    let files = marionette::media::frames::list_image_files(&share.join(format!("rec-{format}")))
+        .expect("recorded frames");
+    let want: Vec<Vec<f64>> = files
+        .iter()
+        .map(|p| {
+            let img = image::open(p).expect("recorded PNG").to_rgb8();
+            let frame = Frame::from_image(0, Instant::now(), img);
+            block_means(&compose(&frame, Size::new(640, 480), false).rgb)
+        })
+        .collect();
+    // Before the first animated frame the camera shows the still portrait (marked as not
+    // calibrated): marionette's own at start, then the pipeline's at the engine's size (the
+    // classic engine's 256); recordings hold only animated frames.
+    let stills: Vec<Vec<f64>> = {
+        let avatar =
+            marionette::media::frames::load_rgb(&repo().join("assets/avatars/eileen-collins.png"))
+                .expect("bundled avatar");
+        let square = marionette::media::resize::center_square_crop(&avatar);
+        let small =
+            image::imageops::resize(&square, 256, 256, image::imageops::FilterType::Triangle);
+        [square, small]
+            .into_iter()
+            .map(|img| {
+                let f = Frame::from_image(0, Instant::now(), img);
+                let marked = compose(&f, f.size, true);
+                block_means(&compose(&marked, Size::new(640, 480), false).rgb)
+            })
+            .collect()
+    };
+    let distance = |a: &[f64], b: &[f64]| {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len() as f64
+    };
+    let leading = got
+        .iter()
+        .take_while(|(_, v)| stills.iter().any(|s| distance(s, v) < BROWSER_TOLERANCE))
+        .count();
+    let got = &got[leading..];
+    assert!(
+        got.len() >= 10,
+        "{format}: only {} animated frames",
+        got.len()
+    );
+    let mut last = 0usize;
+    let mut matched = HashSet::new();
+    let mut worst = 0f64;
+    for (i, (size, values)) in got.iter().enumerate() {
+        assert_eq!(size, "640x480", "{format} frame {i}");
+        assert_eq!(values.len(), want[0].len(), "{format} frame {i}");
+        let (best, err) = want
+            .iter()
+            .enumerate()
+            .map(|(k, w)| {
+                let e = w
+                    .iter()
+                    .zip(values)
+                    .map(|(a, b)| (a - b).abs())
+                    .sum::<f64>()
+                    / w.len() as f64;
+                (k, e)
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("recorded frames");
+        worst = worst.max(err);
+        assert!(
+            err < BROWSER_TOLERANCE,
+            "{format} frame {i} is no recorded frame: the nearest ({best} of {}) differs by {err:.2} levels on average",
+            want.len()
+        );
+        assert!(
+            best + 2 >= last,
+            "{format} frame {i} (recorded {best}) came after recorded {last}"
+        );
+        last = last.max(best);
+        matched.insert(best);
+    }
+    eprintln!(
+        "browser test: {format}: {leading} still frames, then {} animated frames, each within {worst:.2} levels of a recorded frame, {} different recorded frames",
+        got.len(),
+        matched.len()
+    );
+    // They move: several different recorded frames, in order (on a busy host the emulated
+    // machine makes few frames while the browser reads its 40).
+    assert!(
+        matched.len() >= 3,
+        "{format}: only {} different frames",
+        matched.len()
+    );
 }
 
 /// How far (mean absolute difference of the 40x40 block means, in 8-bit levels) a frame the

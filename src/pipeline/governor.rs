@@ -64,6 +64,24 @@ fn push_window(times: &mut Vec<Instant>, t: Instant) {
     times.drain(..keep_from);
 }
 
+/// The processor time this process has used, all its threads together (an in-between's warp
+/// runs on the rayon pool).
+pub fn process_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to write; the clock exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 /// The face thread's period when degraded (a face drifts slowly; the model needs the time).
 pub const SLOW_FACE_PERIOD: Duration = Duration::from_secs(2);
 
@@ -113,8 +131,11 @@ pub struct Governor {
     last_keyframe: Instant,
     /// When the last output was made (an in-between or a keyframe).
     last_output: Instant,
-    /// What the last in-between took to make.
+    /// What the last in-between took to make (wall-clock time).
     inbetween_cost: Duration,
+    /// The processor time the process used while the last in-between was made (less than the
+    /// wall-clock time where a CPU quota or other programs hold the process back).
+    inbetween_cpu: Duration,
     /// The last two intervals between keyframes.
     keyframe_gaps: [Duration; 2],
     last_change: Instant,
@@ -138,6 +159,7 @@ impl Governor {
             last_keyframe: now,
             last_output: now,
             inbetween_cost: Duration::ZERO,
+            inbetween_cpu: Duration::ZERO,
             keyframe_gaps: [Duration::ZERO; 2],
             last_change: now,
             taken: Vec::new(),
@@ -146,12 +168,13 @@ impl Governor {
         }
     }
 
-    /// An in-between was made; it took `cost`.
-    pub fn on_inbetween(&mut self, cost: Duration) {
+    /// An in-between was made; it took `cost` of wall-clock time and `cpu` of processor time.
+    pub fn on_inbetween(&mut self, cost: Duration, cpu: Duration) {
         let now = Instant::now();
         push_window(&mut self.useful, now);
         self.last_output = now;
         self.inbetween_cost = cost;
+        self.inbetween_cpu = cpu;
     }
 
     /// A camera frame was taken; whether to make an in-between for it.
@@ -165,11 +188,13 @@ impl Governor {
             }
             _ => Duration::from_secs_f64(1.0 / self.capture_fps),
         };
-        // But in-betweens take at most half the time: where one costs more than the gap itself
-        // (an emulated processor), the model gets the other half.
+        // But in-betweens take at most half the processor: where one costs more than the gap
+        // itself (an emulated processor), the model gets the other half. (Processor time: under
+        // a CPU quota an in-between waits for its share, and that wait is no work taken from the
+        // model.)
         let since = now - self.last_output;
         let late = since + frame_gap + self.inbetween_cost >= MAX_INBETWEEN_GAP
-            && since >= self.inbetween_cost;
+            && since >= self.inbetween_cpu;
         if self.since_inbetween >= self.every || late {
             self.since_inbetween = 0;
             true
@@ -375,18 +400,23 @@ mod tests {
         // 1100 + 300 + 200 >= 1500: this one must.
         g.last_output = start - Duration::from_millis(200);
         assert!(g.inbetween_due());
-        g.on_inbetween(Duration::from_millis(200));
+        g.on_inbetween(Duration::from_millis(200), Duration::from_millis(200));
         assert!(!g.inbetween_due());
         // A keyframe shown counts as an output too.
         g.last_output = start - Duration::from_millis(200);
         g.on_keyframe();
         assert!(!g.inbetween_due());
-        // In-betweens that cost more than the gap (2 s each): one only once as long has passed
-        // since the last output, so the model keeps half the time.
+        // In-betweens that cost more than the gap (2 s of work each): one only once as long has
+        // passed since the last output, so the model keeps half the processor.
         g.inbetween_cost = Duration::from_secs(2);
+        g.inbetween_cpu = Duration::from_secs(2);
         g.last_output = Instant::now() - Duration::from_millis(1500);
         assert!(!g.inbetween_due());
         g.last_output = Instant::now() - Duration::from_millis(2100);
+        assert!(g.inbetween_due());
+        // The same wall-clock time spent mostly waiting for a CPU quota: not held back.
+        g.inbetween_cpu = Duration::from_millis(100);
+        g.last_output = Instant::now() - Duration::from_millis(1500);
         assert!(g.inbetween_due());
     }
 
@@ -399,7 +429,7 @@ mod tests {
             g.on_keyframe();
             g.on_frame(Duration::from_millis(1), &pace);
             assert!(g.inbetween_due());
-            g.on_inbetween(Duration::from_millis(1));
+            g.on_inbetween(Duration::from_millis(1), Duration::from_millis(1));
         }
         assert!(!g.degraded());
         assert_eq!(pace.capture_interval(), Duration::ZERO);

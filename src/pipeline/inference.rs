@@ -27,7 +27,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::faces::Sighting;
 use super::framing::{AutoFraming, Crop, FramingMode, ViewStabiliser, crop_resize};
-use super::governor::Governor;
+use super::governor::{Governor, process_cpu_time};
 use super::model::{Job, JobKind, ModelCommand, Rendered};
 use super::portraits::Portraits;
 use super::queue::SinkSender;
@@ -541,11 +541,13 @@ impl InferenceLoop {
         // repeat the last meanwhile, and the model gets the time.
         if self.keyframes_on && self.inbetween.has_keyframe() && self.governor.inbetween_due() {
             let t = Instant::now();
+            let cpu = process_cpu_time();
             let out = self.inbetween.render(&input, &info)?;
             let (size, rgb) = to_rgb(&out)?;
             let took = t.elapsed();
             push_recent(&mut self.inbetween_ms, took.as_secs_f64() * 1e3);
-            self.governor.on_inbetween(took);
+            self.governor
+                .on_inbetween(took, process_cpu_time().saturating_sub(cpu));
             self.shared.stats(|s| s.record_inference(took));
             self.publish(
                 Frame {

@@ -4,7 +4,8 @@
 # marionette run (the tiny FOMM fixture, default framing and keyframes) -> v4l2loopback
 # /dev/video10, read back by ffmpeg (an MD5 and a wall-clock time stamp per frame) for 600
 # frames once it animates; marionette must keep writing at the camera's rate and the portrait
-# must move.
+# must move. Then `marionette verify --camera` reads the mark off /dev/video10, and finds none on
+# the webcam.
 # Usage: tests/vm/run.sh OUT_DIR tests/vm/driving-file-guest.sh MARIONETTE_BIN FIXTURES_DIR VIDEO
 set -u
 bin=${1:?marionette binary}
@@ -40,7 +41,17 @@ timeout 120 ffmpeg -hide_banner -nostdin -loglevel error -f v4l2 -ts abs -input_
     -f framemd5 recv.framemd5 2> recv.log
 echo $? > recv.rc
 event read
+# The mark, read back by marionette's own verifier from the virtual camera as a call app would
+# read it; and from the webcam (vivid's test pattern), which is not marionette's and must not
+# look marked.
+timeout 300 "$bin" verify --camera /dev/video10 --seconds 2 --json > verify-vcam.json \
+    2> verify-vcam.log
+echo $? > verify-vcam.rc
+event verified
 kill -INT "$pid" 2> /dev/null
 wait "$pid"
 echo $? > run.rc
 event stopped
+timeout 300 "$bin" verify --camera /dev/video0 --seconds 2 --json > verify-webcam.json \
+    2> verify-webcam.log
+echo $? > verify-webcam.rc

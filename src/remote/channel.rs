@@ -19,6 +19,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use blake2::{Blake2s256, Digest};
 use thiserror::Error;
@@ -173,10 +174,19 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Noise's transport state, shared by a channel's two halves once split (each direction has its
+/// own key and nonce inside; the lock is held only to seal or open one record).
+type Noise = Arc<Mutex<snow::TransportState>>;
+
+fn lock(noise: &Noise) -> std::sync::MutexGuard<'_, snow::TransportState> {
+    // A panic while sealing leaves nothing half-done that matters: the next record fails or not.
+    noise.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// An open channel: messages in and out, encrypted.
 pub struct Channel<S> {
     stream: S,
-    noise: snow::TransportState,
+    noise: Noise,
     framer: Framer,
     /// Ciphertext and plaintext buffers, a record each.
     record: Vec<u8>,
@@ -188,6 +198,111 @@ impl<S> std::fmt::Debug for Channel<S> {
         f.debug_struct("Channel")
             .field("pending", &self.framer.pending())
             .finish_non_exhaustive()
+    }
+}
+
+/// A stream that can be cloned into a reading and a writing handle (a socket).
+pub trait Duplex: Read + Write + Send + Sized + 'static {
+    /// Another handle to the same stream.
+    fn try_clone(&self) -> std::io::Result<Self>;
+    /// Ends the stream both ways (a thread blocked reading it wakes up).
+    fn shutdown(&self);
+}
+
+impl Duplex for std::net::TcpStream {
+    fn try_clone(&self) -> std::io::Result<Self> {
+        std::net::TcpStream::try_clone(self)
+    }
+    fn shutdown(&self) {
+        let _ = std::net::TcpStream::shutdown(self, std::net::Shutdown::Both);
+    }
+}
+
+impl Duplex for std::os::unix::net::UnixStream {
+    fn try_clone(&self) -> std::io::Result<Self> {
+        std::os::unix::net::UnixStream::try_clone(self)
+    }
+    fn shutdown(&self) {
+        let _ = std::os::unix::net::UnixStream::shutdown(self, std::net::Shutdown::Both);
+    }
+}
+
+/// The receiving half of a split channel.
+pub struct Receiver<S> {
+    stream: S,
+    noise: Noise,
+    framer: Framer,
+    record: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+/// The sending half of a split channel.
+pub struct Sender<S> {
+    stream: S,
+    noise: Noise,
+    record: Vec<u8>,
+}
+
+/// Seals `m` into records on `stream`.
+fn seal<S: Write>(
+    stream: &mut S,
+    noise: &Noise,
+    record: &mut [u8],
+    m: &Message,
+) -> Result<(), ChannelError> {
+    let mut body = Vec::new();
+    m.encode(&mut body)?;
+    let framed = frame(&body)?;
+    for chunk in framed.chunks(MAX_RECORD - TAG) {
+        let n = lock(noise).write_message(chunk, record)?;
+        put_record(stream, &record[..n])?;
+    }
+    stream.flush()?;
+    Ok(())
+}
+
+/// Opens records from `stream` until a whole message is in.
+fn open_next<S: Read>(
+    stream: &mut S,
+    noise: &Noise,
+    framer: &mut Framer,
+    record: &mut Vec<u8>,
+    plain: &mut [u8],
+) -> Result<Message, ChannelError> {
+    loop {
+        if let Some(body) = framer.next_body()? {
+            return Ok(Message::decode(&body)?);
+        }
+        get_record(stream, record)?;
+        let n = lock(noise)
+            .read_message(record, plain)
+            .map_err(|_| ChannelError::Tampered)?;
+        framer.push(&plain[..n]);
+    }
+}
+
+impl<S: Read> Receiver<S> {
+    /// The next message; blocks until a whole one is in (or the stream's timeout).
+    pub fn recv(&mut self) -> Result<Message, ChannelError> {
+        open_next(
+            &mut self.stream,
+            &self.noise,
+            &mut self.framer,
+            &mut self.record,
+            &mut self.plain,
+        )
+    }
+}
+
+impl<S: Write> Sender<S> {
+    /// Sends one message.
+    pub fn send(&mut self, m: &Message) -> Result<(), ChannelError> {
+        seal(&mut self.stream, &self.noise, &mut self.record, m)
+    }
+
+    /// The stream underneath (to set its timeouts, or to shut it down).
+    pub fn stream(&self) -> &S {
+        &self.stream
     }
 }
 
@@ -263,7 +378,7 @@ impl<S: Read + Write> Channel<S> {
     fn open(stream: S, hs: snow::HandshakeState) -> Result<Self, ChannelError> {
         Ok(Self {
             stream,
-            noise: hs.into_transport_mode()?,
+            noise: Arc::new(Mutex::new(hs.into_transport_mode()?)),
             framer: Framer::default(),
             record: vec![0u8; MAX_RECORD],
             plain: vec![0u8; MAX_RECORD],
@@ -272,39 +387,45 @@ impl<S: Read + Write> Channel<S> {
 
     /// Sends one message.
     pub fn send(&mut self, m: &Message) -> Result<(), ChannelError> {
-        let mut body = Vec::new();
-        m.encode(&mut body)?;
-        let framed = frame(&body)?;
-        for chunk in framed.chunks(MAX_RECORD - TAG) {
-            let n = self.noise.write_message(chunk, &mut self.record)?;
-            put_record(&mut self.stream, &self.record[..n])?;
-        }
-        self.stream.flush()?;
-        Ok(())
+        self.record.resize(MAX_RECORD, 0);
+        seal(&mut self.stream, &self.noise, &mut self.record, m)
     }
 
     /// The next message; blocks until a whole one is in (or the stream's timeout).
     pub fn recv(&mut self) -> Result<Message, ChannelError> {
-        loop {
-            if let Some(body) = self.framer.next_body()? {
-                return Ok(Message::decode(&body)?);
-            }
-            let mut record = std::mem::take(&mut self.record);
-            let got = get_record(&mut self.stream, &mut record);
-            let n = got.and_then(|()| {
-                self.noise
-                    .read_message(&record, &mut self.plain)
-                    .map_err(|_| ChannelError::Tampered)
-            });
-            record.resize(MAX_RECORD, 0);
-            self.record = record;
-            self.framer.push(&self.plain[..n?]);
-        }
+        open_next(
+            &mut self.stream,
+            &self.noise,
+            &mut self.framer,
+            &mut self.record,
+            &mut self.plain,
+        )
     }
 
     /// The stream underneath (to set its timeouts, or to shut it down).
     pub fn stream(&self) -> &S {
         &self.stream
+    }
+}
+
+impl<S: Duplex> Channel<S> {
+    /// A receiving and a sending half, for a thread each.
+    pub fn split(self) -> Result<(Receiver<S>, Sender<S>), ChannelError> {
+        let out = self.stream.try_clone()?;
+        Ok((
+            Receiver {
+                stream: self.stream,
+                noise: self.noise.clone(),
+                framer: self.framer,
+                record: self.record,
+                plain: self.plain,
+            },
+            Sender {
+                stream: out,
+                noise: self.noise,
+                record: vec![0u8; MAX_RECORD],
+            },
+        ))
     }
 }
 
@@ -505,6 +626,54 @@ mod tests {
         let got = client.recv().unwrap();
         server.join().unwrap();
         assert!(matches!(got, Message::Frame { seq: 5, ref data, .. } if data.len() == 196_608));
+    }
+
+    #[test]
+    fn split_halves_read_and_write_at_once() {
+        let secret = Secret::generate().unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let s = secret.clone();
+        // The server answers each motion with a frame from another thread than the one reading.
+        let server = thread::spawn(move || {
+            let (mut rx, mut tx) = Channel::accept(b, &s).unwrap().split().unwrap();
+            let (seqs, got) = crossbeam_channel::bounded::<u32>(64);
+            let writer = thread::spawn(move || {
+                for seq in got {
+                    let frame = Message::Frame {
+                        seq,
+                        codec: Codec::Raw,
+                        data: vec![seq as u8; 100_000],
+                    };
+                    if tx.send(&frame).is_err() {
+                        break;
+                    }
+                }
+            });
+            while let Ok(Message::Motion { seq, .. }) = rx.recv() {
+                let _ = seqs.send(seq);
+            }
+            drop(seqs);
+            writer.join().unwrap();
+        });
+        let (mut rx, mut tx) = Channel::connect(a, &secret).unwrap().split().unwrap();
+        let sender = thread::spawn(move || {
+            for seq in 1..=20 {
+                tx.send(&motion(seq)).unwrap();
+            }
+            tx
+        });
+        for want in 1..=20u32 {
+            match rx.recv().unwrap() {
+                Message::Frame { seq, data, .. } => {
+                    assert_eq!(seq, want);
+                    assert!(data.iter().all(|&b| b == want as u8));
+                }
+                m => panic!("{m:?}"),
+            }
+        }
+        let tx = sender.join().unwrap();
+        Duplex::shutdown(tx.stream());
+        server.join().unwrap();
     }
 
     #[test]

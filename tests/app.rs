@@ -27,6 +27,7 @@ mod pipeline;
 mod pipeline_controls;
 mod precision_fallback;
 mod recording;
+mod remote;
 mod run_cli;
 mod slow_machine;
 mod steady;

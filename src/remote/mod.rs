@@ -4,6 +4,8 @@
 //!
 //! * [`wire`]: the messages, their layout and the bounds a peer is held to.
 //! * [`channel`]: the encrypted channel they travel in, paired by a secret.
+//! * [`server`]: `marionette serve`: clients in turn, each with its own engine.
 
 pub mod channel;
+pub mod server;
 pub mod wire;

@@ -360,3 +360,83 @@ fn hostile_peers_are_refused_and_the_others_keep_their_frames() {
         "the good client got {during} frames during the attack"
     );
 }
+
+#[test]
+fn serve_prints_how_to_connect_serves_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_marionette"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--cpu", "--config"])
+        .arg(fixture("tiny.yaml"))
+        .arg("--checkpoint")
+        .arg(fixture("tiny-zip.pth.tar"))
+        .arg("--secret-file")
+        .arg(&secret_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("marionette serve");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut addr, mut secret) = (None, None);
+    let mut line = String::new();
+    while addr.is_none() || secret.is_none() {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "serve ended early");
+        if let Some(rest) = line.strip_prefix("listening on ") {
+            addr = rest.split_whitespace().next().map(|a| a.parse().unwrap());
+        }
+        if line.starts_with("pairing secret") {
+            let text = line.rsplit(": ").next().unwrap();
+            secret = Some(Secret::parse(text).expect("the printed secret parses"));
+        }
+    }
+    let (addr, secret): (std::net::SocketAddr, Secret) = (addr.unwrap(), secret.unwrap());
+    // The file holds the same secret, readable by its owner only.
+    let kept = std::fs::read_to_string(&secret_file).unwrap();
+    assert_eq!(Secret::parse(&kept).unwrap(), secret);
+    let model = model();
+    let (portrait, _) = picture("tiny2-input-source.png", 256);
+    let (_, d0) = picture("tiny-input-driving0.png", 256);
+    let k0 = keypoints(&model, &d0);
+    let mut ch = ready_client(addr, &secret, &portrait, &k0);
+    ch.send(&Message::Motion {
+        seq: 1,
+        keypoints: k0,
+    })
+    .unwrap();
+    assert!(matches!(
+        ch.recv().expect("a frame"),
+        Message::Frame { seq: 1, .. }
+    ));
+    drop(ch);
+    // Ctrl-C: a clean stop that says what it served.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "serve did not stop on Ctrl-C"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    use std::io::Read;
+    out.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "exit {status}: {rest}");
+    assert!(
+        rest.contains("stopped: 1 clients served, 1 frames rendered"),
+        "{rest}"
+    );
+}

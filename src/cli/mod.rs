@@ -12,6 +12,7 @@ pub mod generate;
 pub mod models;
 pub mod run;
 pub mod sequences;
+pub mod serve;
 pub mod verify;
 pub mod window;
 
@@ -126,6 +127,9 @@ pub enum Command {
     /// Accuracy on synthetic sequences: animates frame 0 of each sequence with the sequence as the
     /// driving video and prints the error against the known frames over the face region.
     Evaluate(sequences::EvaluateArgs),
+    /// Render for clients on other machines (`run --remote`): FOMM on this machine's processor or
+    /// GPU, driven by the keypoints the clients send; encrypted, paired by a secret it prints.
+    Serve(serve::ServeArgs),
     /// Whether a video, an image, a folder of images or a camera carries marionette's invisible
     /// mark (every frame marionette generates has it): the payload and the chance that an
     /// unmarked input would look as marked. Exit status 0 either way.
@@ -149,6 +153,7 @@ impl Command {
             Command::Convert(a) => convert::run(a),
             Command::Devices => devices::run(),
             Command::Models(a) => models::run(a),
+            Command::Serve(a) => serve::run(a),
             Command::MakeSequences(a) => sequences::make(a),
             Command::Evaluate(a) => sequences::evaluate(a),
             Command::Verify(a) => verify::run(a),

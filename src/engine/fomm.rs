@@ -409,6 +409,12 @@ impl Animator for FommAnimator {
             .map(ReferenceMotion::Fomm)
     }
 
+    fn fresh(&self) -> Option<Box<dyn Animator + Send>> {
+        let mut e = Self::new(self.model.clone(), self.transfer.options);
+        e.checkpoint = self.checkpoint.clone();
+        Some(Box::new(e))
+    }
+
     fn set_reference_motion(&mut self, reference: &ReferenceMotion) -> Result<(), EngineError> {
         match reference {
             ReferenceMotion::Fomm(kp) => {

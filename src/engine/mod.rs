@@ -252,6 +252,13 @@ pub trait Animator {
     fn keypoint_view(&self) -> Option<KeypointView> {
         None
     }
+    /// A new engine of the same kind sharing this one's model (its weight tensors are shared;
+    /// kernel caches derived from them are copied), with its own portrait cache and no reference
+    /// frame: one per client of a rendering server.
+    /// `None` where the engine cannot be shared that way.
+    fn fresh(&self) -> Option<Box<dyn Animator + Send>> {
+        None
+    }
 
     // Motion as data ([`crate::motion`]): captured once, replayed onto any portrait.
 

@@ -440,3 +440,66 @@ fn serve_prints_how_to_connect_serves_and_stops_on_ctrl_c() {
         "{rest}"
     );
 }
+
+#[test]
+fn the_client_says_what_went_wrong_and_sees_its_server_go() {
+    use marionette::remote::client::{RemoteClient, RemoteError};
+    let model = model();
+    let secret = Secret::generate().unwrap();
+    // Nothing listening.
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = RemoteClient::connect(&free.to_string(), &secret).err();
+    assert!(
+        matches!(err, Some(RemoteError::Unreachable { .. })),
+        "{err:?}"
+    );
+    let err = RemoteClient::connect("no-such-host.invalid:1", &secret).err();
+    assert!(
+        matches!(err, Some(RemoteError::Unreachable { .. })),
+        "{err:?}"
+    );
+    let server = serve(&model, 1, &secret);
+    let addr = server.addr().to_string();
+    // The wrong secret.
+    let err = RemoteClient::connect(&addr, &Secret::generate().unwrap()).err();
+    assert!(
+        err.as_ref()
+            .is_some_and(|e| e.to_string().contains("pairing secret")),
+        "{err:?}"
+    );
+    // Served, with bytes counted: a FOMM motion is 242 bytes and its message 247.
+    let mut client = RemoteClient::connect(&addr, &secret).expect("connects");
+    assert_eq!(client.model().side, 256);
+    let err = RemoteClient::connect(&addr, &secret).err();
+    assert!(
+        matches!(&err, Some(RemoteError::Refused(r)) if r.contains("1 clients")),
+        "{err:?}"
+    );
+    let (portrait, _) = picture("tiny2-input-source.png", 256);
+    let (_, d0) = picture("tiny-input-driving0.png", 256);
+    let (_, d1) = picture("tiny-input-driving1.png", 256);
+    let (k0, k1) = (keypoints(&model, &d0), keypoints(&model, &d1));
+    client.send_portrait(1, portrait).unwrap();
+    client.send_reference(k0).unwrap();
+    let up_before = client.traffic().up.load(Ordering::SeqCst);
+    client.send_motion(1, k1).unwrap();
+    assert_eq!(client.traffic().up.load(Ordering::SeqCst) - up_before, 247);
+    let frame = client
+        .next_frame(Duration::from_secs(30))
+        .unwrap()
+        .expect("a frame in 30 s");
+    assert_eq!((frame.seq, frame.rgb.len()), (1, 256 * 256 * 3));
+    // The server stops: the client hears of it.
+    server.stop();
+    let t = Instant::now();
+    let why = loop {
+        match client.next_frame(Duration::from_millis(100)) {
+            Ok(_) => assert!(t.elapsed() < Duration::from_secs(10), "never lost"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(why, RemoteError::Lost(_)), "{why:?}");
+}

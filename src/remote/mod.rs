@@ -5,7 +5,9 @@
 //! * [`wire`]: the messages, their layout and the bounds a peer is held to.
 //! * [`channel`]: the encrypted channel they travel in, paired by a secret.
 //! * [`server`]: `marionette serve`: clients in turn, each with its own engine.
+//! * [`client`]: a connection to a server: motions up, frames down on a thread of their own.
 
 pub mod channel;
+pub mod client;
 pub mod server;
 pub mod wire;

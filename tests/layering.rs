@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The app's modules, lowest layer first: capture -> pipeline -> engine -> model, pipeline ->
-/// output, with the leaves everyone uses at the bottom and the front ends at the top.
+/// output, pipeline -> remote -> engine, with the leaves everyone uses at the bottom and the
+/// front ends at the top.
 const APP_LAYERS: &[&[&str]] = &[
     &[
         "frame",
@@ -22,6 +23,8 @@ const APP_LAYERS: &[&[&str]] = &[
     ],
     &["media", "motion", "face"],
     &["capture", "output", "engine", "synth", "assets"],
+    // Rendering on another machine: it drives engines, and the live loop may drive it.
+    &["remote"],
     &["animate", "pipeline"],
     &["app", "bench"],
     &["cli"],

@@ -503,3 +503,161 @@ fn the_client_says_what_went_wrong_and_sees_its_server_go() {
     };
     assert!(matches!(why, RemoteError::Lost(_)), "{why:?}");
 }
+
+/// `marionette serve` on `listen` with the tiny fixture and the secret kept in `secret_file`;
+/// the address it listens on and the secret it printed.
+fn start_serve(
+    listen: &str,
+    secret_file: &std::path::Path,
+) -> (std::process::Child, std::net::SocketAddr, Secret) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_marionette"))
+        .args(["serve", "--listen", listen, "--cpu", "--config"])
+        .arg(fixture("tiny.yaml"))
+        .arg("--checkpoint")
+        .arg(fixture("tiny-zip.pth.tar"))
+        .arg("--secret-file")
+        .arg(secret_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("marionette serve");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut addr, mut secret) = (None, None);
+    let mut line = String::new();
+    while addr.is_none() || secret.is_none() {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "serve ended early");
+        if let Some(rest) = line.strip_prefix("listening on ") {
+            addr = rest.split_whitespace().next().map(|a| a.parse().unwrap());
+        }
+        if line.starts_with("pairing secret") {
+            secret = Some(Secret::parse(line.rsplit(": ").next().unwrap()).unwrap());
+        }
+    }
+    // Keep reading, so that its prints never block it.
+    thread::spawn(move || {
+        let mut sink = String::new();
+        while out.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    });
+    (child, addr.unwrap(), secret.unwrap())
+}
+
+#[test]
+fn run_remote_renders_there_and_here_while_the_server_is_gone() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::sync::Mutex;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    let (mut server, addr, secret) = start_serve("127.0.0.1:0", &secret_file);
+    let mut run = Command::new(env!("CARGO_BIN_EXE_marionette"))
+        .args([
+            "run",
+            "--test-pattern",
+            "--vcam",
+            "none",
+            "--stats",
+            "--cpu",
+            "--remote",
+        ])
+        .arg(addr.to_string())
+        .arg("--secret")
+        .arg(secret.to_string())
+        .arg("--config")
+        .arg(fixture("tiny.yaml"))
+        .arg("--checkpoint")
+        .arg(fixture("tiny-zip.pth.tar"))
+        .arg("--record")
+        .arg(dir.path().join("out"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("marionette run");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let lines = lines.clone();
+        let err = BufReader::new(run.stderr.take().unwrap());
+        thread::spawn(move || {
+            for l in err.lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(l);
+            }
+        });
+    }
+    let text = || lines.lock().unwrap().join("\n");
+    let last_stats = || -> serde_json::Value {
+        let l = lines.lock().unwrap();
+        l.iter()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let wait_for = |what: &str, ok: &dyn Fn(&serde_json::Value) -> bool| -> serde_json::Value {
+        let t = Instant::now();
+        loop {
+            let s = last_stats();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{what} within a minute:\n{}",
+                text()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Rendered there: keyframes come from the server, a few hundred bytes up each.
+    let there = wait_for("keyframes from the server", &|s| {
+        s["remote_connected"] == true && s["remote_keyframes"].as_u64().unwrap_or(0) >= 5
+    });
+    let up = there["remote_bytes_up_per_frame"].as_f64().unwrap();
+    assert!(up < 1000.0, "{up} bytes up a frame");
+    // The server dies: the run goes on, here, and says so.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let frames_then = last_stats()["frames_out"].as_u64().unwrap_or(0);
+    let lost = wait_for("rendering here once the server is gone", &|s| {
+        s["remote_connected"] == false && s["frames_out"].as_u64().unwrap_or(0) > frames_then + 10
+    });
+    assert!(
+        text().contains("rendering on this machine until it is back"),
+        "{}",
+        text()
+    );
+    // It comes back on the same port with the same secret: the run reconnects.
+    let (mut server, _, again) = start_serve(&addr.to_string(), &secret_file);
+    assert_eq!(again, secret);
+    let keyframes_then = lost["remote_keyframes"].as_u64().unwrap_or(0);
+    wait_for("keyframes from the server again", &|s| {
+        s["remote_connected"] == true
+            && s["remote_keyframes"].as_u64().unwrap_or(0) >= keyframes_then + 5
+    });
+    // The output never stopped: the recording has a frame for every output.
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &run.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = run.wait().unwrap();
+    assert!(status.success(), "run: {status}\n{}", text());
+    let log = text();
+    assert_eq!(
+        log.matches("renders from now on").count(),
+        2,
+        "connected, then connected again:\n{log}"
+    );
+    assert_eq!(
+        log.matches("rendering on this machine until").count(),
+        1,
+        "{log}"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}

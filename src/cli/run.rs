@@ -94,6 +94,17 @@ pub struct RunArgs {
     /// default), or keep the centred square (manual).
     #[arg(long, default_value = "auto", value_name = "auto|manual")]
     framing: FramingMode,
+    /// Render on another machine running `marionette serve` (HOST or HOST:PORT). This machine
+    /// still needs the FOMM checkpoint (its keypoint detector runs here), and renders here while
+    /// the server is out of reach.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    remote: Option<String>,
+    /// The pairing secret `marionette serve` printed (with --remote).
+    #[arg(long, requires = "remote", conflicts_with = "secret_file")]
+    secret: Option<String>,
+    /// A file holding the pairing secret (with --remote), e.g. the server's --secret-file.
+    #[arg(long, requires = "remote", value_name = "FILE")]
+    secret_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -185,6 +196,46 @@ fn source_name(args: &RunArgs) -> String {
     }
 }
 
+/// `local` rendering on the server at `addr` (the default port where none is given) while it is
+/// there.
+fn remote_engine(
+    local: Box<dyn marionette::engine::Animator + Send>,
+    addr: &str,
+    args: &RunArgs,
+) -> Result<Box<dyn marionette::engine::Animator + Send>> {
+    use marionette::remote::channel::Secret;
+    if local.id() != marionette::engine::EngineId::Fomm {
+        bail!(
+            "--remote renders FOMM, and its keypoint detector runs here: give the checkpoint \
+             (--checkpoint, or `marionette models add FILE`)"
+        );
+    }
+    let secret = match (&args.secret, &args.secret_file) {
+        (Some(text), _) => Secret::parse(text)?,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the secret file {}", path.display()))?;
+            Secret::parse(&text).with_context(|| format!("the secret file {}", path.display()))?
+        }
+        (None, None) => bail!(
+            "--remote needs the pairing secret `marionette serve` printed: --secret or \
+             --secret-file"
+        ),
+    };
+    let addr = if addr
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        addr.to_string()
+    } else {
+        format!("{addr}:{}", super::serve::DEFAULT_PORT)
+    };
+    eprintln!("remote rendering: {addr} (rendering here until it answers)");
+    Ok(Box::new(marionette::remote::animator::RemoteAnimator::new(
+        local, &addr, secret,
+    )))
+}
+
 /// Runs `run` until Ctrl-C, `--frames`, or a thread's error.
 pub fn run(args: RunArgs) -> Result<()> {
     let portrait =
@@ -196,10 +247,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     let request = args
         .model
         .request(TransferOptions::default(), PrecisionChoice::Auto);
-    let loaded = super::load(&request)?;
+    let mut loaded = super::load(&request)?;
     let (h, w) = loaded.engine.frame_size();
     if h != w {
         bail!("the live loop needs a square frame size, the engine has {w}x{h}");
+    }
+    if let Some(addr) = &args.remote {
+        loaded.engine = remote_engine(loaded.engine, addr, &args)?;
     }
     let sinks = args.sinks(&portrait, &Provenance::for_engine(loaded.engine.name()))?;
     let record_motion = match &args.record_motion {

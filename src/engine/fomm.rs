@@ -137,6 +137,38 @@ impl FommAnimator {
         Ok(self.model.render(source, &kp, false)?.prediction)
     }
 
+    /// The keypoints to render `driving` with: detected, moved into the reference frame's view
+    /// (relative motion) and smoothed; with them, the keypoints as measured (moved but not
+    /// smoothed) where they differ. The first frame after a recalibration sets the reference
+    /// frame's view.
+    fn prepare_keypoints(
+        &mut self,
+        driving: &Tensor,
+        info: &FrameInfo,
+    ) -> Result<(Keypoints, Option<Keypoints>), EngineError> {
+        let t = self.clock.tick(info.time);
+        let kp = self.model.detect(driving)?;
+        if !self.transfer.is_calibrated() {
+            self.reference_view = info.view;
+            self.filter.reset();
+        }
+        let relative = self.transfer.options.relative;
+        let moved = relative && !info.view.same_as(&self.reference_view);
+        if !moved && !self.filter.is_on() {
+            return Ok((kp, None));
+        }
+        let mut rows = keypoint_rows(&kp)?;
+        let measured = if moved {
+            into_reference(&mut rows, &info.view, &self.reference_view);
+            keypoints_from_rows(&rows, &kp)?
+        } else {
+            kp
+        };
+        self.filter.filter(t, &mut rows);
+        let smoothed = keypoints_from_rows(&rows, &measured)?;
+        Ok((smoothed, Some(measured)))
+    }
+
     /// Renders from driving keypoints already detected (relative to the current reference),
     /// without smoothing them.
     pub fn animate_keypoints(&mut self, kp_driving: &Keypoints) -> Result<Tensor, EngineError> {
@@ -307,30 +339,27 @@ impl Animator for FommAnimator {
     /// motion), smooths them, then transfers them: the smoothing acts on the driving motion
     /// before the relative transfer, as the paper's keypoints and Jacobians.
     fn animate_with(&mut self, driving: &Tensor, info: &FrameInfo) -> Result<Tensor, EngineError> {
-        let t = self.clock.tick(info.time);
-        let kp = self.model.detect(driving)?;
-        let calibrating = !self.transfer.is_calibrated();
-        if calibrating {
-            self.reference_view = info.view;
-            self.filter.reset();
+        let (kp, measured) = self.prepare_keypoints(driving, info)?;
+        let frame = self.animate_keypoints(&kp)?;
+        if let Some(m) = measured {
+            self.measured = Some(m);
         }
-        let relative = self.transfer.options.relative;
-        let moved = relative && !info.view.same_as(&self.reference_view);
-        if !moved && !self.filter.is_on() {
-            return self.animate_keypoints(&kp);
-        }
-        let mut rows = keypoint_rows(&kp)?;
-        let measured = if moved {
-            into_reference(&mut rows, &info.view, &self.reference_view);
-            keypoints_from_rows(&rows, &kp)?
-        } else {
-            kp
-        };
-        self.filter.filter(t, &mut rows);
-        let smoothed = keypoints_from_rows(&rows, &measured)?;
-        let frame = self.animate_keypoints(&smoothed)?;
-        self.measured = Some(measured);
         Ok(frame)
+    }
+
+    fn driving_keypoints(
+        &mut self,
+        driving: &Tensor,
+        info: &FrameInfo,
+    ) -> Result<Option<(KeypointSet, bool)>, EngineError> {
+        let calibrating = !self.transfer.is_calibrated();
+        let (kp, measured) = self.prepare_keypoints(driving, info)?;
+        if calibrating {
+            self.transfer.set_reference(kp.clone());
+        }
+        let set = KeypointSet::from_keypoints(&kp)?;
+        self.measured = Some(measured.unwrap_or(kp));
+        Ok(Some((set, calibrating)))
     }
 
     fn set_smoothing(&mut self, smoothing: Smoothing) {

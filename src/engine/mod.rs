@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use candle_core::Tensor;
 
 use crate::media::MediaError;
-use crate::motion::{FrameMotion, MotionEngine, MotionSource, ReferenceMotion};
+use crate::motion::{FrameMotion, KeypointSet, MotionEngine, MotionSource, ReferenceMotion};
 use ::fomm::keypoint_detector::Keypoints;
 use ::fomm::model::ModelError;
 
@@ -185,6 +185,23 @@ pub struct KeypointView {
     pub portrait: Vec<[f32; 2]>,
 }
 
+/// What an engine rendering on another machine has done, for the live loop's statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RemoteStats {
+    /// Connected to the server now.
+    pub connected: bool,
+    /// Frames the server rendered that were used.
+    pub frames: u64,
+    /// Motions sent.
+    pub motions: u64,
+    /// Bytes sent in all (the messages, without the encryption's few bytes a record).
+    pub bytes_up: u64,
+    /// Of those, the motions' bytes (the portrait and the reference go once).
+    pub motion_bytes_up: u64,
+    /// Bytes received in all.
+    pub bytes_down: u64,
+}
+
 /// One interface for every way of animating a portrait.
 pub trait Animator {
     /// Short name for messages ("fomm", "classic").
@@ -209,6 +226,18 @@ pub trait Animator {
     fn animate_with(&mut self, driving: &Tensor, info: &FrameInfo) -> Result<Tensor, EngineError> {
         let _ = info;
         self.animate(driving)
+    }
+    /// The keypoints [`Animator::animate_with`] would render `driving` with (detected, moved into
+    /// the reference frame's view, smoothed), without rendering; with `true` when this frame
+    /// became the reference (the first after a recalibration). `None` for an engine without
+    /// keypoints. For rendering elsewhere: [`Animator::animate_motion`] renders them here.
+    fn driving_keypoints(
+        &mut self,
+        driving: &Tensor,
+        info: &FrameInfo,
+    ) -> Result<Option<(KeypointSet, bool)>, EngineError> {
+        let _ = (driving, info);
+        Ok(None)
     }
     /// Smoothing of the driving motion from the next frame on ([`smoothing`]).
     fn set_smoothing(&mut self, smoothing: smoothing::Smoothing) {
@@ -250,6 +279,10 @@ pub trait Animator {
     }
     /// The keypoints of the last animated frame, when the engine has any.
     fn keypoint_view(&self) -> Option<KeypointView> {
+        None
+    }
+    /// What an engine that renders on another machine has done (`None` for the others).
+    fn remote_stats(&self) -> Option<RemoteStats> {
         None
     }
     /// A new engine of the same kind sharing this one's model (its weight tensors are shared;

@@ -285,6 +285,9 @@ impl Outlet<'_> {
             tracing::info!("calibrated on frame {}", r.seq);
             self.shared.stats(|s| s.calibrations += 1);
         }
+        if let Some(remote) = engine.remote_stats() {
+            self.shared.stats(|s| s.remote = Some(remote));
+        }
         Ok(self.results.send(r).is_ok())
     }
 }

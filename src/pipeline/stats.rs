@@ -59,6 +59,8 @@ pub(crate) struct Stats {
     pub keyframes_on: bool,
     /// What the live loop does less of because the machine cannot keep up, and why.
     pub degraded: Option<String>,
+    /// Rendering on another machine, when the engine does.
+    pub remote: Option<crate::engine::RemoteStats>,
 }
 
 /// A summary for printing.
@@ -108,6 +110,18 @@ pub struct StatsSnapshot {
     /// What the live loop does less of because the machine cannot keep up, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
+    /// Keyframes the server rendered (`run --remote`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_keyframes: Option<u64>,
+    /// Bytes sent to the server per motion (the portrait, sent once, left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_bytes_up_per_frame: Option<f64>,
+    /// Bytes received from the server per frame it rendered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_bytes_down_per_frame: Option<f64>,
+    /// Whether the server is connected now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_connected: Option<bool>,
 }
 
 impl Stats {
@@ -216,6 +230,14 @@ impl Stats {
             keyframes: self.keyframes,
             keyframes_on: self.keyframes_on,
             degraded: self.degraded.clone(),
+            remote_keyframes: self.remote.map(|r| r.frames),
+            remote_bytes_up_per_frame: self
+                .remote
+                .map(|r| r.motion_bytes_up as f64 / r.motions.max(1) as f64),
+            remote_bytes_down_per_frame: self
+                .remote
+                .map(|r| r.bytes_down as f64 / r.frames.max(1) as f64),
+            remote_connected: self.remote.map(|r| r.connected),
         }
     }
 }

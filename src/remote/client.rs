@@ -72,6 +72,9 @@ pub struct ServerModel {
 pub struct Traffic {
     /// Bytes sent.
     pub up: AtomicU64,
+    /// Of those, bytes of motions (what each frame costs; the portrait and the reference go
+    /// once).
+    pub motion_up: AtomicU64,
     /// Bytes received.
     pub down: AtomicU64,
     /// Frames received.
@@ -236,7 +239,12 @@ impl RemoteClient {
 
     /// A driving frame's keypoints, to be rendered; `seq` rises from one to the next.
     pub fn send_motion(&mut self, seq: u32, keypoints: KeypointSet) -> Result<(), RemoteError> {
-        self.send(&Message::Motion { seq, keypoints })
+        let m = Message::Motion { seq, keypoints };
+        self.send(&m)?;
+        self.traffic
+            .motion_up
+            .fetch_add(body_len(&m), Ordering::Relaxed);
+        Ok(())
     }
 
     /// The newest frame received, waiting up to `timeout`; `Ok(None)` when none came in time,

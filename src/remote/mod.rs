@@ -6,7 +6,9 @@
 //! * [`channel`]: the encrypted channel they travel in, paired by a secret.
 //! * [`server`]: `marionette serve`: clients in turn, each with its own engine.
 //! * [`client`]: a connection to a server: motions up, frames down on a thread of their own.
+//! * [`animator`]: `run --remote`: the engine that renders there when it can, here when not.
 
+pub mod animator;
 pub mod channel;
 pub mod client;
 pub mod server;

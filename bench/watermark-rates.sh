@@ -2,7 +2,7 @@
 # How often `marionette verify` finds the invisible mark in two-second clips of marionette's
 # output after what a call does to them, and how often it calls an unmarked clip marked.
 #
-#   bench/watermark-rates.sh [N]    N marked and N unmarked clips (default 50)
+#   bench/watermark-rates.sh [N [M]]    N marked and M unmarked clips (default 50 each; M = N)
 #
 # Marked: `run` (classic engine, idle motion or the test pattern, each bundled portrait), 60
 # frames composed as the virtual camera sends them (640x480), then one of: as is, 320x240,
@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${MARIONETTE:-target/release/marionette}
 n=${1:-50}
+m=${2:-$n}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 avatars=(assets/avatars/eileen-collins.png assets/avatars/grace-hopper.jpg)
@@ -56,7 +57,7 @@ sources=("testsrc2=size=640x480:rate=30" "smptehdbars=size=640x480:rate=30"
     "cellauto=size=640x480:rate=30" "gradients=size=640x480:rate=30"
     "nullsrc=size=640x480:rate=30,geq=lum='random(1)*255':cb=128:cr=128")
 flagged=0 most_z=-1e9
-for i in $(seq 1 "$n"); do
+for i in $(seq 1 "$m"); do
     t=${transforms[$((i % ${#transforms[@]}))]}
     c=${codecs[$((i % 2))]}
     ext=mp4; [ "$c" = libvpx ] && ext=webm

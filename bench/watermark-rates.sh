@@ -79,4 +79,4 @@ for i in $(seq 1 "$m"); do
     echo "unmarked clip $i ($what, $t, $c): marked=$marked z=$z"
     rm -f "$out"
 done
-echo "marked clips found: $found of $n (least z $least_z); unmarked clips called marked: $flagged of $n (highest z $most_z; the threshold is z = 7.0)"
+echo "marked clips found: $found of $n (least z $least_z); unmarked clips called marked: $flagged of $m (highest z $most_z; the threshold is z = 7.0)"

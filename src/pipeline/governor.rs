@@ -188,10 +188,11 @@ impl Governor {
             }
             _ => Duration::from_secs_f64(1.0 / self.capture_fps),
         };
-        // But in-betweens take at most half the processor: where one costs more than the gap
-        // itself (an emulated processor), the model gets the other half. (Processor time: under
-        // a CPU quota an in-between waits for its share, and that wait is no work taken from the
-        // model.)
+        // Late: waiting for the next frame and then making an in-between would overrun the
+        // gap. Only while in-betweens take at most half the processor, though: where one costs
+        // more than the gap itself (an emulated processor), the model gets the other half.
+        // (Processor time: under a CPU quota an in-between waits for its share, and that wait
+        // takes no work from the model.)
         let since = now - self.last_output;
         let late = since + frame_gap + self.inbetween_cost >= MAX_INBETWEEN_GAP
             && since >= self.inbetween_cpu;

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use blake2::{Blake2s256, Digest};
 use thiserror::Error;
 
-use super::wire::{Framer, Message, WireError, frame};
+use super::wire::{Framer, Message, WireError};
 
 /// Noise's pattern and primitives for this channel.
 const NOISE: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
@@ -250,9 +250,11 @@ fn seal<S: Write>(
     record: &mut [u8],
     m: &Message,
 ) -> Result<(), ChannelError> {
-    let mut body = Vec::new();
-    m.encode(&mut body)?;
-    let framed = frame(&body)?;
+    // The body encoded straight after room for its length prefix (no second copy of a frame).
+    let mut framed = vec![0u8; 4];
+    m.encode(&mut framed)?;
+    let len = (framed.len() - 4) as u32;
+    framed[..4].copy_from_slice(&len.to_le_bytes());
     for chunk in framed.chunks(MAX_RECORD - TAG) {
         let n = lock(noise).write_message(chunk, record)?;
         put_record(stream, &record[..n])?;

@@ -93,8 +93,7 @@ pub struct RemoteClient {
 }
 
 fn body_len(m: &Message) -> u64 {
-    let mut b = Vec::new();
-    m.encode(&mut b).map_or(0, |()| b.len() as u64)
+    m.encoded_len() as u64
 }
 
 impl RemoteClient {

@@ -151,7 +151,7 @@ impl Server {
         self.addr
     }
 
-    /// Frames rendered so far for each client that has connected (address, frames).
+    /// Frames rendered so far for each client that has had one (address, frames).
     pub fn served(&self) -> Vec<(SocketAddr, u64)> {
         self.served.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -410,7 +410,10 @@ fn render_loop(
             };
             match serve_one(&mut c) {
                 Ok(rendered) => {
-                    did |= rendered;
+                    if rendered {
+                        did = true;
+                        note_served(served, c.addr, c.rendered);
+                    }
                     clients.push_back(c);
                 }
                 Err(why) => {
@@ -421,14 +424,6 @@ fn render_loop(
                 }
             }
         }
-        if let Ok(mut s) = served.lock() {
-            for c in &clients {
-                match s.iter_mut().find(|(a, _)| *a == c.addr) {
-                    Some(e) => e.1 = c.rendered,
-                    None => s.push((c.addr, c.rendered)),
-                }
-            }
-        }
         if !did {
             thread::sleep(Duration::from_millis(2));
         }
@@ -436,6 +431,16 @@ fn render_loop(
     // Dropping the clients closes their writers, which shut their sockets down.
     for _ in clients.drain(..) {
         active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Records that the client at `addr` has had `frames` rendered.
+fn note_served(served: &Mutex<Vec<(SocketAddr, u64)>>, addr: SocketAddr, frames: u64) {
+    if let Ok(mut s) = served.lock() {
+        match s.iter_mut().find(|(a, _)| *a == addr) {
+            Some(e) => e.1 = frames,
+            None => s.push((addr, frames)),
+        }
     }
 }
 

@@ -336,6 +336,24 @@ impl Message {
         Ok(())
     }
 
+    /// The length of this message's body, as [`Message::encode`] writes it (for counting the
+    /// bytes a connection carries without encoding a frame twice).
+    pub fn encoded_len(&self) -> usize {
+        let keypoints = |kp: &KeypointSet| {
+            let per = if kp.jacobians.is_some() { 6 } else { 2 };
+            2 + kp.points.len() * per * 4
+        };
+        1 + match self {
+            Self::Hello { .. } => MAGIC.len() + 4,
+            Self::Welcome { .. } => 6,
+            Self::Refused { reason } => 2 + reason.len(),
+            Self::Portrait { rgb, .. } => 8 + 2 + rgb.len(),
+            Self::Reference { keypoints: kp } => keypoints(kp),
+            Self::Motion { keypoints: kp, .. } => 4 + keypoints(kp),
+            Self::Frame { data, .. } => 4 + 1 + 4 + data.len(),
+        }
+    }
+
     /// One message from its whole body.
     pub fn decode(body: &[u8]) -> Result<Self, WireError> {
         if body.len() > MAX_MESSAGE {
@@ -541,6 +559,7 @@ mod tests {
         for m in all_kinds() {
             let mut body = Vec::new();
             m.encode(&mut body).unwrap();
+            assert_eq!(m.encoded_len(), body.len(), "{m:?}");
             assert_eq!(Message::decode(&body).unwrap(), m);
         }
     }

@@ -31,7 +31,8 @@ window_pkgs=(libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon0 li
     libwayland-client0 libwayland-cursor0 libwayland-egl1 libegl1 libgl1-mesa-dri libvulkan1
     mesa-vulkan-drivers)
 # python3: the VM tests' read() witness (tests/vm/monitor.py) runs in the guest, which uses this root.
-test_pkgs=(xvfb xdotool imagemagick mmdebstrap chromium python3)
+# iproute2: the network namespaces of the remote-rendering tests (delay and loss).
+test_pkgs=(xvfb xdotool imagemagick mmdebstrap chromium python3 iproute2)
 pkgs=("${build_pkgs[@]}" "${window_pkgs[@]}")
 [ "$tests" = 1 ] && pkgs+=("${test_pkgs[@]}")
 

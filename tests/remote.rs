@@ -19,10 +19,11 @@ use marionette::engine::Animator;
 use marionette::engine::fomm::FommAnimator;
 use marionette::engine::smoothing::Smoothing;
 use marionette::media::resize::{rgb8_to_tensor, tensor_to_rgb8};
+use marionette::media::video::FfmpegTools;
 use marionette::motion::{FrameMotion, KeypointSet, ReferenceMotion};
 use marionette::remote::channel::{Channel, ChannelError, Secret};
 use marionette::remote::server::{EngineFactory, Server, ServerOptions};
-use marionette::remote::wire::{Message, VERSIONS};
+use marionette::remote::wire::{Codec, CodecSet, Message, VERSIONS};
 
 use crate::common::fixture;
 
@@ -50,6 +51,7 @@ fn serve(model: &Fomm, max_clients: usize, secret: &Secret) -> Server {
             max_clients,
             secret: secret.clone(),
             engines: factory(model),
+            h264: Some(FfmpegTools::from_env()),
         },
     )
     .expect("the server starts")
@@ -74,7 +76,11 @@ fn hello(addr: std::net::SocketAddr, secret: &Secret) -> (Channel<TcpStream>, Me
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let mut ch = Channel::connect(stream, secret).expect("handshake");
-    ch.send(&Message::Hello { versions: VERSIONS }).unwrap();
+    ch.send(&Message::Hello {
+        versions: VERSIONS,
+        codecs: CodecSet::of(&[Codec::Raw]),
+    })
+    .unwrap();
     let answer = ch.recv().expect("an answer to hello");
     (ch, answer)
 }
@@ -451,12 +457,12 @@ fn the_client_says_what_went_wrong_and_sees_its_server_go() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let err = RemoteClient::connect(&free.to_string(), &secret).err();
+    let err = RemoteClient::connect(&free.to_string(), &secret, None).err();
     assert!(
         matches!(err, Some(RemoteError::Unreachable { .. })),
         "{err:?}"
     );
-    let err = RemoteClient::connect("no-such-host.invalid:1", &secret).err();
+    let err = RemoteClient::connect("no-such-host.invalid:1", &secret, None).err();
     assert!(
         matches!(err, Some(RemoteError::Unreachable { .. })),
         "{err:?}"
@@ -464,16 +470,16 @@ fn the_client_says_what_went_wrong_and_sees_its_server_go() {
     let server = serve(&model, 1, &secret);
     let addr = server.addr().to_string();
     // The wrong secret.
-    let err = RemoteClient::connect(&addr, &Secret::generate().unwrap()).err();
+    let err = RemoteClient::connect(&addr, &Secret::generate().unwrap(), None).err();
     assert!(
         err.as_ref()
             .is_some_and(|e| e.to_string().contains("pairing secret")),
         "{err:?}"
     );
     // Served, with bytes counted: a FOMM motion is 242 bytes and its message 247.
-    let mut client = RemoteClient::connect(&addr, &secret).expect("connects");
+    let mut client = RemoteClient::connect(&addr, &secret, None).expect("connects");
     assert_eq!(client.model().side, 256);
-    let err = RemoteClient::connect(&addr, &secret).err();
+    let err = RemoteClient::connect(&addr, &secret, None).err();
     assert!(
         matches!(&err, Some(RemoteError::Refused(r)) if r.contains("1 clients")),
         "{err:?}"
@@ -504,15 +510,185 @@ fn the_client_says_what_went_wrong_and_sees_its_server_go() {
     assert!(matches!(why, RemoteError::Lost(_)), "{why:?}");
 }
 
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (255.0 * 255.0 / mse.max(1e-12)).log10()
+}
+
+/// `a` moved `t` of the way to `b`.
+fn between(a: &KeypointSet, b: &KeypointSet, t: f32) -> KeypointSet {
+    let mix = |x: f32, y: f32| x + (y - x) * t;
+    KeypointSet {
+        points: a
+            .points
+            .iter()
+            .zip(&b.points)
+            .map(|(p, q)| [mix(p[0], q[0]), mix(p[1], q[1])])
+            .collect(),
+        jacobians: a
+            .jacobians
+            .as_ref()
+            .zip(b.jacobians.as_ref())
+            .map(|(ja, jb)| {
+                ja.iter()
+                    .zip(jb)
+                    .map(|(m, n)| {
+                        [
+                            [mix(m[0][0], n[0][0]), mix(m[0][1], n[0][1])],
+                            [mix(m[1][0], n[1][0]), mix(m[1][1], n[1][1])],
+                        ]
+                    })
+                    .collect()
+            }),
+    }
+}
+
+/// JPEG at quality 95 (what Avatarify's remote mode sends): its bytes and the picture back.
+fn jpeg95(rgb: &[u8], side: u32) -> (usize, Vec<u8>) {
+    let mut buf = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 95)
+        .encode(rgb, side, side, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let back = image::load_from_memory(&buf).unwrap().to_rgb8().into_raw();
+    (buf.len(), back)
+}
+
+#[test]
+fn h264_frames_carry_each_motion_compressed() {
+    use marionette::remote::client::RemoteClient;
+    let model = model();
+    let secret = Secret::generate().unwrap();
+    let server = serve(&model, 1, &secret);
+    let tools = FfmpegTools::from_env();
+    let mut client =
+        RemoteClient::connect(&server.addr().to_string(), &secret, Some(&tools)).expect("connects");
+    assert_eq!(client.model().codec, Codec::H264);
+    let (portrait, portrait_t) = picture("tiny2-input-source.png", 256);
+    let (_, d0) = picture("tiny-input-driving0.png", 256);
+    let (_, d1) = picture("tiny-input-driving1.png", 256);
+    let (k0, k1) = (keypoints(&model, &d0), keypoints(&model, &d1));
+    client.send_portrait(1, portrait).unwrap();
+    client.send_reference(k0.clone()).unwrap();
+    let mut local = FommAnimator::new(model.clone(), TransferOptions::default());
+    local.set_smoothing(Smoothing::OFF);
+    local.select_portrait(1, &portrait_t).unwrap();
+    local
+        .set_reference_motion(&ReferenceMotion::Fomm(k0.clone()))
+        .unwrap();
+    let steps = 12u32;
+    let (mut bytes, mut worst) = (0, f64::MAX);
+    let mut previous: Option<Vec<u8>> = None;
+    for seq in 1..=steps {
+        let kp = between(&k0, &k1, seq as f32 / steps as f32);
+        let down = client.traffic().down.load(Ordering::SeqCst);
+        client.send_motion(seq, kp.clone()).unwrap();
+        let frame = client
+            .next_frame(Duration::from_secs(30))
+            .unwrap()
+            .expect("a frame in 30 s");
+        assert_eq!(frame.seq, seq);
+        let want = tensor_to_rgb8(&local.animate_motion(&FrameMotion::Fomm(kp)).unwrap())
+            .unwrap()
+            .into_raw();
+        let own = psnr(&frame.rgb, &want);
+        // This motion's frame, not the one before it.
+        if let Some(p) = &previous {
+            let before = psnr(&frame.rgb, p);
+            assert!(
+                own > before,
+                "frame {seq}: {own:.1} dB, the previous motion's {before:.1}"
+            );
+        }
+        bytes += client.traffic().down.load(Ordering::SeqCst) - down;
+        worst = worst.min(own);
+        previous = Some(want);
+    }
+    // The tiny fixture's random weights render speckled frames, the hardest kind to compress
+    // (a real portrait's figures are the next test's); still well under the raw 196,608 bytes.
+    let per = bytes / u64::from(steps);
+    eprintln!("tiny fixture over H.264: {per} bytes a frame, worst {worst:.1} dB");
+    assert!(worst > 25.0, "worst frame {worst:.1} dB");
+    assert!(per < 196_608 / 2, "{per} bytes a frame");
+    drop(client);
+    server.stop();
+}
+
+#[test]
+fn on_rendered_portraits_h264_matches_jpeg_q95_for_under_a_third_of_its_bytes() {
+    use marionette::engine::classic::{ClassicEngine, ClassicParams};
+    use marionette::remote::codec::{H264Decoder, H264Encoder};
+    let tools = FfmpegTools::from_env();
+    let side = 256u32;
+    let (mut h264, mut jpeg, mut h264_db, mut jpeg_db, mut n) = (0, 0, 0.0, 0.0, 0);
+    for name in ["eileen-collins.png", "grace-hopper.jpg"] {
+        let path = format!("{}/assets/avatars/{name}", env!("CARGO_MANIFEST_DIR"));
+        let img = image::open(&path).expect("a bundled portrait").to_rgb8();
+        let img = marionette::media::resize::center_square_crop(&img);
+        let img = image::imageops::resize(&img, side, side, image::imageops::FilterType::Triangle);
+        let t = rgb8_to_tensor(img.as_raw(), side as usize, side as usize).unwrap();
+        let mut engine = ClassicEngine::new(ClassicParams::default(), (256, 256)).unwrap();
+        engine.select_portrait(1, &t).unwrap();
+        let mut enc = H264Encoder::start(&tools, side as usize).unwrap();
+        let mut dec = H264Decoder::start(&tools, side as usize).unwrap();
+        // The idle motion at 10 frames a second: a server rendering keyframes at a third of a
+        // 30 fps camera.
+        for i in 0..30 {
+            let f = tensor_to_rgb8(&engine.animate_idle(f64::from(i) / 10.0).unwrap())
+                .unwrap()
+                .into_raw();
+            let coded = enc.encode(&f).unwrap();
+            let back = dec.decode(&coded).unwrap();
+            let (jb, jback) = jpeg95(&f, side);
+            // The first frame starts the stream (headers, an intra frame).
+            if i > 0 {
+                h264 += coded.len();
+                jpeg += jb;
+                h264_db += psnr(&back, &f);
+                jpeg_db += psnr(&jback, &f);
+                n += 1;
+            }
+        }
+    }
+    let (h264_db, jpeg_db) = (h264_db / f64::from(n), jpeg_db / f64::from(n));
+    eprintln!(
+        "H.264 4:4:4: {} bytes a frame at {h264_db:.1} dB; JPEG q95: {} at {jpeg_db:.1} dB",
+        h264 / n as usize,
+        jpeg / n as usize
+    );
+    assert!(
+        h264_db > jpeg_db - 0.5,
+        "H.264 {h264_db:.1} dB, JPEG {jpeg_db:.1}"
+    );
+    assert!(h264 * 3 <= jpeg, "H.264 {h264} bytes, JPEG q95 {jpeg}");
+}
+
 /// `marionette serve` on `listen` with the tiny fixture and the secret kept in `secret_file`;
 /// the address it listens on and the secret it printed.
 fn start_serve(
     listen: &str,
     secret_file: &std::path::Path,
 ) -> (std::process::Child, std::net::SocketAddr, Secret) {
+    start_serve_with(
+        std::process::Command::new(env!("CARGO_BIN_EXE_marionette")),
+        listen,
+        secret_file,
+    )
+}
+
+/// [`start_serve`] through `cmd` (the app, perhaps in a network namespace).
+fn start_serve_with(
+    mut cmd: std::process::Command,
+    listen: &str,
+    secret_file: &std::path::Path,
+) -> (std::process::Child, std::net::SocketAddr, Secret) {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_marionette"))
+    use std::process::Stdio;
+    let mut child = cmd
         .args(["serve", "--listen", listen, "--cpu", "--config"])
         .arg(fixture("tiny.yaml"))
         .arg("--checkpoint")
@@ -546,11 +722,59 @@ fn start_serve(
     (child, addr.unwrap(), secret.unwrap())
 }
 
+/// The stderr of a `run --stats`, kept line by line as it comes.
+struct RunWatch {
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RunWatch {
+    fn new(run: &mut std::process::Child) -> Self {
+        use std::io::{BufRead, BufReader};
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let err = BufReader::new(run.stderr.take().expect("run's stderr is piped"));
+        let kept = lines.clone();
+        thread::spawn(move || {
+            for l in err.lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(l);
+            }
+        });
+        Self { lines }
+    }
+
+    fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    fn last_stats(&self) -> serde_json::Value {
+        let l = self.lines.lock().unwrap();
+        l.iter()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The first stats that `ok` takes; fails after a minute, with the run's messages.
+    fn wait_for(&self, what: &str, ok: &dyn Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let t = Instant::now();
+        loop {
+            let s = self.last_stats();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{what} within a minute:\n{}",
+                self.text()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 #[test]
 fn run_remote_renders_there_and_here_while_the_server_is_gone() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    use std::sync::Mutex;
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("secret");
     let (mut server, addr, secret) = start_serve("127.0.0.1:0", &secret_file);
@@ -577,40 +801,10 @@ fn run_remote_renders_there_and_here_while_the_server_is_gone() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("marionette run");
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    {
-        let lines = lines.clone();
-        let err = BufReader::new(run.stderr.take().unwrap());
-        thread::spawn(move || {
-            for l in err.lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(l);
-            }
-        });
-    }
-    let text = || lines.lock().unwrap().join("\n");
-    let last_stats = || -> serde_json::Value {
-        let l = lines.lock().unwrap();
-        l.iter()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .and_then(|l| serde_json::from_str(l).ok())
-            .unwrap_or(serde_json::Value::Null)
-    };
-    let wait_for = |what: &str, ok: &dyn Fn(&serde_json::Value) -> bool| -> serde_json::Value {
-        let t = Instant::now();
-        loop {
-            let s = last_stats();
-            if ok(&s) {
-                return s;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(60),
-                "{what} within a minute:\n{}",
-                text()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let watch = RunWatch::new(&mut run);
+    let text = || watch.text();
+    let last_stats = || watch.last_stats();
+    let wait_for = |what: &str, ok: &dyn Fn(&serde_json::Value) -> bool| watch.wait_for(what, ok);
     // Rendered there: keyframes come from the server, a few hundred bytes up each.
     let there = wait_for("keyframes from the server", &|s| {
         s["remote_connected"] == true && s["remote_keyframes"].as_u64().unwrap_or(0) >= 5
@@ -658,6 +852,98 @@ fn run_remote_renders_there_and_here_while_the_server_is_gone() {
         1,
         "{log}"
     );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// `run --remote` in the client's namespace of `net`, against `server` with `secret`.
+fn run_remote_in(
+    net: &crate::common::netem::Netem,
+    server: std::net::SocketAddr,
+    secret: &Secret,
+    codec: &str,
+) -> std::process::Child {
+    use std::process::Stdio;
+    net.command(false, env!("CARGO_BIN_EXE_marionette"))
+        .args([
+            "run",
+            "--test-pattern",
+            "--vcam",
+            "none",
+            "--stats",
+            "--cpu",
+            "--remote-codec",
+            codec,
+            "--remote",
+        ])
+        .arg(server.to_string())
+        .arg("--secret")
+        .arg(secret.to_string())
+        .arg("--config")
+        .arg(fixture("tiny.yaml"))
+        .arg("--checkpoint")
+        .arg(fixture("tiny-zip.pth.tar"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("marionette run in the client's namespace")
+}
+
+#[test]
+fn through_150_ms_and_2_percent_loss_the_server_keeps_rendering_and_the_output_never_stops() {
+    use crate::common::netem::{self, Netem, SERVER_IP};
+    if let Err(why) = netem::available() {
+        panic!("the lossy-network test needs root, /dev/net/tun and iproute2: {why}");
+    }
+    let net = Netem::start(Duration::from_millis(150), 0.02).expect("the namespaces");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr, secret) = start_serve_with(
+        net.command(true, env!("CARGO_BIN_EXE_marionette")),
+        &format!("{SERVER_IP}:0"),
+        &dir.path().join("secret"),
+    );
+    let mut run = run_remote_in(&net, addr, &secret, "h264");
+    let watch = RunWatch::new(&mut run);
+    let first = watch.wait_for("keyframes from the server across the lossy link", &|s| {
+        s["remote_connected"] == true && s["remote_keyframes"].as_u64().unwrap_or(0) >= 3
+    });
+    let k0 = first["remote_keyframes"].as_u64().unwrap_or(0);
+    let f0 = first["frames_out"].as_u64().unwrap_or(0);
+    let later = watch.wait_for("more keyframes from the server", &|s| {
+        s["remote_keyframes"].as_u64().unwrap_or(0) >= k0 + 5
+            && s["frames_out"].as_u64().unwrap_or(0) > f0 + 20
+    });
+    let log = watch.text();
+    assert!(
+        !log.contains("rendering on this machine until"),
+        "the link was taken for lost:\n{log}"
+    );
+    assert_eq!(later["remote_connected"], true, "{log}");
+    // The relay did drop packets, and the frames came as H.264 (the tiny fixture's speckled
+    // frames compress poorly; a portrait's figures are in the codec test above).
+    assert!(
+        net.dropped.load(Ordering::SeqCst) > 0,
+        "no packet was dropped"
+    );
+    assert!(log.contains("256x256 H.264 frames"), "{log}");
+    let down = later["remote_bytes_down_per_frame"]
+        .as_f64()
+        .unwrap_or(f64::MAX);
+    assert!(down < 196_608.0, "{down} bytes a frame down");
+    eprintln!(
+        "150 ms, 2 %: {} packets relayed, {} dropped; {down:.0} bytes down a frame",
+        net.relayed.load(Ordering::SeqCst),
+        net.dropped.load(Ordering::SeqCst)
+    );
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &run.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = run.wait().unwrap();
+    assert!(status.success(), "run: {status}\n{}", watch.text());
     let _ = server.kill();
     let _ = server.wait();
 }

@@ -105,6 +105,24 @@ pub struct RunArgs {
     /// A file holding the pairing secret (with --remote), e.g. the server's --secret-file.
     #[arg(long, requires = "remote", value_name = "FILE")]
     secret_file: Option<PathBuf>,
+    /// How the server's frames come (with --remote): h264 (H.264 with full colour, about 4 kB a
+    /// frame at 256x256) or raw (lossless, 196 kB a frame: for a fast local network).
+    #[arg(
+        long,
+        requires = "remote",
+        default_value = "h264",
+        value_name = "h264|raw"
+    )]
+    remote_codec: RemoteCodec,
+}
+
+/// The frames' coding `run --remote` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RemoteCodec {
+    /// H.264 4:4:4 through ffmpeg (raw where ffmpeg here or on the server cannot).
+    H264,
+    /// Uncompressed RGB.
+    Raw,
 }
 
 impl RunArgs {
@@ -230,9 +248,25 @@ fn remote_engine(
     } else {
         format!("{addr}:{}", super::serve::DEFAULT_PORT)
     };
+    let h264 = match args.remote_codec {
+        RemoteCodec::Raw => None,
+        RemoteCodec::H264 => {
+            let tools = marionette::media::video::FfmpegTools::from_env();
+            if marionette::remote::codec::can_decode(&tools) {
+                Some(tools)
+            } else {
+                eprintln!(
+                    "remote rendering: {} cannot decode H.264 here, so frames come raw (196 kB \
+                     each at 256x256); install ffmpeg for compressed frames",
+                    tools.ffmpeg.display()
+                );
+                None
+            }
+        }
+    };
     eprintln!("remote rendering: {addr} (rendering here until it answers)");
     Ok(Box::new(marionette::remote::animator::RemoteAnimator::new(
-        local, &addr, secret,
+        local, &addr, secret, h264,
     )))
 }
 

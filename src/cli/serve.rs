@@ -75,12 +75,21 @@ pub fn run(args: ServeArgs) -> Result<()> {
             args.listen
         )
     })?;
+    let tools = marionette::media::video::FfmpegTools::from_env();
+    let h264 = marionette::remote::codec::can_encode(&tools).then_some(tools);
+    if h264.is_none() {
+        println!(
+            "note: ffmpeg with libx264 was not found, so frames go raw (196 kB each at 256x256); \
+             install ffmpeg for H.264 frames"
+        );
+    }
     let server = Server::start(
         listener,
         ServerOptions {
             max_clients: usize::from(args.max_clients),
             secret: secret.clone(),
             engines,
+            h264,
         },
     )
     .context("starting the server")?;

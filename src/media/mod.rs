@@ -5,6 +5,7 @@
 //!   float -> `u8` conversion it uses on the predictions (`img_as_ubyte`).
 //! * [`video`]: reading and writing video files through the `ffmpeg` / `ffprobe`
 //!   command-line programs (raw RGB frames over pipes, no C bindings).
+//! * [`pipe`]: a long-running `ffmpeg` fed and read through its pipes (the remote frames' codec).
 //! * [`frames`]: folders of numbered pictures, in and out.
 //! * [`jpeg`]: JPEG decoding that matches Pillow (libjpeg-turbo) byte for byte.
 //!
@@ -13,6 +14,7 @@
 pub mod budget;
 pub mod frames;
 pub mod jpeg;
+pub mod pipe;
 pub mod resize;
 pub mod video;
 
@@ -50,6 +52,16 @@ pub enum MediaError {
         /// The video file.
         path: PathBuf,
         /// Exit status in words.
+        status: String,
+        /// The last lines it printed on stderr.
+        stderr: String,
+    },
+    /// A long-running `ffmpeg` fed through pipes stopped answering or failed.
+    #[error("ffmpeg failed while {action}: {status}; its last messages: {stderr}")]
+    PipeFailed {
+        /// What it was doing ("coding frames as H.264").
+        action: &'static str,
+        /// Exit status, or what failed on the pipe, in words.
         status: String,
         /// The last lines it printed on stderr.
         stderr: String,

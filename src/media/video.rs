@@ -736,7 +736,7 @@ impl Drop for ChildGuard {
 }
 
 /// Read a child's stderr to its end on a thread, keeping the last [`STDERR_KEEP_BYTES`].
-fn drain_stderr(mut stderr: ChildStderr) -> JoinHandle<Vec<u8>> {
+pub(super) fn drain_stderr(mut stderr: ChildStderr) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut kept: Vec<u8> = Vec::new();
         let mut buf = [0u8; 4096];
@@ -758,7 +758,7 @@ fn drain_stderr(mut stderr: ChildStderr) -> JoinHandle<Vec<u8>> {
 }
 
 /// The last lines of a program's messages, for an error.
-fn tail_text(bytes: &[u8]) -> String {
+pub(super) fn tail_text(bytes: &[u8]) -> String {
     let start = bytes.len().saturating_sub(STDERR_KEEP_BYTES);
     let text = String::from_utf8_lossy(&bytes[start..]);
     let lines: Vec<&str> = text
@@ -775,7 +775,7 @@ fn tail_text(bytes: &[u8]) -> String {
     }
 }
 
-fn spawn_error(program_path: &Path, program: &str, e: std::io::Error) -> MediaError {
+pub(super) fn spawn_error(program_path: &Path, program: &str, e: std::io::Error) -> MediaError {
     if e.kind() == std::io::ErrorKind::NotFound {
         let bare = program_path.components().count() == 1 && !program_path.is_absolute();
         MediaError::ToolNotFound {
@@ -811,7 +811,7 @@ fn run_version(program_path: &Path, program: &str) -> Result<std::process::Outpu
 
 /// Whether this ffmpeg knows `-fps_mode` (FFmpeg >= 5.1; older ones only have `-vsync`). Cached per
 /// program path. Also the place where a missing ffmpeg is first noticed.
-fn ffmpeg_has_fps_mode(program_path: &Path) -> Result<bool, MediaError> {
+pub(super) fn ffmpeg_has_fps_mode(program_path: &Path) -> Result<bool, MediaError> {
     static CACHE: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
     if let Ok(cache) = CACHE.lock()
         && let Some((_, v)) = cache.iter().find(|(p, _)| p == program_path)

@@ -23,6 +23,7 @@ use super::client::{RemoteClient, RemoteError};
 use crate::engine::smoothing::Smoothing;
 use crate::engine::{Animator, EngineError, EngineId, FrameInfo, KeypointView, RemoteStats};
 use crate::media::resize::{rgb8_to_tensor, tensor_to_rgb8};
+use crate::media::video::FfmpegTools;
 use crate::motion::{FrameMotion, KeypointSet, MotionSource, ReferenceMotion};
 
 /// The longest wait for the server's frame before rendering here instead.
@@ -45,7 +46,12 @@ enum Link {
 
 /// Tries to connect until it does, waiting longer each time, as long as the link is wanted. Why
 /// a try failed is said once per reason, unless `quiet` (the loss was said already).
-fn connect_in_background(addr: String, secret: Secret, quiet: bool) -> Link {
+fn connect_in_background(
+    addr: String,
+    secret: Secret,
+    h264: Option<FfmpegTools>,
+    quiet: bool,
+) -> Link {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let wanted = Arc::new(());
     let still_wanted = Arc::downgrade(&wanted);
@@ -55,7 +61,7 @@ fn connect_in_background(addr: String, secret: Secret, quiet: bool) -> Link {
             let mut wait = FIRST_BACKOFF;
             let mut said: Option<String> = None;
             while still_wanted.strong_count() > 0 {
-                match RemoteClient::connect(&addr, &secret) {
+                match RemoteClient::connect(&addr, &secret, h264.as_ref()) {
                     Ok(client) => {
                         let _ = tx.send(client);
                         return;
@@ -91,6 +97,8 @@ pub struct RemoteAnimator {
     local: Box<dyn Animator + Send>,
     addr: String,
     secret: Secret,
+    /// The `ffmpeg` that decodes H.264 frames; `None`: raw frames.
+    h264: Option<FfmpegTools>,
     link: Link,
     /// Each portrait's pixels at the server's frame size, to send (again) by id.
     portraits: HashMap<u64, Vec<u8>>,
@@ -107,13 +115,20 @@ pub struct RemoteAnimator {
 
 impl RemoteAnimator {
     /// The local engine `local` (FOMM), rendering on the server at `addr` once connected;
-    /// connecting starts at once, in the background.
-    pub fn new(local: Box<dyn Animator + Send>, addr: &str, secret: Secret) -> Self {
-        let link = connect_in_background(addr.to_string(), secret.clone(), false);
+    /// connecting starts at once, in the background. Frames come as H.264 where `h264` names
+    /// the `ffmpeg` to decode them (and the server can code them), else raw.
+    pub fn new(
+        local: Box<dyn Animator + Send>,
+        addr: &str,
+        secret: Secret,
+        h264: Option<FfmpegTools>,
+    ) -> Self {
+        let link = connect_in_background(addr.to_string(), secret.clone(), h264.clone(), false);
         Self {
             local,
             addr: addr.to_string(),
             secret,
+            h264,
             link,
             portraits: HashMap::new(),
             current: None,
@@ -148,11 +163,16 @@ impl RemoteAnimator {
         if let Some(mut client) = came {
             match self.welcome(&mut client) {
                 Ok(()) => {
+                    let m = client.model();
                     warn!(
-                        "remote rendering: {} renders from now on ({}x{} frames)",
+                        "remote rendering: {} renders from now on ({}x{} {} frames)",
                         self.addr,
-                        client.model().side,
-                        client.model().side
+                        m.side,
+                        m.side,
+                        match m.codec {
+                            super::wire::Codec::Raw => "raw",
+                            super::wire::Codec::H264 => "H.264",
+                        }
                     );
                     self.link = Link::Connected(Box::new(client));
                 }
@@ -199,7 +219,12 @@ impl RemoteAnimator {
             );
             self.said_lost = true;
         }
-        self.link = connect_in_background(self.addr.clone(), self.secret.clone(), true);
+        self.link = connect_in_background(
+            self.addr.clone(),
+            self.secret.clone(),
+            self.h264.clone(),
+            true,
+        );
     }
 
     /// The server's frame for `keypoints`, or why there is none.

@@ -435,7 +435,7 @@ impl<S: Duplex> Channel<S> {
 mod tests {
     use super::*;
     use crate::motion::KeypointSet;
-    use crate::remote::wire::{Codec, VERSIONS};
+    use crate::remote::wire::{Codec, CodecSet, VERSIONS};
     use std::os::unix::net::UnixStream;
     use std::thread;
 
@@ -522,7 +522,14 @@ mod tests {
             side: 512,
             rgb: (0..512 * 512 * 3).map(|i| (i % 251) as u8).collect(),
         };
-        let sent = [Message::Hello { versions: VERSIONS }, portrait, motion(1)];
+        let sent = [
+            Message::Hello {
+                versions: VERSIONS,
+                codecs: CodecSet::of(&[Codec::Raw]),
+            },
+            portrait,
+            motion(1),
+        ];
         for m in &sent {
             client.send(m).unwrap();
         }

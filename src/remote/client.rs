@@ -1,7 +1,7 @@
 //! The client's end of a connection to `marionette serve`: connects, pairs, says hello, and then
 //! sends the portrait, the reference and the motions while a thread of its own receives the
 //! frames (so that sending never waits for the server's rendering, and several motions can be
-//! on the way at once).
+//! on the way at once) and decodes them.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::channel::{Channel, ChannelError, Duplex, Secret, Sender};
-use super::wire::{Codec, Message, VERSIONS};
-use crate::channel::{LatestReceiver, RecvError, latest};
+use super::channel::{Channel, ChannelError, Duplex, Receiver, Secret, Sender};
+use super::codec::H264Decoder;
+use super::wire::{Codec, CodecSet, Message, VERSIONS};
+use crate::channel::{LatestReceiver, LatestSender, RecvError, latest};
+use crate::media::pipe::PipeKiller;
+use crate::media::video::FfmpegTools;
 use crate::motion::KeypointSet;
 
 /// How long connecting and pairing may take.
@@ -64,6 +67,8 @@ pub struct ServerModel {
     pub keypoints: u8,
     /// Whether motions carry Jacobians.
     pub jacobians: bool,
+    /// How its frames come.
+    pub codec: Codec,
 }
 
 /// Bytes each way, counted as sent and received (plaintext messages, without the encryption's
@@ -90,6 +95,18 @@ pub struct RemoteClient {
     /// Set by the receiving thread when the connection ends.
     lost: Arc<AtomicBool>,
     reader: Option<thread::JoinHandle<Option<String>>>,
+    /// Stops the frames' decoder, if any, so that the receiving thread cannot hang on it.
+    decoder: Option<PipeKiller>,
+}
+
+/// What frames a client takes: raw always (lossless), and H.264 when `h264` names the `ffmpeg`
+/// that decodes it.
+pub fn codecs(h264: bool) -> CodecSet {
+    if h264 {
+        CodecSet::of(&[Codec::Raw, Codec::H264])
+    } else {
+        CodecSet::of(&[Codec::Raw])
+    }
 }
 
 fn body_len(m: &Message) -> u64 {
@@ -98,7 +115,12 @@ fn body_len(m: &Message) -> u64 {
 
 impl RemoteClient {
     /// Connects to `addr` (`HOST:PORT`), pairs with `secret` and reads the server's welcome.
-    pub fn connect(addr: &str, secret: &Secret) -> Result<Self, RemoteError> {
+    /// With `h264` (the `ffmpeg` to decode with) it takes H.264 frames, else raw ones only.
+    pub fn connect(
+        addr: &str,
+        secret: &Secret,
+        h264: Option<&FfmpegTools>,
+    ) -> Result<Self, RemoteError> {
         let unreachable = |why: String| RemoteError::Unreachable {
             addr: addr.to_string(),
             why,
@@ -125,18 +147,24 @@ impl RemoteClient {
             .and_then(|()| stream.set_write_timeout(Some(CONNECT_TIMEOUT)))
             .map_err(|e| unreachable(e.to_string()))?;
         let mut ch = Channel::connect(stream, secret)?;
-        ch.send(&Message::Hello { versions: VERSIONS })?;
+        let offered = codecs(h264.is_some());
+        ch.send(&Message::Hello {
+            versions: VERSIONS,
+            codecs: offered,
+        })?;
         let model = match ch.recv()? {
             Message::Welcome {
                 version,
                 side,
                 keypoints,
                 jacobians,
-            } => ServerModel {
+                codec,
+            } if offered.contains(codec) => ServerModel {
                 version,
                 side,
                 keypoints,
                 jacobians,
+                codec,
             },
             Message::Refused { reason } => return Err(RemoteError::Refused(reason)),
             other => {
@@ -150,45 +178,26 @@ impl RemoteClient {
         ch.stream()
             .set_read_timeout(None)
             .map_err(ChannelError::from)?;
-        let (mut rx, tx) = ch.split()?;
+        let (rx, tx) = ch.split()?;
+        let decoder = match (model.codec, h264) {
+            (Codec::H264, Some(tools)) => Some(
+                H264Decoder::start(tools, usize::from(model.side)).map_err(|e| {
+                    RemoteError::Protocol(format!("no decoder for its frames: {e}"))
+                })?,
+            ),
+            _ => None,
+        };
+        let killer = decoder.as_ref().map(H264Decoder::killer);
         let (frames_tx, frames) = latest::<RemoteFrame>();
         let traffic = Arc::new(Traffic::default());
         let lost = Arc::new(AtomicBool::new(false));
-        let side = usize::from(model.side);
         let reader = {
             let (traffic, lost) = (traffic.clone(), lost.clone());
+            let side = usize::from(model.side);
             thread::Builder::new()
                 .name("remote-read".into())
                 .spawn(move || {
-                    let why = loop {
-                        let m = match rx.recv() {
-                            Ok(m) => m,
-                            Err(e) => break Some(e.to_string()),
-                        };
-                        traffic.down.fetch_add(body_len(&m), Ordering::Relaxed);
-                        match m {
-                            Message::Frame {
-                                seq,
-                                codec: Codec::Raw,
-                                data,
-                            } if data.len() == side * side * 3 => {
-                                traffic.frames.fetch_add(1, Ordering::Relaxed);
-                                if frames_tx.send(RemoteFrame { seq, rgb: data }).is_err() {
-                                    break None;
-                                }
-                            }
-                            other => {
-                                break Some(format!(
-                                    "the server sent {} where a {side}x{side} raw frame belongs",
-                                    match other {
-                                        Message::Frame { codec, data, .. } =>
-                                            format!("a {codec:?} frame of {} bytes", data.len()),
-                                        _ => "another message".to_string(),
-                                    }
-                                ));
-                            }
-                        }
-                    };
+                    let why = receive(rx, side, decoder, &frames_tx, &traffic);
                     lost.store(true, Ordering::SeqCst);
                     why
                 })
@@ -201,6 +210,7 @@ impl RemoteClient {
             traffic,
             lost,
             reader: Some(reader),
+            decoder: killer,
         })
     }
 
@@ -264,9 +274,64 @@ impl RemoteClient {
     }
 }
 
+/// Receives frames, decodes them and hands on the newest, until the connection ends (`None`
+/// when the client went first) or the server breaks the protocol (why).
+fn receive(
+    mut rx: Receiver<TcpStream>,
+    side: usize,
+    mut decoder: Option<H264Decoder>,
+    frames: &LatestSender<RemoteFrame>,
+    traffic: &Traffic,
+) -> Option<String> {
+    loop {
+        let m = match rx.recv() {
+            Ok(m) => m,
+            Err(e) => return Some(e.to_string()),
+        };
+        traffic.down.fetch_add(body_len(&m), Ordering::Relaxed);
+        let (seq, rgb) = match (m, decoder.as_mut()) {
+            (
+                Message::Frame {
+                    seq,
+                    codec: Codec::Raw,
+                    data,
+                },
+                None,
+            ) if data.len() == side * side * 3 => (seq, data),
+            (
+                Message::Frame {
+                    seq,
+                    codec: Codec::H264,
+                    data,
+                },
+                Some(d),
+            ) => match d.decode(&data) {
+                Ok(rgb) => (seq, rgb),
+                Err(e) => return Some(e.to_string()),
+            },
+            (Message::Frame { codec, data, .. }, _) => {
+                return Some(format!(
+                    "the server sent a {codec:?} frame of {} bytes where a {side}x{side} {} \
+                     frame belongs",
+                    data.len(),
+                    if decoder.is_some() { "H.264" } else { "raw" }
+                ));
+            }
+            (_, _) => return Some("the server sent another message where a frame belongs".into()),
+        };
+        traffic.frames.fetch_add(1, Ordering::Relaxed);
+        if frames.send(RemoteFrame { seq, rgb }).is_err() {
+            return None;
+        }
+    }
+}
+
 impl Drop for RemoteClient {
     fn drop(&mut self) {
         Duplex::shutdown(self.tx.stream());
+        if let Some(k) = &self.decoder {
+            k.kill();
+        }
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }

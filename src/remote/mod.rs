@@ -11,5 +11,6 @@
 pub mod animator;
 pub mod channel;
 pub mod client;
+pub mod codec;
 pub mod server;
 pub mod wire;

@@ -23,11 +23,13 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use super::channel::{Channel, ChannelError, Receiver, Secret, Sender};
-use super::wire::{Codec, Message, VERSIONS, common_version};
+use super::codec::H264Encoder;
+use super::wire::{Codec, CodecSet, Message, VERSIONS, common_version};
 use crate::channel::{LatestReceiver, LatestSender, RecvError, latest};
 use crate::engine::smoothing::Smoothing;
 use crate::engine::{Animator, EngineError};
 use crate::media::resize::{rgb8_to_tensor, tensor_to_rgb8};
+use crate::media::video::FfmpegTools;
 use crate::motion::{FrameMotion, KeypointSet, ReferenceMotion};
 
 /// How long a connecting client has to finish the handshake and say hello.
@@ -52,6 +54,9 @@ pub struct ServerOptions {
     pub secret: Secret,
     /// A new engine per client.
     pub engines: EngineFactory,
+    /// The `ffmpeg` that codes frames as H.264 for clients that take it; `None`: raw frames
+    /// only (see [`super::codec::can_encode`]).
+    pub h264: Option<FfmpegTools>,
 }
 
 /// Why a server could not start.
@@ -80,11 +85,17 @@ struct Client {
     addr: SocketAddr,
     pending: Arc<Mutex<Pending>>,
     engine: Box<dyn Animator + Send>,
-    frames: LatestSender<Message>,
+    frames: LatestSender<Rendered>,
     /// Whether it has sent a portrait yet.
     has_portrait: bool,
     /// Frames rendered for it.
     rendered: u64,
+}
+
+/// A frame rendered for a client, before it is coded.
+struct Rendered {
+    seq: u32,
+    rgb: Vec<u8>,
 }
 
 /// A running server; dropping it does not stop it, [`Server::stop`] does.
@@ -236,8 +247,8 @@ fn admit(
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
     let mut ch = Channel::accept(stream, &options.secret)?;
-    let versions = match ch.recv()? {
-        Message::Hello { versions } => versions,
+    let (versions, codecs) = match ch.recv()? {
+        Message::Hello { versions, codecs } => (versions, codecs),
         other => {
             return Err(ChannelError::Wire(super::wire::WireError::Invalid(
                 format!("the first message must be a hello, not {}", kind(&other)),
@@ -250,6 +261,16 @@ fn admit(
              older one",
             VERSIONS.0, VERSIONS.1, versions.0, versions.1
         );
+        let _ = ch.send(&Message::Refused {
+            reason: reason.clone(),
+        });
+        info!("{addr}: refused: {reason}");
+        return Ok(None);
+    };
+    let Some(codec) = choose_codec(codecs, options.h264.is_some()) else {
+        let reason = "this server codes frames raw or as H.264, and the client takes neither: \
+                      update the older one"
+            .to_string();
         let _ = ch.send(&Message::Refused {
             reason: reason.clone(),
         });
@@ -288,6 +309,7 @@ fn admit(
         side,
         keypoints,
         jacobians,
+        codec,
     });
     if let Err(e) = sent {
         active.fetch_sub(1, Ordering::SeqCst);
@@ -303,23 +325,27 @@ fn admit(
         }
     };
     let pending = Arc::new(Mutex::new(Pending::default()));
-    let (frames, to_send) = latest::<Message>();
+    let (frames, to_send) = latest::<Rendered>();
     let reader = {
         let pending = pending.clone();
         thread::Builder::new()
             .name("serve-read".into())
             .spawn(move || read_loop(rx, addr, side, &pending))
     };
+    let coder = match codec {
+        Codec::Raw => None,
+        Codec::H264 => options.h264.clone().map(|t| (t, usize::from(side))),
+    };
     let writer = thread::Builder::new()
         .name("serve-write".into())
-        .spawn(move || write_loop(tx, to_send));
+        .spawn(move || write_loop(tx, to_send, addr, coder));
     if reader.is_err() || writer.is_err() {
         active.fetch_sub(1, Ordering::SeqCst);
         return Err(ChannelError::Io(std::io::Error::other(
             "no thread for the client",
         )));
     }
-    info!("{addr}: connected (protocol version {version})");
+    info!("{addr}: connected (protocol version {version}, {codec:?} frames)");
     Ok(Some(Client {
         addr,
         pending,
@@ -375,17 +401,61 @@ fn read_loop(mut rx: Receiver<TcpStream>, addr: SocketAddr, side: u16, pending: 
     }
 }
 
-/// A client's frames out, the newest only, until it goes.
-fn write_loop(mut tx: Sender<TcpStream>, frames: LatestReceiver<Message>) {
+/// The codec for a client that takes `codecs`: H.264 where both can, else raw; `None` when
+/// the client takes neither.
+fn choose_codec(codecs: CodecSet, h264: bool) -> Option<Codec> {
+    if h264 && codecs.contains(Codec::H264) {
+        Some(Codec::H264)
+    } else {
+        codecs.contains(Codec::Raw).then_some(Codec::Raw)
+    }
+}
+
+/// A client's frames out, the newest only, until it goes. With `coder` (its `ffmpeg` and the
+/// frame side) they go as H.264: only frames that are sent are coded, so the client's decoder
+/// gets every frame the next one depends on.
+fn write_loop(
+    mut tx: Sender<TcpStream>,
+    frames: LatestReceiver<Rendered>,
+    addr: SocketAddr,
+    coder: Option<(FfmpegTools, usize)>,
+) {
+    let mut encoder = None;
     loop {
-        match frames.recv_timeout(Duration::from_secs(1)) {
-            Ok(m) => {
-                if tx.send(&m).is_err() {
-                    break;
-                }
-            }
-            Err(RecvError::Timeout) => {}
+        let f = match frames.recv_timeout(Duration::from_secs(1)) {
+            Ok(f) => f,
+            Err(RecvError::Timeout) => continue,
             Err(RecvError::Disconnected) => break,
+        };
+        let coded = match &coder {
+            None => Ok((Codec::Raw, f.rgb)),
+            Some((tools, side)) => {
+                let started = match encoder.take() {
+                    Some(e) => Ok(e),
+                    None => H264Encoder::start(tools, *side),
+                };
+                started.and_then(|mut e| {
+                    let data = e.encode(&f.rgb)?;
+                    encoder = Some(e);
+                    Ok((Codec::H264, data))
+                })
+            }
+        };
+        let (codec, data) = match coded {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("{addr}: {e}; disconnected");
+                break;
+            }
+        };
+        tracing::debug!("{addr}: frame {} coded, {} bytes", f.seq, data.len());
+        let m = Message::Frame {
+            seq: f.seq,
+            codec,
+            data,
+        };
+        if tx.send(&m).is_err() {
+            break;
         }
     }
     super::channel::Duplex::shutdown(tx.stream());
@@ -486,10 +556,9 @@ fn serve_one(c: &mut Client) -> Result<bool, Option<String>> {
     let rgb = tensor_to_rgb8(&out).map_err(|e| Some(e.to_string()))?;
     tracing::debug!("{}: motion {seq} in {:?}", c.addr, t.elapsed());
     c.rendered += 1;
-    let frame = Message::Frame {
+    let frame = Rendered {
         seq,
-        codec: Codec::Raw,
-        data: rgb.into_raw(),
+        rgb: rgb.into_raw(),
     };
     c.frames.send(frame).map_err(|_| None)?;
     Ok(true)

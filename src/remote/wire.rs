@@ -12,8 +12,8 @@
 //!
 //! | kind | message | fields |
 //! |------|---------|--------|
-//! | 1 | `Hello` | magic `MRNT`, `u16` oldest and newest version the client speaks |
-//! | 2 | `Welcome` | `u16` version chosen, `u16` frame side, `u8` keypoints, `u8` has Jacobians |
+//! | 1 | `Hello` | magic `MRNT`, `u16` oldest and newest version the client speaks, `u8` codecs it takes (bit 0 raw, bit 1 H.264) |
+//! | 2 | `Welcome` | `u16` version chosen, `u16` frame side, `u8` keypoints, `u8` has Jacobians, `u8` codec of the frames |
 //! | 3 | `Refused` | `u16` length, UTF-8 reason |
 //! | 4 | `Portrait` | `u64` id, `u16` side, side x side x 3 bytes of RGB |
 //! | 5 | `Reference` | keypoints |
@@ -58,6 +58,22 @@ pub enum Codec {
     H264,
 }
 
+/// The codecs a client takes, as a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodecSet(u8);
+
+impl CodecSet {
+    /// The set of `codecs`.
+    pub fn of(codecs: &[Codec]) -> Self {
+        Self(codecs.iter().fold(0, |m, c| m | 1 << c.byte()))
+    }
+
+    /// Whether `codec` is in it.
+    pub fn contains(self, codec: Codec) -> bool {
+        self.0 & 1 << codec.byte() != 0
+    }
+}
+
 impl Codec {
     fn byte(self) -> u8 {
         match self {
@@ -82,6 +98,9 @@ pub enum Message {
     Hello {
         /// Oldest and newest version.
         versions: (u16, u16),
+        /// The codecs it can decode frames in (bits it does not know are codecs of newer
+        /// versions, and ignored).
+        codecs: CodecSet,
     },
     /// Server, answering `Hello`: the version both speak and what its model takes.
     Welcome {
@@ -93,6 +112,8 @@ pub enum Message {
         keypoints: u8,
         /// Whether motions carry Jacobians.
         jacobians: bool,
+        /// How the frames will be coded.
+        codec: Codec,
     },
     /// Server: it will not serve this client (full, no common version, a broken rule), and why.
     Refused {
@@ -275,23 +296,26 @@ impl Message {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
         let start = out.len();
         match self {
-            Self::Hello { versions } => {
+            Self::Hello { versions, codecs } => {
                 out.push(1);
                 out.extend_from_slice(&MAGIC);
                 out.extend_from_slice(&versions.0.to_le_bytes());
                 out.extend_from_slice(&versions.1.to_le_bytes());
+                out.push(codecs.0);
             }
             Self::Welcome {
                 version,
                 side,
                 keypoints,
                 jacobians,
+                codec,
             } => {
                 out.push(2);
                 out.extend_from_slice(&version.to_le_bytes());
                 out.extend_from_slice(&side.to_le_bytes());
                 out.push(*keypoints);
                 out.push(u8::from(*jacobians));
+                out.push(codec.byte());
             }
             Self::Refused { reason } => {
                 if reason.len() > MAX_REASON {
@@ -344,8 +368,8 @@ impl Message {
             2 + kp.points.len() * per * 4
         };
         1 + match self {
-            Self::Hello { .. } => MAGIC.len() + 4,
-            Self::Welcome { .. } => 6,
+            Self::Hello { .. } => MAGIC.len() + 5,
+            Self::Welcome { .. } => 7,
             Self::Refused { reason } => 2 + reason.len(),
             Self::Portrait { rgb, .. } => 8 + 2 + rgb.len(),
             Self::Reference { keypoints: kp } => keypoints(kp),
@@ -374,7 +398,8 @@ impl Message {
                         versions.0, versions.1
                     )));
                 }
-                Self::Hello { versions }
+                let codecs = CodecSet(r.u8("the codecs")?);
+                Self::Hello { versions, codecs }
             }
             2 => Self::Welcome {
                 version: r.u16("the version")?,
@@ -388,6 +413,7 @@ impl Message {
                     1 => true,
                     f => return Err(WireError::Invalid(format!("Jacobian flag {f}"))),
                 },
+                codec: Codec::from_byte(r.u8("the codec")?)?,
             },
             3 => {
                 let n = usize::from(r.u16("the reason's length")?);
@@ -521,12 +547,16 @@ mod tests {
 
     fn all_kinds() -> Vec<Message> {
         vec![
-            Message::Hello { versions: VERSIONS },
+            Message::Hello {
+                versions: VERSIONS,
+                codecs: CodecSet::of(&[Codec::Raw, Codec::H264]),
+            },
             Message::Welcome {
                 version: 1,
                 side: 256,
                 keypoints: 10,
                 jacobians: true,
+                codec: Codec::H264,
             },
             Message::Refused {
                 reason: "this server serves 4 clients at most; try again later".into(),
@@ -597,8 +627,9 @@ mod tests {
     fn broken_rules_are_named() {
         let err = |b: &[u8]| Message::decode(b).unwrap_err().to_string();
         assert!(err(&[9]).contains("unknown message kind 9"));
-        assert!(err(b"\x01HTTP\x01\x00\x01\x00").contains("no MRNT"));
-        assert!(err(b"\x01MRNT\x02\x00\x01\x00").contains("versions 2 to 1"));
+        assert!(err(b"\x01HTTP\x01\x00\x01\x00\x03").contains("no MRNT"));
+        assert!(err(b"\x01MRNT\x02\x00\x01\x00\x03").contains("versions 2 to 1"));
+        assert!(err(b"\x02\x01\x00\x00\x01\x0a\x01\x09").contains("unknown codec 9"));
         // A NaN keypoint.
         let mut body = vec![6, 0, 0, 0, 0, 1, 0];
         body.extend_from_slice(&f32::NAN.to_le_bytes());

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod live;
+pub mod netem;
 pub mod scenes;
 
 #[path = "../../crates/fomm/tests/common/mod.rs"]

@@ -1021,18 +1021,22 @@ fn verify() -> Target {
 /// A stream with one message of each kind, framed as a peer sends them.
 fn wire_seeds() -> Vec<Vec<u8>> {
     use marionette::motion::KeypointSet;
-    use marionette::remote::wire::{Codec, Message, VERSIONS, frame};
+    use marionette::remote::wire::{Codec, CodecSet, Message, VERSIONS, frame};
     let kp = KeypointSet {
         points: (0..10).map(|i| [i as f32 * 0.2 - 1.0, 0.5]).collect(),
         jacobians: Some(vec![[[1.0, 0.0], [0.0, 1.0]]; 10]),
     };
     let messages = [
-        Message::Hello { versions: VERSIONS },
+        Message::Hello {
+            versions: VERSIONS,
+            codecs: CodecSet::of(&[Codec::Raw, Codec::H264]),
+        },
         Message::Welcome {
             version: 1,
             side: 256,
             keypoints: 10,
             jacobians: true,
+            codec: Codec::H264,
         },
         Message::Refused {
             reason: "full".into(),

@@ -947,3 +947,96 @@ fn through_150_ms_and_2_percent_loss_the_server_keeps_rendering_and_the_output_n
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// The live run's figures over `seconds` once `ready` holds: output frames a second, keyframes
+/// from the server a second, and the last stats.
+fn measure(watch: &RunWatch, seconds: f64, remote: bool) -> (f64, f64, serde_json::Value) {
+    let first = watch.wait_for("the run to start", &|s| {
+        s["frames_out"].as_u64().unwrap_or(0) > 0
+            && (!remote || s["remote_keyframes"].as_u64().unwrap_or(0) >= 3)
+    });
+    let t = Instant::now();
+    thread::sleep(Duration::from_secs_f64(seconds));
+    let last = watch.last_stats();
+    let secs = t.elapsed().as_secs_f64();
+    let delta = |k: &str| {
+        (last[k].as_u64().unwrap_or(0) as f64 - first[k].as_u64().unwrap_or(0) as f64) / secs
+    };
+    (
+        delta("frames_out"),
+        delta(if remote {
+            "remote_keyframes"
+        } else {
+            "keyframes"
+        }),
+        last,
+    )
+}
+
+/// `docs/remote.md`'s network table: `run --remote` through the relay at each round trip and
+/// loss, against rendering here. A benchmark, not a check:
+/// `cargo test --release --test app remote::network_table -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: prints docs/remote.md's network table"]
+fn network_table() {
+    use crate::common::netem::{Netem, SERVER_IP};
+    use std::process::{Command, Stdio};
+    let seconds = 12.0;
+    let mut local = Command::new(env!("CARGO_BIN_EXE_marionette"))
+        .args([
+            "run",
+            "--test-pattern",
+            "--vcam",
+            "none",
+            "--stats",
+            "--cpu",
+            "--config",
+        ])
+        .arg(fixture("tiny.yaml"))
+        .arg("--checkpoint")
+        .arg(fixture("tiny-zip.pth.tar"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watch = RunWatch::new(&mut local);
+    let (fps, kfps, s) = measure(&watch, seconds, false);
+    let local_latency = s["keyframe_latency_ms_p50"].as_f64().unwrap_or(0.0);
+    let _ = local.kill();
+    let _ = local.wait();
+    println!(
+        "| round trip | loss | up, bytes a frame | down, bytes a frame | keyframe latency p50 | added over local | keyframes a second | output frames a second | reconnections |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| local | - | - | - | {local_latency:.0} ms | - | {kfps:.1} | {fps:.1} | - |");
+    for rtt in [0u64, 50, 150] {
+        for loss in [0.0, 0.02, 0.10] {
+            let net = Netem::start(Duration::from_millis(rtt), loss).expect("the namespaces");
+            let dir = tempfile::tempdir().unwrap();
+            let (mut server, addr, secret) = start_serve_with(
+                net.command(true, env!("CARGO_BIN_EXE_marionette")),
+                &format!("{SERVER_IP}:0"),
+                &dir.path().join("secret"),
+            );
+            let mut run = run_remote_in(&net, addr, &secret, "h264");
+            let watch = RunWatch::new(&mut run);
+            let (fps, kfps, s) = measure(&watch, seconds, true);
+            let latency = s["keyframe_latency_ms_p50"].as_f64().unwrap_or(0.0);
+            println!(
+                "| {rtt} ms | {:.0} % | {:.0} | {:.0} | {latency:.0} ms | {:+.0} ms | {kfps:.1} | {fps:.1} | {} |",
+                loss * 100.0,
+                s["remote_bytes_up_per_frame"].as_f64().unwrap_or(0.0),
+                s["remote_bytes_down_per_frame"].as_f64().unwrap_or(0.0),
+                latency - local_latency,
+                watch
+                    .text()
+                    .matches("rendering on this machine until")
+                    .count()
+            );
+            let _ = run.kill();
+            let _ = run.wait();
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}

@@ -36,6 +36,10 @@ const QP: &str = "12";
 /// of FFmpeg's decoder, which was seen holding back one or two pictures.
 const REPEATS: usize = 3;
 
+/// The longest wait for a frame's output from `ffmpeg` (it takes milliseconds) before it is
+/// taken for stuck and killed.
+const OUTPUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The largest FLV tag a coder may write (a 512x512 intra frame at CRF 14 is about 100 kB).
 const MAX_TAG: usize = 1 << 20;
 
@@ -156,11 +160,16 @@ fn next_output(
     items: &crossbeam_channel::Receiver<Vec<u8>>,
     reader: &mut Option<JoinHandle<String>>,
 ) -> Result<Vec<u8>, MediaError> {
-    items.recv().map_err(|_| {
-        let why = reader
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_else(|| "its output ended".into());
+    items.recv_timeout(OUTPUT_TIMEOUT).map_err(|e| {
+        let why = match e {
+            crossbeam_channel::RecvTimeoutError::Timeout => {
+                format!("it gave nothing for {} s", OUTPUT_TIMEOUT.as_secs())
+            }
+            crossbeam_channel::RecvTimeoutError::Disconnected => reader
+                .take()
+                .and_then(|t| t.join().ok())
+                .unwrap_or_else(|| "its output ended".into()),
+        };
         pipe.failed(&why)
     })
 }

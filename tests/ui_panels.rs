@@ -324,3 +324,59 @@ fn keys_type_into_a_text_field_instead_of_acting() {
     assert_eq!(h.state().text, "cx");
     assert!(h.state().actions.is_empty(), "{:?}", h.state().actions);
 }
+
+struct RemoteState {
+    dialog: marionette::app::remote_dialog::RemoteDialog,
+    actions: Vec<Action>,
+}
+
+#[test]
+fn the_remote_dialog_connects_with_a_server_and_a_secret() {
+    let mut dialog = marionette::app::remote_dialog::RemoteDialog::default();
+    dialog.open();
+    let mut h = Harness::builder().with_size((720.0, 420.0)).build_ui_state(
+        |ui, s: &mut RemoteState| {
+            if let Some(a) = s.dialog.show(ui.ctx()) {
+                s.actions.push(a);
+            }
+        },
+        RemoteState {
+            dialog,
+            actions: Vec::new(),
+        },
+    );
+    h.run();
+    // Nothing to connect to yet: the button does nothing, and there is nothing to go back from.
+    h.get_by_label("Connect").click();
+    h.run();
+    assert!(h.state().actions.is_empty(), "{:?}", h.state().actions);
+    assert!(h.query_by_label("Render here").is_none());
+    // The server's field, then the secret's (a password field: its text is not shown).
+    for (role, text) in [
+        (egui::accesskit::Role::TextInput, "studio.local"),
+        (
+            egui::accesskit::Role::PasswordInput,
+            "00112233445566778899aabbccddeeff",
+        ),
+    ] {
+        h.get_by_role(role).focus();
+        h.run();
+        h.get_by_role(role).type_text(text);
+        h.run();
+    }
+    h.get_by_label("Connect").click();
+    h.run();
+    assert_eq!(
+        h.state().actions,
+        vec![Action::ConnectRemote {
+            server: "studio.local".into(),
+            secret: "00112233445566778899aabbccddeeff".into(),
+        }]
+    );
+    // Once rendering there, it offers the way back.
+    h.state_mut().dialog.rendering_on = Some("studio.local:47764".into());
+    h.run();
+    h.get_by_label("Render here").click();
+    h.run();
+    assert_eq!(h.state().actions.last(), Some(&Action::RenderHere));
+}

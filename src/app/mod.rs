@@ -3,13 +3,14 @@
 //!
 //! * [`settings`]: what is remembered between runs (TOML in the XDG config dir);
 //! * [`gallery`]: the bundled and the user's portraits;
-//! * [`ui`], `add_dialog` and `weights_dialog`: the panels, hotkeys and dialogs (egui, over plain
-//!   data);
+//! * [`ui`], `add_dialog`, `weights_dialog` and `remote_dialog`: the panels, hotkeys and dialogs
+//!   (egui, over plain data);
 //! * `video`: the video panes on the GPU (`shaders/video.wgsl`);
 //! * [`window`]: winit + wgpu + the live pipeline.
 
 pub(crate) mod add_dialog;
 pub mod gallery;
+pub mod remote_dialog;
 pub mod settings;
 pub mod ui;
 pub(crate) mod video;

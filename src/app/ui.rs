@@ -99,6 +99,17 @@ pub enum Action {
         /// Store the two networks as safetensors instead of a copy of the file.
         safetensors: bool,
     },
+    /// Open the "Render on another machine" dialog.
+    OpenRemote,
+    /// Render on the server at `server` (`HOST[:PORT]`), paired by `secret`.
+    ConnectRemote {
+        /// As `serve` printed it.
+        server: String,
+        /// The pairing secret.
+        secret: String,
+    },
+    /// Render on this machine again.
+    RenderHere,
     /// Esc: close an open dialog or the help, else quit.
     Quit,
 }
@@ -570,6 +581,13 @@ fn engine_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
         .clicked()
     {
         out.push(Action::OpenAddWeights(None));
+    }
+    if ui
+        .button("Render on another machine...")
+        .on_hover_text("A faster machine running `marionette serve` renders the portrait")
+        .clicked()
+    {
+        out.push(Action::OpenRemote);
     }
     // Said whether or not the statistics are open: the portrait moves less often than it could.
     if let Some(d) = view.status.stats.as_ref().and_then(|s| s.degraded.as_ref()) {

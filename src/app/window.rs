@@ -15,6 +15,7 @@ use winit::window::{Fullscreen, Window, WindowId};
 
 use super::add_dialog::AddDialog;
 use super::gallery::Gallery;
+use super::remote_dialog::RemoteDialog;
 use super::settings::{Settings, SourceSetting};
 use super::ui::{self, Action, Flag, Status, Thumb, View};
 use super::video::{PaneCallback, PaneId, PaneParams, VideoRenderer};
@@ -143,6 +144,8 @@ struct Link {
     request: EngineRequest,
     /// Weights being checked and loaded on their own thread.
     adding: Option<Receiver<Result<Switched, String>>>,
+    /// An engine for rendering on another machine (with its server) or here, being loaded.
+    remote_switch: Option<Receiver<Result<RemoteSwitched, String>>>,
 }
 
 /// An engine built from weights added in the window.
@@ -153,6 +156,9 @@ struct Switched {
     /// What was added, said in the dialog.
     said: String,
 }
+
+/// An engine for the remote dialog, and the server it renders on (`None`: here).
+type RemoteSwitched = (Switched, Option<String>);
 
 /// The devices found, rescanned every few seconds.
 struct Devices {
@@ -176,6 +182,7 @@ struct Screen {
     overlay_dirty: bool,
     add_dialog: AddDialog,
     weights_dialog: WeightsDialog,
+    remote_dialog: RemoteDialog,
     show_help: bool,
     fullscreen: bool,
     /// The panes' rectangles, logged when they change.
@@ -244,6 +251,39 @@ fn source_name(s: &SourceSetting) -> String {
 /// missing display is reported at once.
 pub fn event_loop() -> Result<EventLoop<()>, WindowError> {
     EventLoop::new().map_err(|e| WindowError::EventLoop(window_system_text(&e)))
+}
+
+/// The engine for `target` (a server's address and secret: FOMM rendered there, here while
+/// it is away) or for this machine (`None`), with the engine line and what the dialog says.
+fn remote_engine(
+    request: &EngineRequest,
+    target: Option<(String, crate::remote::channel::Secret)>,
+) -> Result<RemoteSwitched, String> {
+    let loaded = load_engine(request).map_err(|e| error_text(&e))?;
+    let Some((addr, secret)) = target else {
+        let switched = Switched {
+            engine: loaded.engine,
+            status: loaded.status,
+            said: "rendering on this machine".into(),
+        };
+        return Ok((switched, None));
+    };
+    if loaded.engine.id() != EngineId::Fomm {
+        return Err(
+            "rendering on another machine needs the FOMM weights here too (the \
+                    keypoint detector runs on this machine): add them first (Ctrl+O)"
+                .into(),
+        );
+    }
+    let tools = crate::media::video::FfmpegTools::from_env();
+    let h264 = crate::remote::codec::can_decode(&tools).then_some(tools);
+    let engine = crate::remote::animator::RemoteAnimator::new(loaded.engine, &addr, secret, h264);
+    let switched = Switched {
+        engine: Box::new(engine),
+        status: format!("{} - rendered on {addr} while it answers", loaded.status),
+        said: format!("connecting to {addr}; this machine renders until it answers"),
+    };
+    Ok((switched, Some(addr)))
 }
 
 /// What the window system said, without the source location winit's errors carry ("os error
@@ -447,6 +487,7 @@ impl App {
                 fps: o.fps,
                 request: o.request,
                 adding: None,
+                remote_switch: None,
             },
             devices: Devices {
                 sources,
@@ -667,9 +708,15 @@ impl App {
             // Esc closes an open dialog first; the window quits on an Esc with none open.
             Action::OpenAddWeights(file) => self.screen.weights_dialog.open(file),
             Action::AddWeights { path, safetensors } => self.add_weights(path, safetensors),
+            Action::OpenRemote => self.screen.remote_dialog.open(),
+            Action::ConnectRemote { server, secret } => self.switch_remote(Some((server, secret))),
+            Action::RenderHere => self.switch_remote(None),
             Action::Quit if self.screen.add_dialog.open => self.screen.add_dialog.open = false,
             Action::Quit if self.screen.weights_dialog.open => {
                 self.screen.weights_dialog.open = false
+            }
+            Action::Quit if self.screen.remote_dialog.open => {
+                self.screen.remote_dialog.open = false
             }
             Action::Quit if self.screen.show_help => self.screen.show_help = false,
             Action::Quit => {
@@ -867,32 +914,105 @@ impl App {
             }
         };
         self.link.adding = None;
-        let dialog = &mut self.screen.weights_dialog;
         match result {
             Ok(s) => {
-                let id = s.engine.id();
-                let absolute = s.engine.supports_absolute();
-                let _ = self
-                    .link
-                    .control
-                    .send(Control::SetEngine(EngineHandoff::new(s.engine)));
-                tracing::info!("engine switched: {}", s.status);
-                let status = &mut self.link.status;
-                status.engine = s.status;
-                status.engine_id = id;
-                status.absolute_supported = absolute;
-                status.notice = None;
-                let settings = &self.user.settings;
-                let _ = self.link.control.send(Control::Transfer {
-                    relative: settings.relative || !absolute,
-                    adapt_scale: settings.adapt_scale.unwrap_or(id == EngineId::Fomm),
-                });
-                dialog.outcome = Some(Outcome::Done(s.said));
+                let said = s.said.clone();
+                self.apply_switch(s);
+                let dialog = &mut self.screen.weights_dialog;
+                dialog.outcome = Some(Outcome::Done(said));
                 dialog.refresh_installed();
             }
             Err(e) => {
                 tracing::warn!("weights refused: {e}");
-                dialog.outcome = Some(Outcome::Refused(e));
+                self.screen.weights_dialog.outcome = Some(Outcome::Refused(e));
+            }
+        }
+    }
+
+    /// Hands a loaded engine to the live loop and updates the status and the motion transfer.
+    fn apply_switch(&mut self, s: Switched) {
+        let id = s.engine.id();
+        let absolute = s.engine.supports_absolute();
+        let _ = self
+            .link
+            .control
+            .send(Control::SetEngine(EngineHandoff::new(s.engine)));
+        tracing::info!("engine switched: {}", s.status);
+        let status = &mut self.link.status;
+        status.engine = s.status;
+        status.engine_id = id;
+        status.absolute_supported = absolute;
+        status.notice = None;
+        let settings = &self.user.settings;
+        let _ = self.link.control.send(Control::Transfer {
+            relative: settings.relative || !absolute,
+            adapt_scale: settings.adapt_scale.unwrap_or(id == EngineId::Fomm),
+        });
+    }
+
+    /// Switches to rendering on a server (`target`: its address and pairing secret) or back on
+    /// this machine (`None`), on a thread of its own: the FOMM engine is loaded again either way
+    /// (rendering remotely keeps one here for the keypoints and for when the server is away).
+    fn switch_remote(&mut self, target: Option<(String, String)>) {
+        if self.link.remote_switch.is_some() {
+            return;
+        }
+        let dialog = &mut self.screen.remote_dialog;
+        let target = match target {
+            None => None,
+            Some((server, secret)) => match crate::remote::channel::Secret::parse(&secret) {
+                Ok(secret) => Some((crate::remote::client::with_default_port(&server), secret)),
+                Err(e) => {
+                    dialog.outcome = Some(Outcome::Refused(format!("the pairing secret: {e}")));
+                    return;
+                }
+            },
+        };
+        let request = EngineRequest {
+            kind: EngineKind::Fomm,
+            ..self.link.request.clone()
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("remote-switch".into())
+            .spawn(move || {
+                let _ = tx.send(remote_engine(&request, target));
+            });
+        match spawned {
+            Ok(_) => {
+                self.link.remote_switch = Some(rx);
+                dialog.outcome = Some(Outcome::Working("loading the engine...".into()));
+            }
+            Err(e) => {
+                dialog.outcome = Some(Outcome::Refused(format!("could not start a thread: {e}")))
+            }
+        }
+    }
+
+    /// Switches the engine when [`Self::switch_remote`]'s engine has loaded.
+    fn take_remote_switch(&mut self) {
+        let Some(rx) = &self.link.remote_switch else {
+            return;
+        };
+        let result = match rx.try_recv() {
+            Ok(r) => r,
+            Err(crossbeam_channel::TryRecvError::Empty) => return,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                Err("the thread loading the engine stopped".into())
+            }
+        };
+        self.link.remote_switch = None;
+        match result {
+            Ok((s, server)) => {
+                let said = s.said.clone();
+                self.apply_switch(s);
+                let dialog = &mut self.screen.remote_dialog;
+                dialog.rendering_on = server;
+                dialog.outcome = Some(Outcome::Done(said));
+            }
+            Err(e) => {
+                tracing::warn!("remote rendering refused: {e}");
+                self.screen.remote_dialog.outcome = Some(Outcome::Refused(e));
             }
         }
     }
@@ -900,6 +1020,7 @@ impl App {
     /// Refreshes the status lines and stats, five times a second (not at every redraw).
     fn update_status(&mut self) {
         self.take_switch();
+        self.take_remote_switch();
         if self.link.status_at.elapsed() < Duration::from_millis(200) {
             return;
         }
@@ -1160,6 +1281,9 @@ impl App {
             actions.push(a);
         }
         if let Some(a) = self.screen.weights_dialog.show(root.ctx()) {
+            actions.push(a);
+        }
+        if let Some(a) = self.screen.remote_dialog.show(root.ctx()) {
             actions.push(a);
         }
         actions

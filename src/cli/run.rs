@@ -240,14 +240,7 @@ fn remote_engine(
              --secret-file"
         ),
     };
-    let addr = if addr
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        addr.to_string()
-    } else {
-        format!("{addr}:{}", super::serve::DEFAULT_PORT)
-    };
+    let addr = marionette::remote::client::with_default_port(addr);
     let h264 = match args.remote_codec {
         RemoteCodec::Raw => None,
         RemoteCodec::H264 => {

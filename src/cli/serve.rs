@@ -16,16 +16,13 @@ use marionette::engine::select::EngineKind;
 use marionette::remote::channel::Secret;
 use marionette::remote::server::{Server, ServerOptions};
 
-/// The port `serve` listens on unless told otherwise.
-pub const DEFAULT_PORT: u16 = 47_764;
-
 /// Options of `serve`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Address and port to listen on (all interfaces by default).
-    #[arg(long, default_value_t = format!("0.0.0.0:{DEFAULT_PORT}"), value_name = "ADDR:PORT")]
+    #[arg(long, default_value_t = format!("0.0.0.0:{}", marionette::remote::client::DEFAULT_PORT), value_name = "ADDR:PORT")]
     listen: String,
     /// Clients served at once; one more is told the server is full.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]

@@ -22,6 +22,28 @@ use crate::motion::KeypointSet;
 /// How long connecting and pairing may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The port `marionette serve` listens on unless told otherwise (unassigned by IANA).
+pub const DEFAULT_PORT: u16 = 47_764;
+
+/// `addr` with [`DEFAULT_PORT`] where it names none: `host`, `10.0.0.2`, `::1` and `[::1]` get
+/// it; `host:5000`, `10.0.0.2:5000` and `[::1]:5000` keep theirs.
+pub fn with_default_port(addr: &str) -> String {
+    let addr = addr.trim();
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return addr.to_string();
+    }
+    let bare = addr.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return std::net::SocketAddr::new(ip, DEFAULT_PORT).to_string();
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => {
+            addr.to_string()
+        }
+        _ => format!("{addr}:{DEFAULT_PORT}"),
+    }
+}
+
 /// A frame the server rendered.
 #[derive(Debug, Clone)]
 pub struct RemoteFrame {
@@ -335,5 +357,22 @@ impl Drop for RemoteClient {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_port_is_added_only_where_none_is_named() {
+        assert_eq!(with_default_port("studio.local"), "studio.local:47764");
+        assert_eq!(with_default_port("studio.local:5000"), "studio.local:5000");
+        assert_eq!(with_default_port("10.0.0.2"), "10.0.0.2:47764");
+        assert_eq!(with_default_port(" 10.0.0.2:5000 "), "10.0.0.2:5000");
+        assert_eq!(with_default_port("::1"), "[::1]:47764");
+        assert_eq!(with_default_port("[::1]"), "[::1]:47764");
+        assert_eq!(with_default_port("[::1]:5000"), "[::1]:5000");
+        assert_eq!(with_default_port("fe80::1:5000"), "[fe80::1:5000]:47764");
     }
 }

@@ -112,13 +112,30 @@ impl Netem {
             .join()
             .map_err(|_| "the TUN thread panicked".to_string())??
         };
-        for (ns, (me_ip, peer)) in names
-            .iter()
-            .zip([(CLIENT_IP, SERVER_IP), (SERVER_IP, CLIENT_IP)])
-        {
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "addr", "add", me_ip, "peer", peer, "dev", "mrn0"])?;
-            ip(&["-n", ns, "link", "set", "mrn0", "up"])?;
+        for (server, (me_ip, peer)) in [
+            (false, (CLIENT_IP, SERVER_IP)),
+            (true, (SERVER_IP, CLIENT_IP)),
+        ] {
+            // `ip` run inside the namespace, not `ip -n`, which remounts / (refused in a chroot).
+            for args in [
+                &["link", "set", "lo", "up"][..],
+                &["addr", "add", me_ip, "peer", peer, "dev", "mrn0"],
+                &["link", "set", "mrn0", "up"],
+            ] {
+                let out = me
+                    .command(server, "ip")
+                    .args(args)
+                    .output()
+                    .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+                if !out.status.success() {
+                    return Err(format!(
+                        "ip {} in {}: {}",
+                        args.join(" "),
+                        names[usize::from(server)],
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+            }
         }
         let [c, s] = fds;
         let (c, s) = (Arc::new(c), Arc::new(s));

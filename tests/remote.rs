@@ -975,7 +975,7 @@ fn measure(watch: &RunWatch, seconds: f64, remote: bool) -> (f64, f64, serde_jso
 
 /// `docs/remote.md`'s network table: `run --remote` through the relay at each round trip and
 /// loss, against rendering here. A benchmark, not a check:
-/// `cargo test --release --test app remote::network_table -- --ignored --nocapture`.
+/// `cargo test --test app remote::network_table -- --ignored --nocapture`.
 #[test]
 #[ignore = "benchmark: prints docs/remote.md's network table"]
 fn network_table() {

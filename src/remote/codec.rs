@@ -115,13 +115,16 @@ fn read_pictures(mut out: impl Read, pictures: &crossbeam_channel::Sender<Vec<u8
     }
 }
 
-/// Reads `side` x `side` RGB pictures off `out` as they come and hands them on, until the
-/// output ends or nobody takes them.
+/// Reads `side` x `side` RGB pictures off `out` as they come and hands on the frames (not their
+/// repeats), until the output ends or nobody takes them.
 fn read_frames(
     mut out: impl Read,
     side: usize,
     frames: &crossbeam_channel::Sender<Vec<u8>>,
 ) -> String {
+    // Of every 1 + REPEATS pictures the first is the frame; the repeats are read into one
+    // buffer and dropped here.
+    let mut repeat = vec![0u8; side * side * 3];
     loop {
         let mut rgb = vec![0u8; side * side * 3];
         if let Err(e) = out.read_exact(&mut rgb) {
@@ -129,6 +132,11 @@ fn read_frames(
         }
         if frames.send(rgb).is_err() {
             return String::new();
+        }
+        for _ in 0..REPEATS {
+            if let Err(e) = out.read_exact(&mut repeat) {
+                return format!("its output ended: {e}");
+            }
         }
     }
 }
@@ -270,8 +278,6 @@ pub struct H264Decoder {
     pipe: FfmpegPipe,
     frames: crossbeam_channel::Receiver<Vec<u8>>,
     reader: Option<JoinHandle<String>>,
-    /// Frames decoded so far (before each later frame come the last one's repeats).
-    decoded: u64,
 }
 
 impl H264Decoder {
@@ -314,7 +320,6 @@ impl H264Decoder {
             pipe,
             frames,
             reader: Some(reader),
-            decoded: 0,
         })
     }
 
@@ -327,16 +332,8 @@ impl H264Decoder {
     /// bytes of RGB.
     pub fn decode(&mut self, coded: &[u8]) -> Result<Vec<u8>, MediaError> {
         self.pipe.write(coded)?;
-        // After the first message the previous frame's repeats come first (whether the decoder
-        // held them back or not).
-        if self.decoded > 0 {
-            for _ in 0..REPEATS {
-                next_output(&mut self.pipe, &self.frames, &mut self.reader)?;
-            }
-        }
-        let rgb = next_output(&mut self.pipe, &self.frames, &mut self.reader)?;
-        self.decoded += 1;
-        Ok(rgb)
+        // Its repeats push it out of the decoder, whether that holds back none or up to three.
+        next_output(&mut self.pipe, &self.frames, &mut self.reader)
     }
 }
 

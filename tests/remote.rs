@@ -948,6 +948,50 @@ fn through_150_ms_and_2_percent_loss_the_server_keeps_rendering_and_the_output_n
     let _ = server.wait();
 }
 
+#[test]
+fn over_a_slow_link_the_next_motions_go_before_each_frame_is_back() {
+    use crate::common::netem::{self, Netem, SERVER_IP};
+    if let Err(why) = netem::available() {
+        panic!("the lossy-network test needs root, /dev/net/tun and iproute2: {why}");
+    }
+    // With one motion in flight a keyframe costs a round trip at least; with the next motions
+    // sent before the last frame is back the server renders at its own rate (docs/remote.md's
+    // table measures the rates). Here: frames come while later motions are on their way.
+    let net = Netem::start(Duration::from_millis(400), 0.0).expect("the namespaces");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr, secret) = start_serve_with(
+        net.command(true, env!("CARGO_BIN_EXE_marionette")),
+        &format!("{SERVER_IP}:0"),
+        &dir.path().join("secret"),
+    );
+    let mut run = run_remote_in(&net, addr, &secret, "h264");
+    let watch = RunWatch::new(&mut run);
+    let first = watch.wait_for("keyframes from the server across the slow link", &|s| {
+        s["remote_connected"] == true && s["remote_keyframes"].as_u64().unwrap_or(0) >= 3
+    });
+    let k0 = first["remote_keyframes"].as_u64().unwrap_or(0);
+    let later = watch.wait_for(
+        "frames to come while later motions are on their way",
+        &|s| {
+            s["remote_keyframes"].as_u64().unwrap_or(0) >= k0 + 5
+                && s["remote_in_flight"].as_u64().unwrap_or(0) >= 1
+        },
+    );
+    let log = watch.text();
+    assert!(
+        !log.contains("rendering on this machine until"),
+        "the link was taken for lost:\n{log}"
+    );
+    eprintln!(
+        "{} keyframes from the server, {} motions in flight when the last came",
+        later["remote_keyframes"], later["remote_in_flight"]
+    );
+    let _ = run.kill();
+    let _ = run.wait();
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
 /// The live run's figures over `seconds` once `ready` holds: output frames a second, keyframes
 /// from the server a second, and the last stats.
 fn measure(watch: &RunWatch, seconds: f64, remote: bool) -> (f64, f64, serde_json::Value) {
@@ -1005,10 +1049,10 @@ fn network_table() {
     let _ = local.kill();
     let _ = local.wait();
     println!(
-        "| round trip | loss | up, bytes a frame | down, bytes a frame | keyframe latency p50 | added over local | keyframes a second | output frames a second | reconnections |"
+        "| round trip | loss | up, bytes a motion | motions a keyframe | down, bytes a frame | keyframe latency p50 | added over local | keyframes a second | output frames a second | reconnections |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    println!("| local | - | - | - | {local_latency:.0} ms | - | {kfps:.1} | {fps:.1} | - |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| local | - | - | - | - | {local_latency:.0} ms | - | {kfps:.1} | {fps:.1} | - |");
     for rtt in [0u64, 50, 150] {
         for loss in [0.0, 0.02, 0.10] {
             let net = Netem::start(Duration::from_millis(rtt), loss).expect("the namespaces");
@@ -1023,9 +1067,11 @@ fn network_table() {
             let (fps, kfps, s) = measure(&watch, seconds, true);
             let latency = s["keyframe_latency_ms_p50"].as_f64().unwrap_or(0.0);
             println!(
-                "| {rtt} ms | {:.0} % | {:.0} | {:.0} | {latency:.0} ms | {:+.0} ms | {kfps:.1} | {fps:.1} | {} |",
+                "| {rtt} ms | {:.0} % | {:.0} | {:.2} | {:.0} | {latency:.0} ms | {:+.0} ms | {kfps:.1} | {fps:.1} | {} |",
                 loss * 100.0,
                 s["remote_bytes_up_per_frame"].as_f64().unwrap_or(0.0),
+                s["remote_motions"].as_f64().unwrap_or(0.0)
+                    / s["remote_keyframes"].as_f64().unwrap_or(1.0).max(1.0),
                 s["remote_bytes_down_per_frame"].as_f64().unwrap_or(0.0),
                 latency - local_latency,
                 watch

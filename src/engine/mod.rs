@@ -22,6 +22,7 @@ pub mod select;
 pub mod smoothing;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use candle_core::Tensor;
 
@@ -200,6 +201,25 @@ pub struct RemoteStats {
     pub motion_bytes_up: u64,
     /// Bytes received in all.
     pub bytes_down: u64,
+    /// Motions on their way (sent, their frames not come) when the last frame came: above zero
+    /// when the next motions go before the last frame is back.
+    pub in_flight: usize,
+}
+
+/// What [`Animator::submit`] did with a driving frame.
+pub enum Submitted {
+    /// Rendered at once: the frame.
+    Rendered(Tensor),
+    /// On its way (rendered elsewhere): [`Animator::finished`] hands it over under its tag.
+    Sent,
+}
+
+/// A frame finished for an earlier [`Animator::submit`].
+pub struct Finished {
+    /// The tag it was submitted with.
+    pub tag: u64,
+    /// The rendered frame.
+    pub frame: Tensor,
 }
 
 /// One interface for every way of animating a portrait.
@@ -284,6 +304,35 @@ pub trait Animator {
     /// What an engine that renders on another machine has done (`None` for the others).
     fn remote_stats(&self) -> Option<RemoteStats> {
         None
+    }
+
+    // Several frames in flight: an engine that renders elsewhere (a server) takes the next driving
+    // frame before the last one's frame is back, so its frames come at the renderer's rate
+    // whatever the round trip. Engines that render here render at once.
+
+    /// Starts rendering `driving` (as [`Animator::animate_with`]); `tag` names it when it
+    /// comes back from [`Animator::finished`]. Frames may be skipped: when a frame comes, the ones
+    /// submitted before it that have not come never will.
+    fn submit(
+        &mut self,
+        driving: &Tensor,
+        info: &FrameInfo,
+        tag: u64,
+    ) -> Result<Submitted, EngineError> {
+        let _ = tag;
+        self.animate_with(driving, info).map(Submitted::Rendered)
+    }
+    /// Whether [`Animator::submit`] is worth calling now while frames are in flight (an engine
+    /// paces its submissions to the rate its frames come back, so no work is wasted here on
+    /// frames the renderer would skip).
+    fn wants_more(&self) -> bool {
+        true
+    }
+    /// The next frame of those [`Submitted::Sent`], waiting up to `wait` for
+    /// it; `None` when none came.
+    fn finished(&mut self, wait: Duration) -> Result<Option<Finished>, EngineError> {
+        let _ = wait;
+        Ok(None)
     }
     /// A new engine of the same kind sharing this one's model (its weight tensors are shared;
     /// kernel caches derived from them are copied), with its own portrait cache and no reference

@@ -2,7 +2,12 @@
 //! first, as fast as it can (a slow engine skips frames rather than falling behind). Its threads
 //! run at a lower scheduling priority than the rest of the live loop, so that the camera-rate work
 //! (in-between frames, the virtual camera) is never starved by the model's arithmetic.
+//!
+//! An engine that renders elsewhere (`run --remote`) takes new driving frames while earlier ones
+//! are still on their way ([`Animator::submit`]); their frames are handed on as they come, each
+//! with its own driving frame, so the in-betweens warp every keyframe from the pose it shows.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
@@ -11,8 +16,9 @@ use crossbeam_channel::Receiver;
 use super::{PipelineError, Shared};
 use crate::channel::{LatestReceiver, LatestSender, RecvError};
 use crate::engine::smoothing::Smoothing;
-use crate::engine::{Animator, EngineError, FrameInfo, KeypointView};
+use crate::engine::{Animator, EngineError, FrameInfo, KeypointView, Submitted};
 use crate::motion::file::{MotionFileError, MotionWriter};
+use crate::motion::{FrameMotion, ReferenceMotion};
 
 /// Where `run --record-motion` writes: a motion file ([`crate::motion::file`]).
 pub type MotionFile = MotionWriter<std::io::BufWriter<std::fs::File>>;
@@ -28,19 +34,35 @@ struct MotionLog {
     referenced: bool,
 }
 
+/// A driving frame's motion as the motion file records it, read from the engine right after the
+/// frame went in.
+struct FrameRecord {
+    motion: Option<FrameMotion>,
+    reference: Option<ReferenceMotion>,
+}
+
+impl FrameRecord {
+    fn of(engine: &dyn Animator) -> Self {
+        Self {
+            motion: engine.last_motion(),
+            reference: engine.reference_motion(),
+        }
+    }
+}
+
 impl MotionLog {
-    fn record(&mut self, engine: &dyn Animator, r: &Rendered) -> Result<(), MotionFileError> {
+    fn record(&mut self, r: &Rendered, record: FrameRecord) -> Result<(), MotionFileError> {
         if r.driving.is_none() {
             // Idle poses have no driving frame: nothing to record.
             return Ok(());
         }
-        let Some(motion) = engine.last_motion() else {
+        let Some(motion) = record.motion else {
             return Ok(());
         };
         let start = *self.start.get_or_insert(r.captured_at);
         let t = r.captured_at.saturating_duration_since(start).as_secs_f64();
         if (r.calibrated || !self.referenced)
-            && let Some(reference) = engine.reference_motion()
+            && let Some(reference) = record.reference
         {
             self.writer.reference(r.seq, t, &reference)?;
             self.referenced = true;
@@ -205,6 +227,13 @@ pub(super) fn model_thread(
     Ok(finished?)
 }
 
+/// How late a frame in flight that has come may be handed on: the loop's poll while frames are
+/// on their way.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(5);
+
+/// Driving frames in flight the loop remembers at most; the engine skips older ones anyway.
+const MAX_IN_FLIGHT: usize = 64;
+
 fn model_loop(
     mut engine: Box<dyn Animator + Send>,
     jobs: LatestReceiver<Job>,
@@ -227,17 +256,19 @@ fn model_loop(
         results,
         log,
         shared,
+        in_flight: VecDeque::new(),
     };
     // Applies every queued command; false when the inference thread is gone.
     let drain = |engine: &mut Box<dyn Animator + Send>, out: &mut Outlet| {
         while let Ok(cmd) = commands.try_recv() {
             if let ModelCommand::SetEngine(new) = cmd {
                 *engine = new;
+                out.in_flight.clear();
                 continue;
             }
             let rendered = pool.install(|| apply(engine.as_mut(), cmd, shared))?;
             if let Some(r) = rendered
-                && !out.deliver(engine.as_ref(), r)?
+                && !out.deliver(engine.as_ref(), r, None)?
             {
                 return Ok(false);
             }
@@ -248,7 +279,25 @@ fn model_loop(
         if !drain(&mut engine, &mut out)? {
             return Ok(());
         }
-        let job = match jobs.recv_timeout(poll) {
+        if !out.in_flight.is_empty() {
+            let more = engine.wants_more();
+            let wait = if more { Duration::ZERO } else { IN_FLIGHT_POLL };
+            if let Some(f) = pool.install(|| engine.finished(wait))? {
+                if !out.arrived(engine.as_ref(), f.tag, f.frame)? {
+                    return Ok(());
+                }
+                continue;
+            }
+            if !more {
+                continue;
+            }
+        }
+        let wait = if out.in_flight.is_empty() {
+            poll
+        } else {
+            IN_FLIGHT_POLL
+        };
+        let job = match jobs.recv_timeout(wait) {
             Ok(job) => job,
             Err(RecvError::Timeout) => continue,
             Err(RecvError::Disconnected) => return Ok(()),
@@ -257,12 +306,41 @@ fn model_loop(
         if !drain(&mut engine, &mut out)? {
             return Ok(());
         }
-        let rendered = pool.install(|| render(engine.as_mut(), job))?;
-        if !out.deliver(engine.as_ref(), rendered)? {
-            return Ok(());
+        let record = out.log.is_some();
+        match pool.install(|| start(engine.as_mut(), job, record))? {
+            Started::Done(r) => {
+                if !out.deliver(engine.as_ref(), r, None)? {
+                    return Ok(());
+                }
+            }
+            Started::InFlight(w) => {
+                if out.in_flight.len() >= MAX_IN_FLIGHT {
+                    out.in_flight.pop_front();
+                }
+                out.in_flight.push_back(w);
+            }
         }
     }
     Ok(())
+}
+
+/// A driving frame an engine took to render elsewhere, waiting for its frame.
+struct InFlight {
+    seq: u64,
+    captured_at: Instant,
+    driving: Tensor,
+    info: FrameInfo,
+    submitted: Instant,
+    calibrated: bool,
+    keypoints: Option<KeypointView>,
+    /// Its motion, for the motion file (when one is written).
+    record: Option<FrameRecord>,
+}
+
+/// What became of a job.
+enum Started {
+    Done(Rendered),
+    InFlight(InFlight),
 }
 
 /// Where rendered frames go.
@@ -270,16 +348,31 @@ struct Outlet<'a> {
     results: LatestSender<Rendered>,
     log: &'a mut Option<MotionLog>,
     shared: &'a Shared,
+    /// Driving frames whose frames are on their way, oldest first.
+    in_flight: VecDeque<InFlight>,
 }
 
 impl Outlet<'_> {
-    /// Records `r` in the motion file, counts a calibration, and queues it for the inference
-    /// thread; false when that thread is gone. Calibrations are counted here, not where the
-    /// frame is taken: the queue keeps only the newest frame, and on a slow machine the
-    /// reference frame is often replaced by the next one before it is read.
-    fn deliver(&mut self, engine: &dyn Animator, r: Rendered) -> Result<bool, PipelineError> {
+    /// Records `r` in the motion file (its motion `record`, else the engine's last), counts a
+    /// calibration, and queues it for the inference thread; false when that thread is gone.
+    /// Calibrations are counted here, not where the frame is taken: the queue keeps only the
+    /// newest frame, and on a slow machine the reference frame is often replaced by the next
+    /// one before it is read.
+    fn deliver(
+        &mut self,
+        engine: &dyn Animator,
+        r: Rendered,
+        record: Option<FrameRecord>,
+    ) -> Result<bool, PipelineError> {
+        if r.driving.is_some() {
+            // Frames in flight from before this one that have not come never will.
+            while self.in_flight.front().is_some_and(|w| w.seq <= r.seq) {
+                self.in_flight.pop_front();
+            }
+        }
         if let Some(log) = self.log.as_mut() {
-            log.record(engine, &r)?;
+            let record = record.unwrap_or_else(|| FrameRecord::of(engine));
+            log.record(&r, record)?;
         }
         if r.calibrated {
             tracing::info!("calibrated on frame {}", r.seq);
@@ -289,6 +382,33 @@ impl Outlet<'_> {
             self.shared.stats(|s| s.remote = Some(remote));
         }
         Ok(self.results.send(r).is_ok())
+    }
+
+    /// The frame of the driving frame in flight tagged `tag` has come: delivers it with its
+    /// driving frame. A tag no longer remembered is dropped.
+    fn arrived(
+        &mut self,
+        engine: &dyn Animator,
+        tag: u64,
+        output: Tensor,
+    ) -> Result<bool, PipelineError> {
+        let Some(i) = self.in_flight.iter().position(|w| w.seq == tag) else {
+            return Ok(true);
+        };
+        let Some(w) = self.in_flight.remove(i) else {
+            return Ok(true);
+        };
+        let r = Rendered {
+            seq: w.seq,
+            captured_at: w.captured_at,
+            driving: Some(w.driving),
+            info: w.info,
+            output,
+            took: w.submitted.elapsed(),
+            calibrated: w.calibrated,
+            keypoints: w.keypoints,
+        };
+        self.deliver(engine, r, w.record)
     }
 }
 
@@ -321,6 +441,7 @@ fn apply(
     Ok(None)
 }
 
+/// Renders `job` now, whatever the engine (the reference frame must not be skipped).
 fn render(engine: &mut dyn Animator, job: Job) -> Result<Rendered, EngineError> {
     let t = Instant::now();
     let (output, driving, calibrated) = match job.kind {
@@ -334,7 +455,6 @@ fn render(engine: &mut dyn Animator, job: Job) -> Result<Rendered, EngineError> 
         }
         JobKind::Idle { t } => (engine.animate_idle(t)?, None, false),
     };
-    let took = t.elapsed();
     let keypoints = match (&driving, job.keypoints) {
         (Some(_), true) => engine.keypoint_view(),
         _ => None,
@@ -345,8 +465,50 @@ fn render(engine: &mut dyn Animator, job: Job) -> Result<Rendered, EngineError> 
         driving,
         info: job.info,
         output,
-        took,
+        took: t.elapsed(),
         calibrated,
         keypoints,
+    })
+}
+
+/// Submits a driving frame (an idle pose is rendered at once); `record`: read its motion for the
+/// motion file.
+fn start(engine: &mut dyn Animator, job: Job, record: bool) -> Result<Started, EngineError> {
+    let JobKind::Frame { calibrate } = job.kind else {
+        return render(engine, job).map(Started::Done);
+    };
+    let t = Instant::now();
+    if calibrate {
+        engine.recalibrate();
+    }
+    let was = engine.is_calibrated();
+    let submitted = engine.submit(&job.input, &job.info, job.seq)?;
+    let calibrated = !was && engine.is_calibrated();
+    let keypoints = if job.keypoints {
+        engine.keypoint_view()
+    } else {
+        None
+    };
+    Ok(match submitted {
+        Submitted::Rendered(output) => Started::Done(Rendered {
+            seq: job.seq,
+            captured_at: job.captured_at,
+            driving: Some(job.input),
+            info: job.info,
+            output,
+            took: t.elapsed(),
+            calibrated,
+            keypoints,
+        }),
+        Submitted::Sent => Started::InFlight(InFlight {
+            seq: job.seq,
+            captured_at: job.captured_at,
+            driving: job.input,
+            info: job.info,
+            submitted: t,
+            calibrated,
+            keypoints,
+            record: record.then(|| FrameRecord::of(engine)),
+        }),
     })
 }

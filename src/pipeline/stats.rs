@@ -113,6 +113,10 @@ pub struct StatsSnapshot {
     /// Keyframes the server rendered (`run --remote`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_keyframes: Option<u64>,
+    /// Motions sent to the server (one per driving frame it may render; it renders the newest it
+    /// has, so with several on their way some are skipped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_motions: Option<u64>,
     /// Bytes sent to the server per motion (the portrait, sent once, left out).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_bytes_up_per_frame: Option<f64>,
@@ -122,6 +126,9 @@ pub struct StatsSnapshot {
     /// Whether the server is connected now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_connected: Option<bool>,
+    /// Motions on their way to or from the server when its last frame came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_in_flight: Option<usize>,
 }
 
 impl Stats {
@@ -231,6 +238,7 @@ impl Stats {
             keyframes_on: self.keyframes_on,
             degraded: self.degraded.clone(),
             remote_keyframes: self.remote.map(|r| r.frames),
+            remote_motions: self.remote.map(|r| r.motions),
             remote_bytes_up_per_frame: self
                 .remote
                 .map(|r| r.motion_bytes_up as f64 / r.motions.max(1) as f64),
@@ -238,6 +246,7 @@ impl Stats {
                 .remote
                 .map(|r| r.bytes_down as f64 / r.frames.max(1) as f64),
             remote_connected: self.remote.map(|r| r.connected),
+            remote_in_flight: self.remote.map(|r| r.in_flight),
         }
     }
 }

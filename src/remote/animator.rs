@@ -4,12 +4,15 @@
 //! detector, the view compensation, the smoothing, the reference frame) and renders whenever the
 //! server is not there. Each driving frame's keypoints go to the server and the frame it renders
 //! comes back; the live loop treats it as the model's keyframe, so its in-betweens hide the round
-//! trip as they hide the model's time. When the server is lost (or gives no frame within
+//! trip as they hide the model's time. The live loop submits the next motion before the last
+//! frame is back ([`Animator::submit`]), paced to the rate the server's frames come at, so
+//! keyframes come at the server's rate whatever the round trip (the server renders the newest
+//! motion it has and skips the others). When the server is lost (or gives no frame within
 //! [`FRAME_TIMEOUT`]) it says so once, renders here meanwhile, and reconnects in the background
 //! with back-off (0.25 s doubling to 4 s); when the server is back it says so once, sends the
 //! portrait and the reference again, and renders there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
@@ -21,7 +24,9 @@ use tracing::{debug, warn};
 use super::channel::Secret;
 use super::client::{RemoteClient, RemoteError};
 use crate::engine::smoothing::Smoothing;
-use crate::engine::{Animator, EngineError, EngineId, FrameInfo, KeypointView, RemoteStats};
+use crate::engine::{
+    Animator, EngineError, EngineId, Finished, FrameInfo, KeypointView, RemoteStats, Submitted,
+};
 use crate::media::resize::{rgb8_to_tensor, tensor_to_rgb8};
 use crate::media::video::FfmpegTools;
 use crate::motion::{FrameMotion, KeypointSet, MotionSource, ReferenceMotion};
@@ -34,6 +39,25 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
 /// The longest wait between two tries to reconnect.
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// Motions in flight at most; older ones are forgotten (the server has skipped them by then).
+const MAX_IN_FLIGHT: usize = 32;
+
+/// A new motion goes once this share of the server's frame interval has passed since the last
+/// one: a little faster than the server renders, so that it always has a motion waiting, and not
+/// at the camera's rate, which would spend the client's time detecting keypoints for motions the
+/// server skips.
+const PACE: f64 = 0.6;
+
+/// Weight of the newest interval in the smoothed interval between the server's frames.
+const INTERVAL_WEIGHT: f64 = 0.3;
+
+/// A motion sent whose frame has not come.
+struct InFlight {
+    seq: u32,
+    tag: u64,
+    keypoints: KeypointSet,
+}
 
 /// The connection: a client, or a thread connecting (it stops once `_wanted` is dropped).
 enum Link {
@@ -111,6 +135,15 @@ pub struct RemoteAnimator {
     bytes_before: (u64, u64, u64),
     /// The loss has been said (said again only after the server came back).
     said_lost: bool,
+    /// Motions sent through [`Animator::submit`] whose frames have not come, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Since when a frame has been awaited (the oldest unanswered motion, or the last frame).
+    waiting_since: Option<Instant>,
+    /// When the last motion went.
+    last_sent: Option<Instant>,
+    /// When the last frame came, and the smoothed interval between frames.
+    last_frame: Option<Instant>,
+    frame_interval: Option<Duration>,
 }
 
 impl RemoteAnimator {
@@ -137,6 +170,11 @@ impl RemoteAnimator {
             stats: RemoteStats::default(),
             bytes_before: (0, 0, 0),
             said_lost: false,
+            in_flight: VecDeque::new(),
+            waiting_since: None,
+            last_sent: None,
+            last_frame: None,
+            frame_interval: None,
         }
     }
 
@@ -151,6 +189,7 @@ impl RemoteAnimator {
             s.bytes_down += t.down.load(Ordering::Relaxed);
         }
         s.connected = matches!(self.link, Link::Connected(_));
+        s.in_flight = self.in_flight.len();
         s
     }
 
@@ -225,14 +264,19 @@ impl RemoteAnimator {
             self.h264.clone(),
             true,
         );
+        self.in_flight.clear();
+        self.waiting_since = None;
+        self.last_frame = None;
+        self.frame_interval = None;
     }
 
-    /// The server's frame for `keypoints`, or why there is none.
-    fn render_remote(
+    /// Sends `keypoints` (and the reference first when they are the reference); the motion's
+    /// sequence number, or `None` while no server is connected.
+    fn send(
         &mut self,
         keypoints: &KeypointSet,
         reference: bool,
-    ) -> Result<Option<Tensor>, RemoteError> {
+    ) -> Result<Option<u32>, RemoteError> {
         self.seq = self.seq.wrapping_add(1).max(1);
         let seq = self.seq;
         let Some(client) = self.client() else {
@@ -243,6 +287,70 @@ impl RemoteAnimator {
         }
         client.send_motion(seq, keypoints.clone())?;
         self.stats.motions += 1;
+        Ok(Some(seq))
+    }
+
+    /// The next frame for a motion in flight, waiting up to `wait`; an error when the server
+    /// is lost or has been silent for [`FRAME_TIMEOUT`] with motions in flight.
+    fn receive(&mut self, wait: Duration) -> Result<Option<Finished>, RemoteError> {
+        let Link::Connected(client) = &mut self.link else {
+            return Ok(None);
+        };
+        let side = usize::from(client.model().side);
+        let until = Instant::now() + wait;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let Some(f) = client.next_frame(left)? else {
+                return match self.waiting_since {
+                    Some(since) if since.elapsed() > FRAME_TIMEOUT => Err(RemoteError::Lost(
+                        format!("no frame in {} s", FRAME_TIMEOUT.as_secs()),
+                    )),
+                    _ => Ok(None),
+                };
+            };
+            // A frame for a motion no longer in flight (from before a synchronous render).
+            let Some(i) = self.in_flight.iter().position(|m| m.seq == f.seq) else {
+                continue;
+            };
+            let Some(motion) = self.in_flight.drain(..=i).next_back() else {
+                continue;
+            };
+            let now = Instant::now();
+            if let Some(last) = self.last_frame {
+                let gap = now.saturating_duration_since(last);
+                if gap < FRAME_TIMEOUT {
+                    self.frame_interval = Some(match self.frame_interval {
+                        Some(iv) => {
+                            iv.mul_f64(1.0 - INTERVAL_WEIGHT) + gap.mul_f64(INTERVAL_WEIGHT)
+                        }
+                        None => gap,
+                    });
+                }
+            }
+            self.last_frame = Some(now);
+            self.waiting_since = (!self.in_flight.is_empty()).then_some(now);
+            let frame = rgb8_to_tensor(&f.rgb, side, side)
+                .map_err(|e| RemoteError::Protocol(e.to_string()))?;
+            self.stats.frames += 1;
+            return Ok(Some(Finished {
+                tag: motion.tag,
+                frame,
+            }));
+        }
+    }
+
+    /// The server's frame for `keypoints`, or why there is none.
+    fn render_remote(
+        &mut self,
+        keypoints: &KeypointSet,
+        reference: bool,
+    ) -> Result<Option<Tensor>, RemoteError> {
+        let Some(seq) = self.send(keypoints, reference)? else {
+            return Ok(None);
+        };
+        // Frames of motions submitted before are skipped below: they never come now.
+        self.in_flight.clear();
+        self.waiting_since = None;
         let Some(client) = self.client() else {
             return Ok(None);
         };
@@ -318,6 +426,71 @@ impl Animator for RemoteAnimator {
             Err(e) => self.lose(&e.to_string()),
         }
         self.local.animate_motion(&FrameMotion::Fomm(kp))
+    }
+    fn submit(
+        &mut self,
+        driving: &Tensor,
+        info: &FrameInfo,
+        tag: u64,
+    ) -> Result<Submitted, EngineError> {
+        let Some((kp, reference)) = self.local.driving_keypoints(driving, info)? else {
+            return self
+                .local
+                .animate_with(driving, info)
+                .map(Submitted::Rendered);
+        };
+        if reference {
+            self.reference = Some(kp.clone());
+        }
+        match self.send(&kp, reference) {
+            Ok(Some(seq)) => {
+                let now = Instant::now();
+                if self.in_flight.len() >= MAX_IN_FLIGHT {
+                    self.in_flight.pop_front();
+                }
+                self.in_flight.push_back(InFlight {
+                    seq,
+                    tag,
+                    keypoints: kp,
+                });
+                self.waiting_since.get_or_insert(now);
+                self.last_sent = Some(now);
+                return Ok(Submitted::Sent);
+            }
+            Ok(None) => {}
+            Err(e) => self.lose(&e.to_string()),
+        }
+        self.local
+            .animate_motion(&FrameMotion::Fomm(kp))
+            .map(Submitted::Rendered)
+    }
+    fn wants_more(&self) -> bool {
+        if self.in_flight.is_empty() {
+            return true;
+        }
+        // Until two frames have come there is no interval to pace by: one motion at a time.
+        match (self.frame_interval, self.last_sent) {
+            (Some(interval), Some(sent)) => sent.elapsed() >= interval.mul_f64(PACE),
+            _ => false,
+        }
+    }
+    fn finished(&mut self, wait: Duration) -> Result<Option<Finished>, EngineError> {
+        if self.in_flight.is_empty() {
+            return Ok(None);
+        }
+        match self.receive(wait) {
+            Ok(f) => return Ok(f),
+            Err(e) => {
+                // The newest motion in flight is rendered here instead.
+                let newest = self.in_flight.pop_back();
+                self.lose(&e.to_string());
+                if let Some(m) = newest {
+                    let frame = self.local.animate_motion(&FrameMotion::Fomm(m.keypoints))?;
+                    return Ok(Some(Finished { tag: m.tag, frame }));
+                }
+            }
+        }
+        Ok(None)
     }
     fn set_smoothing(&mut self, smoothing: Smoothing) {
         self.local.set_smoothing(smoothing);

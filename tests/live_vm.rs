@@ -99,9 +99,9 @@ fn read(path: &Path) -> String {
 /// One VM at a time: they share two host cores, and the checks on timing need them.
 static VM: Mutex<()> = Mutex::new(());
 
-/// Whether to boot the VM. `MARIONETTE_VM_TESTS=build-only` (set by packaging/check-fresh.sh, whose
-/// fresh tree runs after the same tests ran on the host in CI) only checks that the VM image was
-/// built by the set-up, and skips booting it: the four VM runs take about 12 minutes.
+/// Whether to boot the VM. `MARIONETTE_VM_TESTS=build-only` (`packaging/check-fresh.sh
+/// --vm-build-only`, for a quicker check of a fresh machine) only checks that the VM image was
+/// built by the set-up, and skips booting it: the five VM runs take about 6 minutes.
 fn boot_vm() -> bool {
     if std::env::var("MARIONETTE_VM_TESTS").as_deref() != Ok("build-only") {
         return true;

@@ -15,7 +15,6 @@ use crate::common;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use marionette::frame::{Frame, Size};
@@ -96,9 +95,6 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// One VM at a time: they share two host cores, and the checks on timing need them.
-static VM: Mutex<()> = Mutex::new(());
-
 /// Whether to boot the VM. `MARIONETTE_VM_TESTS=build-only` (`packaging/check-fresh.sh
 /// --vm-build-only`, for a quicker check of a fresh machine) only checks that the VM image was
 /// built by the set-up, and skips booting it: the five VM runs take about 6 minutes.
@@ -145,7 +141,8 @@ fn webcam_to_virtual_camera_on_real_v4l2_drivers() {
     if !boot_vm() {
         return;
     }
-    let _one_vm = VM.lock().unwrap_or_else(|p| p.into_inner());
+    // One VM at a time: they share two host cores, and the checks on timing need them.
+    let _one_vm = crate::common::whole_machine();
     let cache = vm_cache();
     let (_keep, share) = scratch("live-vm-");
     let share = share.as_path();
@@ -450,7 +447,8 @@ fn camera_unplugged_and_plugged_back_on_real_drivers() {
     if !boot_vm() {
         return;
     }
-    let _one_vm = VM.lock().unwrap_or_else(|p| p.into_inner());
+    // One VM at a time: they share two host cores, and the checks on timing need them.
+    let _one_vm = crate::common::whole_machine();
     let (_keep, share) = scratch("vm-unplug-");
     let share = share.as_path();
     let (ok, took) = run_guest(
@@ -561,7 +559,8 @@ fn readers_coming_and_going_on_real_drivers() {
     if !boot_vm() {
         return;
     }
-    let _one_vm = VM.lock().unwrap_or_else(|p| p.into_inner());
+    // One VM at a time: they share two host cores, and the checks on timing need them.
+    let _one_vm = crate::common::whole_machine();
     let (_keep, share) = scratch("vm-churn-");
     let share = share.as_path();
     let readers = 20;
@@ -665,7 +664,8 @@ fn a_driving_file_on_an_emulated_processor_keeps_the_camera_at_its_rate() {
     if !boot_vm() {
         return;
     }
-    let _one_vm = VM.lock().unwrap_or_else(|p| p.into_inner());
+    // One VM at a time: they share two host cores, and the checks on timing need them.
+    let _one_vm = crate::common::whole_machine();
     let (_keep, share) = scratch("vm-file-");
     let share = share.as_path();
     // A face moving (a slow rotation) for 6 s at 640x480, 30 fps; looped by marionette.
@@ -817,7 +817,8 @@ fn a_browser_lists_and_reads_the_virtual_camera_in_yuyv_and_i420() {
     if !boot_vm() {
         return;
     }
-    let _one_vm = VM.lock().unwrap_or_else(|p| p.into_inner());
+    // One VM at a time: they share two host cores, and the checks on timing need them.
+    let _one_vm = crate::common::whole_machine();
     assert!(
         Path::new("/usr/bin/chromium").exists(),
         "Chromium is not installed: run `bash packaging/setup.sh --tests` (apt package chromium)"

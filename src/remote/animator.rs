@@ -8,9 +8,10 @@
 //! frame is back ([`Animator::submit`]), paced to the rate the server's frames come at, so
 //! keyframes come at the server's rate whatever the round trip (the server renders the newest
 //! motion it has and skips the others). When the server is lost (or gives no frame within
-//! [`FRAME_TIMEOUT`]) it says so once, renders here meanwhile, and reconnects in the background
-//! with back-off (0.25 s doubling to 4 s); when the server is back it says so once, sends the
-//! portrait and the reference again, and renders there.
+//! [`FRAME_TIMEOUT`], [`FIRST_FRAME_TIMEOUT`] for a connection's first) it says so once, renders
+//! here meanwhile, and reconnects in the background with back-off (0.25 s doubling to 4 s); when
+//! the server is back it says so once, sends the portrait and the reference again, and renders
+//! there.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -33,6 +34,11 @@ use crate::motion::{FrameMotion, KeypointSet, MotionSource, ReferenceMotion};
 
 /// The longest wait for the server's frame before rendering here instead.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The longest wait for a connection's first frame: the portrait goes up before it, and TCP's
+/// window opens over the first round trips, so on a slow link (a 1 s round trip) it takes
+/// several seconds where later frames take one round trip.
+pub const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -290,9 +296,20 @@ impl RemoteAnimator {
         Ok(Some(seq))
     }
 
+    /// How long the server may be silent with motions on their way: [`FIRST_FRAME_TIMEOUT`]
+    /// until the connection's first frame, then [`FRAME_TIMEOUT`].
+    fn frame_timeout(&self) -> Duration {
+        if self.last_frame.is_some() {
+            FRAME_TIMEOUT
+        } else {
+            FIRST_FRAME_TIMEOUT
+        }
+    }
+
     /// The next frame for a motion in flight, waiting up to `wait`; an error when the server
-    /// is lost or has been silent for [`FRAME_TIMEOUT`] with motions in flight.
+    /// is lost or has been silent for [`Self::frame_timeout`] with motions in flight.
     fn receive(&mut self, wait: Duration) -> Result<Option<Finished>, RemoteError> {
+        let timeout = self.frame_timeout();
         let Link::Connected(client) = &mut self.link else {
             return Ok(None);
         };
@@ -302,9 +319,10 @@ impl RemoteAnimator {
             let left = until.saturating_duration_since(Instant::now());
             let Some(f) = client.next_frame(left)? else {
                 return match self.waiting_since {
-                    Some(since) if since.elapsed() > FRAME_TIMEOUT => Err(RemoteError::Lost(
-                        format!("no frame in {} s", FRAME_TIMEOUT.as_secs()),
-                    )),
+                    Some(since) if since.elapsed() > timeout => Err(RemoteError::Lost(format!(
+                        "no frame in {} s",
+                        timeout.as_secs()
+                    ))),
                     _ => Ok(None),
                 };
             };
@@ -351,10 +369,11 @@ impl RemoteAnimator {
         // Frames of motions submitted before are skipped below: they never come now.
         self.in_flight.clear();
         self.waiting_since = None;
-        let Some(client) = self.client() else {
+        let timeout = self.frame_timeout();
+        let Link::Connected(client) = &mut self.link else {
             return Ok(None);
         };
-        let until = Instant::now() + FRAME_TIMEOUT;
+        let until = Instant::now() + timeout;
         loop {
             let left = until.saturating_duration_since(Instant::now());
             match client.next_frame(left)? {
@@ -363,6 +382,7 @@ impl RemoteAnimator {
                     let t = rgb8_to_tensor(&f.rgb, side, side)
                         .map_err(|e| RemoteError::Protocol(e.to_string()))?;
                     self.stats.frames += 1;
+                    self.last_frame = Some(Instant::now());
                     return Ok(Some(t));
                 }
                 // An older motion's frame, come late: the newer one is on its way.
@@ -370,7 +390,7 @@ impl RemoteAnimator {
                 None => {
                     return Err(RemoteError::Lost(format!(
                         "no frame in {} s",
-                        FRAME_TIMEOUT.as_secs()
+                        timeout.as_secs()
                     )));
                 }
             }

@@ -11,6 +11,16 @@ mod fixtures;
 #[allow(unused_imports)]
 pub use fixtures::*;
 
+/// Held by the tests whose checks on timing need the machine's two cores to themselves: the VM
+/// tests (QEMU's emulated processor takes both) and the CPU-quota test (5 % of one core, which a
+/// VM beside it starves). One of them runs at a time; the other tests go on beside them.
+pub static MACHINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`MACHINE`] (a test that failed holding it does not keep the others from it).
+pub fn whole_machine() -> std::sync::MutexGuard<'static, ()> {
+    MACHINE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// RGB8 pixels of a `width` x `height` frame with marionette's invisible mark (the payload of
 /// `engine`) taken off again; a pixel the mark pushed against 0 or 255 comes back within 2 levels.
 pub fn without_mark(

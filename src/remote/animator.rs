@@ -32,7 +32,8 @@ use crate::media::resize::{rgb8_to_tensor, tensor_to_rgb8};
 use crate::media::video::FfmpegTools;
 use crate::motion::{FrameMotion, KeypointSet, MotionSource, ReferenceMotion};
 
-/// The longest wait for the server's frame before rendering here instead.
+/// The longest wait for the server's frame before rendering here instead, unless its frames
+/// take longer than a third of it to come back (a slow link): then three times their latency.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The longest wait for a connection's first frame: the portrait goes up before it, and TCP's
@@ -55,7 +56,8 @@ const MAX_IN_FLIGHT: usize = 32;
 /// server skips.
 const PACE: f64 = 0.6;
 
-/// Weight of the newest interval in the smoothed interval between the server's frames.
+/// Weight of the newest value in the smoothed interval between the server's frames and in their
+/// smoothed latency.
 const INTERVAL_WEIGHT: f64 = 0.3;
 
 /// A motion sent whose frame has not come.
@@ -63,6 +65,7 @@ struct InFlight {
     seq: u32,
     tag: u64,
     keypoints: KeypointSet,
+    sent: Instant,
 }
 
 /// The connection: a client, or a thread connecting (it stops once `_wanted` is dropped).
@@ -150,6 +153,8 @@ pub struct RemoteAnimator {
     /// When the last frame came, and the smoothed interval between frames.
     last_frame: Option<Instant>,
     frame_interval: Option<Duration>,
+    /// Smoothed time from a motion's sending to its frame.
+    latency: Option<Duration>,
 }
 
 impl RemoteAnimator {
@@ -181,6 +186,7 @@ impl RemoteAnimator {
             last_sent: None,
             last_frame: None,
             frame_interval: None,
+            latency: None,
         }
     }
 
@@ -274,6 +280,7 @@ impl RemoteAnimator {
         self.waiting_since = None;
         self.last_frame = None;
         self.frame_interval = None;
+        self.latency = None;
     }
 
     /// Sends `keypoints` (and the reference first when they are the reference); the motion's
@@ -297,12 +304,13 @@ impl RemoteAnimator {
     }
 
     /// How long the server may be silent with motions on their way: [`FIRST_FRAME_TIMEOUT`]
-    /// until the connection's first frame, then [`FRAME_TIMEOUT`].
+    /// until the connection's first frame, then [`FRAME_TIMEOUT`] or three times the frames'
+    /// latency, whichever is longer.
     fn frame_timeout(&self) -> Duration {
-        if self.last_frame.is_some() {
-            FRAME_TIMEOUT
-        } else {
-            FIRST_FRAME_TIMEOUT
+        match (self.last_frame, self.latency) {
+            (None, _) => FIRST_FRAME_TIMEOUT,
+            (Some(_), Some(latency)) => FRAME_TIMEOUT.max(latency * 3),
+            (Some(_), None) => FRAME_TIMEOUT,
         }
     }
 
@@ -334,6 +342,11 @@ impl RemoteAnimator {
                 continue;
             };
             let now = Instant::now();
+            let took = now.saturating_duration_since(motion.sent);
+            self.latency = Some(match self.latency {
+                Some(l) => l.mul_f64(1.0 - INTERVAL_WEIGHT) + took.mul_f64(INTERVAL_WEIGHT),
+                None => took,
+            });
             if let Some(last) = self.last_frame {
                 let gap = now.saturating_duration_since(last);
                 if gap < FRAME_TIMEOUT {
@@ -472,6 +485,7 @@ impl Animator for RemoteAnimator {
                     seq,
                     tag,
                     keypoints: kp,
+                    sent: now,
                 });
                 self.waiting_since.get_or_insert(now);
                 self.last_sent = Some(now);

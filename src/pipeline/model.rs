@@ -266,9 +266,9 @@ fn model_loop(
                 out.in_flight.clear();
                 continue;
             }
-            let rendered = pool.install(|| apply(engine.as_mut(), cmd, shared))?;
-            if let Some(r) = rendered
-                && !out.deliver(engine.as_ref(), r, None)?
+            let started = pool.install(|| apply(engine.as_mut(), cmd, shared))?;
+            if let Some(started) = started
+                && !out.take(engine.as_ref(), started)?
             {
                 return Ok(false);
             }
@@ -307,18 +307,9 @@ fn model_loop(
             return Ok(());
         }
         let record = out.log.is_some();
-        match pool.install(|| start(engine.as_mut(), job, record))? {
-            Started::Done(r) => {
-                if !out.deliver(engine.as_ref(), r, None)? {
-                    return Ok(());
-                }
-            }
-            Started::InFlight(w) => {
-                if out.in_flight.len() >= MAX_IN_FLIGHT {
-                    out.in_flight.pop_front();
-                }
-                out.in_flight.push_back(w);
-            }
+        let started = pool.install(|| start(engine.as_mut(), job, record, false))?;
+        if !out.take(engine.as_ref(), started)? {
+            return Ok(());
         }
     }
     Ok(())
@@ -384,6 +375,21 @@ impl Outlet<'_> {
         Ok(self.results.send(r).is_ok())
     }
 
+    /// A started job: delivered when it was rendered at once, else remembered until its frame
+    /// comes; false when the inference thread is gone.
+    fn take(&mut self, engine: &dyn Animator, started: Started) -> Result<bool, PipelineError> {
+        match started {
+            Started::Done(r) => self.deliver(engine, r, None),
+            Started::InFlight(w) => {
+                if self.in_flight.len() >= MAX_IN_FLIGHT {
+                    self.in_flight.pop_front();
+                }
+                self.in_flight.push_back(w);
+                Ok(true)
+            }
+        }
+    }
+
     /// The frame of the driving frame in flight tagged `tag` has come: delivers it with its
     /// driving frame. A tag no longer remembered is dropped.
     fn arrived(
@@ -412,14 +418,15 @@ impl Outlet<'_> {
     }
 }
 
-/// Applies a command; a [`ModelCommand::Render`] gives its rendered frame.
+/// Applies a command; a [`ModelCommand::Render`] gives its rendered frame, rendered at once
+/// whatever the engine (the reference frame must not be skipped).
 fn apply(
     engine: &mut dyn Animator,
     cmd: ModelCommand,
     shared: &Shared,
-) -> Result<Option<Rendered>, EngineError> {
+) -> Result<Option<Started>, EngineError> {
     match cmd {
-        ModelCommand::Render(job) => return render(engine, job).map(Some),
+        ModelCommand::Render(job) => return start(engine, job, false, true).map(Some),
         ModelCommand::SetPortrait { id, tensor } => {
             engine.select_portrait(id, &tensor)?;
             engine.recalibrate();
@@ -441,48 +448,39 @@ fn apply(
     Ok(None)
 }
 
-/// Renders `job` now, whatever the engine (the reference frame must not be skipped).
-fn render(engine: &mut dyn Animator, job: Job) -> Result<Rendered, EngineError> {
+/// Submits a driving frame, or renders it at once with `now`; an idle pose is rendered at once.
+/// `record`: read a frame's motion for the motion file when it goes in flight.
+fn start(
+    engine: &mut dyn Animator,
+    job: Job,
+    record: bool,
+    now: bool,
+) -> Result<Started, EngineError> {
     let t = Instant::now();
-    let (output, driving, calibrated) = match job.kind {
-        JobKind::Frame { calibrate } => {
-            if calibrate {
-                engine.recalibrate();
-            }
-            let was = engine.is_calibrated();
-            let output = engine.animate_with(&job.input, &job.info)?;
-            (output, Some(job.input), !was && engine.is_calibrated())
+    let calibrate = match job.kind {
+        JobKind::Frame { calibrate } => calibrate,
+        JobKind::Idle { t: at } => {
+            return Ok(Started::Done(Rendered {
+                seq: job.seq,
+                captured_at: job.captured_at,
+                driving: None,
+                info: job.info,
+                output: engine.animate_idle(at)?,
+                took: t.elapsed(),
+                calibrated: false,
+                keypoints: None,
+            }));
         }
-        JobKind::Idle { t } => (engine.animate_idle(t)?, None, false),
     };
-    let keypoints = match (&driving, job.keypoints) {
-        (Some(_), true) => engine.keypoint_view(),
-        _ => None,
-    };
-    Ok(Rendered {
-        seq: job.seq,
-        captured_at: job.captured_at,
-        driving,
-        info: job.info,
-        output,
-        took: t.elapsed(),
-        calibrated,
-        keypoints,
-    })
-}
-
-/// Submits a driving frame (an idle pose is rendered at once); `record`: read its motion for the
-/// motion file.
-fn start(engine: &mut dyn Animator, job: Job, record: bool) -> Result<Started, EngineError> {
-    let JobKind::Frame { calibrate } = job.kind else {
-        return render(engine, job).map(Started::Done);
-    };
-    let t = Instant::now();
     if calibrate {
         engine.recalibrate();
     }
     let was = engine.is_calibrated();
-    let submitted = engine.submit(&job.input, &job.info, job.seq)?;
+    let submitted = if now {
+        Submitted::Rendered(engine.animate_with(&job.input, &job.info)?)
+    } else {
+        engine.submit(&job.input, &job.info, job.seq)?
+    };
     let calibrated = !was && engine.is_calibrated();
     let keypoints = if job.keypoints {
         engine.keypoint_view()

@@ -35,7 +35,12 @@ pub struct Netem {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
+    run_ip(Command::new("ip"), args)
+}
+
+/// Runs `ip` (`cmd`, maybe set to run in a namespace) with `args`; why it failed, if it did.
+fn run_ip(mut cmd: Command, args: &[&str]) -> Result<(), String> {
+    let out = cmd
         .args(args)
         .output()
         .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
@@ -122,19 +127,8 @@ impl Netem {
                 &["addr", "add", me_ip, "peer", peer, "dev", "mrn0"],
                 &["link", "set", "mrn0", "up"],
             ] {
-                let out = me
-                    .command(server, "ip")
-                    .args(args)
-                    .output()
-                    .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-                if !out.status.success() {
-                    return Err(format!(
-                        "ip {} in {}: {}",
-                        args.join(" "),
-                        names[usize::from(server)],
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ));
-                }
+                run_ip(me.command(server, "ip"), args)
+                    .map_err(|e| format!("{e} (in {})", names[usize::from(server)]))?;
             }
         }
         let [c, s] = fds;

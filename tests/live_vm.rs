@@ -154,7 +154,7 @@ fn webcam_to_virtual_camera_on_real_v4l2_drivers() {
         .arg(repo().join("tests/vm/e2e-live-guest.sh"))
         .arg(env!("CARGO_BIN_EXE_marionette"))
         .arg(common::fixtures_dir())
-        .args(["40", "60"])
+        .args(["40", "30"])
         .status()
         .expect("running tests/vm/run.sh");
     let logs = || {
@@ -454,7 +454,7 @@ fn camera_unplugged_and_plugged_back_on_real_drivers() {
     let (ok, took) = run_guest(
         share,
         "unplug-guest.sh",
-        &[env!("CARGO_BIN_EXE_marionette"), "10"],
+        &[env!("CARGO_BIN_EXE_marionette"), "6"],
         &[
             ("VM_TIMEOUT", "1800"),
             // vivid with its error-injection controls (the "disconnect" control).
@@ -563,7 +563,7 @@ fn readers_coming_and_going_on_real_drivers() {
     let _one_vm = crate::common::whole_machine();
     let (_keep, share) = scratch("vm-churn-");
     let share = share.as_path();
-    let readers = 20;
+    let readers = 12;
     let (ok, took) = run_guest(
         share,
         "churn-guest.sh",

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Guest half of the consumer churn test (tests/live_vm.rs runs it through tests/vm/run.sh):
-#   marionette run (idle motion, classic engine) writes /dev/video10 (YUYV 640x480) while 20
+#   marionette run (idle motion, classic engine) writes /dev/video10 (YUYV 640x480) while 12
 #   readers come and go, two at a time, each reading 8 frames: ffmpeg and v4l2-ctl, some asking
 #   for another size or pixel format (1280x720, I420: the device answers with the writer's
 #   format), some killed in the middle of streaming. A monitor (tests/vm/monitor.py: read(), an
@@ -9,7 +9,7 @@
 # Usage: tests/vm/run.sh OUT_DIR tests/vm/churn-guest.sh MARIONETTE_BIN [READERS]
 set -u
 bin=${1:?marionette binary}
-readers=${2:-20}
+readers=${2:-12}
 cd "${VM_SHARE:?run through tests/vm/run.sh}"
 
 frame_bytes=$((640 * 480 * 2))

@@ -11,7 +11,7 @@ set -u
 bin=${1:?marionette binary}
 fixtures=${2:?fixtures dir}
 frames=${3:-12}
-idle_frames=${4:-60}
+idle_frames=${4:-30}
 cd "${VM_SHARE:?run through tests/vm/run.sh}"
 
 # vivid's colour bars scroll sideways, so the driving frames change.

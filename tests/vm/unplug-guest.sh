@@ -10,7 +10,7 @@
 # Usage: tests/vm/run.sh OUT_DIR tests/vm/unplug-guest.sh MARIONETTE_BIN [AWAY_SECONDS]
 set -u
 bin=${1:?marionette binary}
-away=${2:-10}
+away=${2:-6}
 cd "${VM_SHARE:?run through tests/vm/run.sh}"
 
 now() { date +%s.%N; }

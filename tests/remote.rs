@@ -797,6 +797,8 @@ fn run_remote_renders_there_and_here_while_the_server_is_gone() {
         .arg(fixture("tiny-zip.pth.tar"))
         .arg("--record")
         .arg(dir.path().join("out"))
+        .arg("--record-motion")
+        .arg(dir.path().join("motion.jsonl"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -870,6 +872,80 @@ fn run_remote_renders_there_and_here_while_the_server_is_gone() {
     );
     let _ = server.kill();
     let _ = server.wait();
+    recorded_motion_replays(&dir.path().join("motion.jsonl"), &lost);
+}
+
+/// The motion recorded by a run that rendered remotely, locally and remotely again: a reference
+/// first, then the frames in the order they were captured, at least one for each keyframe the
+/// run had from the server before it was lost; `animate --motion` renders all of it.
+fn recorded_motion_replays(path: &std::path::Path, lost: &serde_json::Value) {
+    use marionette::motion::file::{MotionReader, RecordKind};
+    let records = MotionReader::open(path)
+        .and_then(|mut r| r.read_all())
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert!(
+        matches!(
+            records.first().map(|r| &r.kind),
+            Some(RecordKind::Reference(_))
+        ),
+        "the motion file starts with a reference: {:?}",
+        records.first()
+    );
+    let frames: Vec<_> = records
+        .iter()
+        .filter(|r| matches!(r.kind, RecordKind::Frame(_)))
+        .collect();
+    let remote = lost["remote_keyframes"].as_u64().unwrap_or(0) as usize;
+    assert!(
+        frames.len() > remote,
+        "{} frames recorded, {remote} keyframes came from the server before it was lost",
+        frames.len()
+    );
+    for w in frames.windows(2) {
+        assert!(
+            w[0].frame < w[1].frame && w[0].t <= w[1].t,
+            "frames out of order: line {} (frame {}, {} s), line {} (frame {}, {} s)",
+            w[0].line,
+            w[0].frame,
+            w[0].t,
+            w[1].line,
+            w[1].frame,
+            w[1].t
+        );
+    }
+    let replay = path.with_file_name("replay");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marionette"))
+        .args(["animate", "--engine", "fomm", "--cpu", "--config"])
+        .arg(fixture("tiny.yaml"))
+        .arg("--checkpoint")
+        .arg(fixture("tiny-zip.pth.tar"))
+        .arg("--source")
+        .arg(fixture("tiny-input-source.png"))
+        .arg("--motion")
+        .arg(path)
+        .arg("--output")
+        .arg(&replay)
+        .output()
+        .expect("marionette animate");
+    assert!(
+        out.status.success(),
+        "animate --motion: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = std::fs::read_dir(&replay).map_or(0, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "png"))
+            .count()
+    });
+    // A live recording has no frame rate: the replay resamples it at 30 a second over the
+    // recorded frames' times.
+    let span = frames.last().map_or(0.0, |f| f.t) - frames.first().map_or(0.0, |f| f.t);
+    let expected = span * 30.0 + 1.0;
+    assert!(
+        (rendered as f64 - expected).abs() <= 1.5,
+        "{rendered} frames rendered for {} recorded over {span:.2} s",
+        frames.len()
+    );
 }
 
 /// Seconds since midnight (UTC) of `t`.
@@ -911,30 +987,39 @@ fn run_remote_with(
     secret: &Secret,
     codec: &str,
 ) -> std::process::Child {
+    run_remote_cmd(net.command(false, bin), server, secret, codec)
+}
+
+/// `run --remote` through `cmd` (a marionette program, perhaps in the client's namespace).
+fn run_remote_cmd(
+    mut cmd: std::process::Command,
+    server: std::net::SocketAddr,
+    secret: &Secret,
+    codec: &str,
+) -> std::process::Child {
     use std::process::Stdio;
-    net.command(false, bin)
-        .args([
-            "run",
-            "--test-pattern",
-            "--vcam",
-            "none",
-            "--stats",
-            "--cpu",
-            "--remote-codec",
-            codec,
-            "--remote",
-        ])
-        .arg(server.to_string())
-        .arg("--secret")
-        .arg(secret.to_string())
-        .arg("--config")
-        .arg(fixture("tiny.yaml"))
-        .arg("--checkpoint")
-        .arg(fixture("tiny-zip.pth.tar"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("marionette run in the client's namespace")
+    cmd.args([
+        "run",
+        "--test-pattern",
+        "--vcam",
+        "none",
+        "--stats",
+        "--cpu",
+        "--remote-codec",
+        codec,
+        "--remote",
+    ])
+    .arg(server.to_string())
+    .arg("--secret")
+    .arg(secret.to_string())
+    .arg("--config")
+    .arg(fixture("tiny.yaml"))
+    .arg("--checkpoint")
+    .arg(fixture("tiny-zip.pth.tar"))
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("marionette run in the client's namespace")
 }
 
 #[test]
@@ -1068,11 +1153,53 @@ fn measure(watch: &RunWatch, seconds: f64, remote: bool) -> (f64, f64, serde_jso
     )
 }
 
+/// The processors `cpus` as an affinity mask.
+fn cpu_set(cpus: std::ops::Range<usize>) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is a plain bit array; all zeros is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for c in cpus {
+        // SAFETY: `set` is a valid cpu_set_t and CPU_SET checks `c` against its size.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    set
+}
+
+/// Keeps the calling thread (and the threads it starts later) on the processors `cpus`.
+fn pin_this_thread(cpus: std::ops::Range<usize>) {
+    let set = cpu_set(cpus);
+    // SAFETY: a valid set of the size given; 0 is the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Runs `cmd`'s program on the processors `cpus` only.
+fn pin(cmd: &mut std::process::Command, cpus: std::ops::Range<usize>) {
+    use std::os::unix::process::CommandExt;
+    let set = cpu_set(cpus);
+    // SAFETY: sched_setaffinity is async-signal-safe and `set` is copied into the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
 /// `docs/remote.md`'s network table: `run --remote` through the relay at each round trip and
 /// loss, against rendering here. A benchmark, not a check:
 /// `cargo test --test app remote::network_table -- --ignored --nocapture`; with
 /// `MARIONETTE_BENCH_BIN=PATH` it times that marionette program (a release build) instead of the
-/// test build's.
+/// test build's; with `MARIONETTE_BENCH_SPLIT=1` the server runs on this machine's last processor
+/// and the client, the relay and the local run on the others, as if the server were a machine of
+/// its own.
 #[test]
 #[ignore = "benchmark: prints docs/remote.md's network table"]
 fn network_table() {
@@ -1081,7 +1208,24 @@ fn network_table() {
     let seconds = 12.0;
     let bin = std::env::var("MARIONETTE_BENCH_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_marionette").to_string());
-    let mut local = Command::new(&bin)
+    let split = std::env::var("MARIONETTE_BENCH_SPLIT").is_ok_and(|v| v == "1");
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        !split || cpus >= 2,
+        "MARIONETTE_BENCH_SPLIT needs two processors"
+    );
+    let (client_cpus, server_cpus) = (0..cpus.saturating_sub(1), cpus - 1..cpus);
+    if split {
+        // This thread, and the relay's threads it starts, with the client.
+        pin_this_thread(client_cpus.clone());
+    }
+    let pinned = |mut c: Command, on: std::ops::Range<usize>| {
+        if split {
+            pin(&mut c, on);
+        }
+        c
+    };
+    let mut local = pinned(Command::new(&bin), client_cpus.clone())
         .args([
             "run",
             "--test-pattern",
@@ -1113,11 +1257,16 @@ fn network_table() {
             let net = Netem::start(Duration::from_millis(rtt), loss).expect("the namespaces");
             let dir = tempfile::tempdir().unwrap();
             let (mut server, addr, secret) = start_serve_with(
-                net.command(true, &bin),
+                pinned(net.command(true, &bin), server_cpus.clone()),
                 &format!("{SERVER_IP}:0"),
                 &dir.path().join("secret"),
             );
-            let mut run = run_remote_with(&net, &bin, addr, &secret, "h264");
+            let mut run = run_remote_cmd(
+                pinned(net.command(false, &bin), client_cpus.clone()),
+                addr,
+                &secret,
+                "h264",
+            );
             let watch = RunWatch::new(&mut run);
             let (fps, kfps, s) = measure(&watch, seconds, true);
             let latency = s["keyframe_latency_ms_p50"].as_f64().unwrap_or(0.0);

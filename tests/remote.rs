@@ -976,18 +976,8 @@ fn run_remote_in(
     secret: &Secret,
     codec: &str,
 ) -> std::process::Child {
-    run_remote_with(net, env!("CARGO_BIN_EXE_marionette"), server, secret, codec)
-}
-
-/// As [`run_remote_in`], with the marionette program `bin`.
-fn run_remote_with(
-    net: &crate::common::netem::Netem,
-    bin: &str,
-    server: std::net::SocketAddr,
-    secret: &Secret,
-    codec: &str,
-) -> std::process::Child {
-    run_remote_cmd(net.command(false, bin), server, secret, codec)
+    let cmd = net.command(false, env!("CARGO_BIN_EXE_marionette"));
+    run_remote_cmd(cmd, server, secret, codec)
 }
 
 /// `run --remote` through `cmd` (a marionette program, perhaps in the client's namespace).

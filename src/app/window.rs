@@ -382,27 +382,36 @@ fn choose_source(
     }
 }
 
+/// The portraits (bundled and the user's) and the one the settings name, else the first.
+fn open_gallery(
+    o: &WindowOptions,
+    settings: &Settings,
+) -> Result<(Gallery, usize, super::gallery::Portrait), WindowError> {
+    let (gallery, errors) = Gallery::load(Some(&o.bundled), o.user_dir.as_deref());
+    for e in errors {
+        eprintln!("portrait skipped: {e}");
+    }
+    let selected = settings
+        .avatar
+        .as_deref()
+        .and_then(|k| gallery.index_of(k))
+        .unwrap_or(0);
+    let portrait = gallery.get(selected).cloned().ok_or_else(|| {
+        WindowError::NoPortraits(
+            o.bundled.to_string(),
+            o.user_dir
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the user's avatar folder".into()),
+        )
+    })?;
+    Ok((gallery, selected, portrait))
+}
+
 impl App {
     fn new(o: WindowOptions) -> Result<Self, WindowError> {
         let mut settings = load_settings(&o.settings_path);
-        let (gallery, errors) = Gallery::load(Some(&o.bundled), o.user_dir.as_deref());
-        for e in errors {
-            eprintln!("portrait skipped: {e}");
-        }
-        let selected = settings
-            .avatar
-            .as_deref()
-            .and_then(|k| gallery.index_of(k))
-            .unwrap_or(0);
-        let portrait = gallery.get(selected).cloned().ok_or_else(|| {
-            WindowError::NoPortraits(
-                o.bundled.to_string(),
-                o.user_dir
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "the user's avatar folder".into()),
-            )
-        })?;
+        let (gallery, selected, portrait) = open_gallery(&o, &settings)?;
         settings.avatar = Some(portrait.key.clone());
         let (sources, vcams) = scan_devices();
         let (source, notice) = choose_source(o.source.as_ref(), settings.source.as_ref(), &sources);

@@ -16,9 +16,12 @@
 //! a 2-core CPU), too slow to run at 30 fps beside the model; the tracker needs no network and
 //! follows the whole face, not just 10 keypoints.
 //!
-//! When a new keyframe arrives, the output does not jump to it: for [`BLEND_FRAMES`] frames both
-//! keyframes are warped to the current driving frame and cross-faded, so appearance changes that the
-//! warp cannot show (mouth, eyes, occlusions) fade in instead of popping.
+//! When a new keyframe arrives, the output does not jump to it: for a few frames both keyframes are
+//! warped to the current driving frame and cross-faded, so appearance changes that the warp cannot
+//! show (mouth, eyes, occlusions) fade in instead of popping. The fade lasts [`BLEND_FRAMES`] frames
+//! at most and half the frames since the previous keyframe at most: a fast engine (a server sending
+//! ten keyframes a second) changes little from one keyframe to the next, and a fade as long as the
+//! interval would warp two keyframes for every frame, twice the work, and always show a mix of two.
 //!
 //! The warp's motion is smoothed as the engines' is ([`crate::engine::smoothing`]): each follower's
 //! filter starts at rest on the identity at its keyframe's driving frame, so the in-betweens are as
@@ -32,9 +35,16 @@ use super::classic::{ClassicEngine, ClassicParams};
 use super::smoothing::Smoothing;
 use super::{EngineError, FrameInfo};
 
-/// Frames over which a new keyframe fades in. At 30 fps, 4 frames (133 ms) hide the switch
+/// Frames over which a new keyframe fades in at most. At 30 fps, 4 frames (133 ms) hide the switch
 /// without trailing visibly behind the model.
 pub const BLEND_FRAMES: usize = 4;
+
+/// A keyframe fading out: its follower, the frames of the fade left and the fade's length.
+struct Fade {
+    follower: Follower,
+    left: usize,
+    length: usize,
+}
 
 /// One keyframe and the warp that follows it.
 struct Follower {
@@ -74,8 +84,10 @@ struct Settings {
 pub struct InBetween {
     settings: Settings,
     current: Option<Follower>,
-    /// The previous keyframe's follower and how many blended frames are left.
-    fading: Option<(Follower, usize)>,
+    /// The previous keyframe, while it fades out.
+    fading: Option<Fade>,
+    /// Frames rendered since the current keyframe was set.
+    since_keyframe: usize,
 }
 
 impl InBetween {
@@ -90,6 +102,7 @@ impl InBetween {
             },
             current: None,
             fading: None,
+            since_keyframe: 0,
         }
     }
 
@@ -102,6 +115,7 @@ impl InBetween {
     pub fn reset(&mut self) {
         self.current = None;
         self.fading = None;
+        self.since_keyframe = 0;
     }
 
     /// Changes adapt scale from the next keyframe on.
@@ -115,15 +129,16 @@ impl InBetween {
         for f in self
             .current
             .iter_mut()
-            .chain(self.fading.iter_mut().map(|(f, _)| f))
+            .chain(self.fading.iter_mut().map(|f| &mut f.follower))
         {
             f.warp.set_smoothing(smoothing);
         }
     }
 
     /// A new keyframe `key` (1, 3, side, side), rendered for driving frame `driving` (captured
-    /// as `info` says). With `blend`, the previous keyframe fades out over the next
-    /// [`BLEND_FRAMES`] frames; without, the switch is immediate.
+    /// as `info` says). With `blend`, the previous keyframe fades out over the next frames
+    /// ([`BLEND_FRAMES`] at most, half the frames it was shown for at most); without, the switch
+    /// is immediate.
     pub fn set_keyframe(
         &mut self,
         key: &Tensor,
@@ -133,8 +148,14 @@ impl InBetween {
     ) -> Result<(), EngineError> {
         let next = Follower::new(&self.settings, key, driving, info)?;
         let previous = self.current.replace(next);
+        let length = BLEND_FRAMES.min(self.since_keyframe / 2);
+        self.since_keyframe = 0;
         self.fading = match previous {
-            Some(p) if blend && BLEND_FRAMES > 0 => Some((p, BLEND_FRAMES)),
+            Some(follower) if blend && length > 0 => Some(Fade {
+                follower,
+                left: length,
+                length,
+            }),
             _ => None,
         };
         Ok(())
@@ -146,16 +167,122 @@ impl InBetween {
     pub fn render(&mut self, driving: &Tensor, info: &FrameInfo) -> Result<Tensor, EngineError> {
         let current = self.current.as_mut().ok_or(EngineError::NoSource)?;
         let now = current.warp.animate_with(driving, info)?;
-        let Some((old, left)) = self.fading.as_mut() else {
+        self.since_keyframe += 1;
+        let Some(fade) = self.fading.as_mut() else {
             return Ok(now);
         };
-        let before = old.warp.animate_with(driving, info)?;
-        // The new keyframe's weight grows 1/(B+1), 2/(B+1), ... over the blended frames.
-        let alpha = (BLEND_FRAMES + 1 - *left) as f64 / (BLEND_FRAMES + 1) as f64;
-        *left -= 1;
-        if *left == 0 {
+        let before = fade.follower.warp.animate_with(driving, info)?;
+        // The new keyframe's weight grows 1/(L+1), 2/(L+1), ... over a fade of L frames.
+        let alpha = (fade.length + 1 - fade.left) as f64 / (fade.length + 1) as f64;
+        fade.left -= 1;
+        if fade.left == 0 {
             self.fading = None;
         }
         Ok(((before * (1.0 - alpha))? + (now * alpha)?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    const SIDE: usize = 128;
+
+    /// A still driving frame with texture to track: sums of sinusoids, a little different per
+    /// channel.
+    fn driving() -> Tensor {
+        let data: Vec<f32> = (0..3 * SIDE * SIDE)
+            .map(|i| {
+                let (c, p) = (i / (SIDE * SIDE), i % (SIDE * SIDE));
+                let (x, y) = ((p % SIDE) as f32, (p / SIDE) as f32);
+                0.5 + 0.2 * (0.31 * x + 0.17 * y + c as f32).sin()
+                    + 0.15 * (0.11 * x - 0.29 * y).cos()
+            })
+            .collect();
+        Tensor::from_vec(data, (1, 3, SIDE, SIDE), &Device::Cpu).unwrap()
+    }
+
+    fn flat(v: f32) -> Tensor {
+        Tensor::full(v, (1, 3, SIDE, SIDE), &Device::Cpu).unwrap()
+    }
+
+    /// The mean of the frame's centre (the warp of a flat keyframe is flat away from the borders).
+    fn centre_mean(t: &Tensor) -> f32 {
+        let q = SIDE / 4;
+        t.narrow(2, q, 2 * q)
+            .and_then(|t| t.narrow(3, q, 2 * q))
+            .and_then(|t| t.mean_all())
+            .and_then(|t| t.to_scalar::<f32>())
+            .unwrap()
+    }
+
+    /// Renders `n` frames of the still driving frame, returning their centre means.
+    fn render(ib: &mut InBetween, d: &Tensor, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| centre_mean(&ib.render(d, &FrameInfo::at(0.0)).unwrap()))
+            .collect()
+    }
+
+    /// The weights of the new keyframe in frames whose mean is `means`, with keyframes of 0.2
+    /// before and 0.8 after.
+    fn weights(means: &[f32]) -> Vec<f32> {
+        means.iter().map(|m| (m - 0.2) / 0.6).collect()
+    }
+
+    fn close(got: &[f32], want: &[f32]) -> bool {
+        got.len() == want.len() && got.iter().zip(want).all(|(g, w)| (g - w).abs() < 0.01)
+    }
+
+    #[test]
+    fn a_keyframe_after_a_long_one_fades_in_over_blend_frames() {
+        let d = driving();
+        let mut ib = InBetween::new(SIDE, false);
+        ib.set_keyframe(&flat(0.2), &d, &FrameInfo::at(0.0), true)
+            .unwrap();
+        let first = render(&mut ib, &d, 10);
+        assert!(close(&weights(&first), &[0.0; 10]), "{first:?}");
+        ib.set_keyframe(&flat(0.8), &d, &FrameInfo::at(0.0), true)
+            .unwrap();
+        let got = weights(&render(&mut ib, &d, BLEND_FRAMES + 2));
+        let step = 1.0 / (BLEND_FRAMES + 1) as f32;
+        let mut want: Vec<f32> = (1..=BLEND_FRAMES).map(|k| k as f32 * step).collect();
+        want.extend([1.0, 1.0]);
+        assert!(close(&got, &want), "weights {got:?}, want {want:?}");
+    }
+
+    #[test]
+    fn keyframes_close_together_fade_over_half_their_interval() {
+        let d = driving();
+        let mut ib = InBetween::new(SIDE, false);
+        ib.set_keyframe(&flat(0.2), &d, &FrameInfo::at(0.0), true)
+            .unwrap();
+        render(&mut ib, &d, 3);
+        ib.set_keyframe(&flat(0.8), &d, &FrameInfo::at(0.0), true)
+            .unwrap();
+        // Shown for 3 frames: a fade of 1 frame, half way.
+        let got = weights(&render(&mut ib, &d, 3));
+        assert!(close(&got, &[0.5, 1.0, 1.0]), "weights {got:?}");
+        // One frame after the last keyframe: no fade at all.
+        ib.set_keyframe(&flat(0.2), &d, &FrameInfo::at(0.0), true)
+            .unwrap();
+        render(&mut ib, &d, 1);
+        ib.set_keyframe(&flat(0.8), &d, &FrameInfo::at(0.0), true)
+            .unwrap();
+        let got = weights(&render(&mut ib, &d, 2));
+        assert!(close(&got, &[1.0, 1.0]), "weights {got:?}");
+    }
+
+    #[test]
+    fn without_blend_the_switch_is_immediate() {
+        let d = driving();
+        let mut ib = InBetween::new(SIDE, false);
+        ib.set_keyframe(&flat(0.2), &d, &FrameInfo::at(0.0), false)
+            .unwrap();
+        render(&mut ib, &d, 10);
+        ib.set_keyframe(&flat(0.8), &d, &FrameInfo::at(0.0), false)
+            .unwrap();
+        let got = weights(&render(&mut ib, &d, 2));
+        assert!(close(&got, &[1.0, 1.0]), "weights {got:?}");
     }
 }

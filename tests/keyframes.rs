@@ -128,6 +128,7 @@ fn inbetween_follows_a_known_shift() {
 /// warp and the new one's, and after the fade it is the new one's.
 #[test]
 fn a_new_keyframe_fades_in() {
+    use marionette::engine::keyframes::BLEND_FRAMES;
     let (old, new) = (texture(3), texture(4));
     let driving = texture(9);
     let mut ib = InBetween::new(N, false);
@@ -138,6 +139,10 @@ fn a_new_keyframe_fades_in() {
         false,
     )
     .unwrap();
+    // Shown long enough for the whole fade (half the frames a keyframe was shown for at most).
+    for _ in 0..2 * BLEND_FRAMES {
+        ib.render(&tensor(&driving), &FrameInfo::default()).unwrap();
+    }
     ib.set_keyframe(
         &tensor(&new),
         &tensor(&driving),
@@ -151,7 +156,7 @@ fn a_new_keyframe_fades_in() {
     let (to_old, to_new) = (interior_mae(&first, &old), interior_mae(&first, &new));
     assert!(to_old > 1e-3 && to_old < to_new, "{to_old} {to_new}");
     let mut last = first;
-    for _ in 0..marionette::engine::keyframes::BLEND_FRAMES {
+    for _ in 0..BLEND_FRAMES {
         last = ib.render(&tensor(&driving), &FrameInfo::default()).unwrap();
     }
     assert!(interior_mae(&last, &new) < 1e-4);

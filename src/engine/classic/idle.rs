@@ -14,9 +14,8 @@ impl ClassicEngine {
         let side = w.min(h);
         // The head region: the portrait's texture cloud (centroid, spread), its half-extent two spreads,
         // kept between 20% and 30% of the frame; the frame's central 60% when the portrait is blank.
-        let (centre, half) = source
-            .texture
-            .as_ref()
+        let (centre, half) = self
+            .texture_of(source)
             .and_then(|t| t.cloud(t.floor))
             .map(|c| (c.centroid, (2.0 * c.size).clamp(0.2 * side, 0.3 * side)))
             .unwrap_or(([(w - 1.0) / 2.0, (h - 1.0) / 2.0], 0.3 * side));

@@ -131,7 +131,10 @@ struct Source {
     /// (1, 3, H, W) f32 on the CPU, contiguous, NaN-free.
     image: Tensor,
     device: Device,
-    texture: Option<Texture>,
+    /// Its texture, measured the first time adapt scale or the idle motion needs it: an engine
+    /// that follows model keyframes gets a new portrait several times a second and, with adapt
+    /// scale off, never needs it.
+    texture: std::sync::OnceLock<Option<Texture>>,
 }
 
 /// An image's Shi-Tomasi response map at the detection level and its noise floor, for the adapt-scale
@@ -389,23 +392,34 @@ impl ClassicEngine {
         Ok(())
     }
 
-    /// What the engine keeps about a portrait: its pixels and texture statistics.
+    /// What the engine keeps about a portrait: its pixels (its texture is measured when needed,
+    /// [`ClassicEngine::texture_of`]).
     fn analyse(&self, source: &Tensor) -> Result<Source, ClassicError> {
         let data = self.frame_data("portrait", source)?;
         let data: Vec<f32> = data
             .into_iter()
             .map(|v| if v.is_finite() { v } else { 0.0 })
             .collect();
-        let texture = GrayImage::from_planar_rgb(&data, self.width, self.height).map(|g| {
-            let pyramid = Pyramid::build(g, self.detection_level() + 1);
-            self.detect(&pyramid, &[]).1
-        });
         let image = Tensor::from_vec(data, (1, 3, self.height, self.width), &Device::Cpu)?;
         Ok(Source {
             image,
             device: source.device().clone(),
-            texture,
+            texture: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The texture statistics of `source`, measured on first use; `None` where its pixels cannot
+    /// be read back (they were checked when it was analysed).
+    fn texture_of<'a>(&self, source: &'a Source) -> Option<&'a Texture> {
+        source
+            .texture
+            .get_or_init(|| {
+                let data = source.image.flatten_all().and_then(|t| t.to_vec1::<f32>());
+                let gray = GrayImage::from_planar_rgb(&data.ok()?, self.width, self.height)?;
+                let pyramid = Pyramid::build(gray, self.detection_level() + 1);
+                Some(self.detect(&pyramid, &[]).1)
+            })
+            .as_ref()
     }
 
     /// The pyramid level corners are detected on: the coarsest whose shorter side is still at least
@@ -459,7 +473,7 @@ impl ClassicEngine {
         if !self.params.adapt_scale {
             return;
         }
-        let Some(source_texture) = self.portraits.current().and_then(|s| s.texture.as_ref()) else {
+        let Some(source_texture) = self.portraits.current().and_then(|s| self.texture_of(s)) else {
             return;
         };
         let (s, r) = if let Some(reference) = &self.reference {

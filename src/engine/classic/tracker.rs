@@ -60,18 +60,9 @@ fn window_at(
     radius: usize,
     min_eigen: f32,
 ) -> Option<(LevelWindow, Vec<f32>)> {
-    let r = radius as isize;
     let outer = 2 * radius + 3;
-    let mut vals = Vec::with_capacity(outer * outer);
-    for dy in -(r + 1)..=(r + 1) {
-        for dx in -(r + 1)..=(r + 1) {
-            let (fx, fy) = (dx as f32, dy as f32);
-            vals.push(img.sample(
-                centre[0] + a[0][0] * fx + a[0][1] * fy,
-                centre[1] + a[1][0] * fx + a[1][1] * fy,
-            ));
-        }
-    }
+    let mut vals = vec![0.0; outer * outer];
+    img.sample_window(centre, a, radius + 1, &mut vals);
     let inner = 2 * radius + 1;
     let n = inner * inner;
     let (mut gx, mut gy, mut t) = (
@@ -110,15 +101,36 @@ fn window_at(
     Some((LevelWindow { gx, gy, c0, inv }, t))
 }
 
-/// (sum gx v, sum gy v), in a fixed order so that identical inputs give identical sums.
+/// (sum gx v, sum gy v), in a fixed order so that identical inputs give identical sums: eight
+/// running sums a lane, added at the end, so that the additions do not wait on one another.
 #[inline]
 fn dot_window(gx: &[f32], gy: &[f32], v: &[f32]) -> [f32; 2] {
-    let (mut sx, mut sy) = (0f32, 0f32);
-    for ((&x, &y), &v) in gx.iter().zip(gy).zip(v) {
-        sx += x * v;
-        sy += y * v;
+    const LANES: usize = 8;
+    let n = v.len().min(gx.len()).min(gy.len());
+    let (gx, gy, v) = (&gx[..n], &gy[..n], &v[..n]);
+    let (mut sx, mut sy) = ([0f32; LANES], [0f32; LANES]);
+    let (mut cx, mut cy, mut cv) = (
+        gx.chunks_exact(LANES),
+        gy.chunks_exact(LANES),
+        v.chunks_exact(LANES),
+    );
+    for ((x, y), w) in cx.by_ref().zip(cy.by_ref()).zip(cv.by_ref()) {
+        for l in 0..LANES {
+            sx[l] += x[l] * w[l];
+            sy[l] += y[l] * w[l];
+        }
     }
-    [sx, sy]
+    let (mut tx, mut ty) = (0f32, 0f32);
+    for ((x, y), w) in cx
+        .remainder()
+        .iter()
+        .zip(cy.remainder())
+        .zip(cv.remainder())
+    {
+        tx += x * w;
+        ty += y * w;
+    }
+    [sx.iter().sum::<f32>() + tx, sy.iter().sum::<f32>() + ty]
 }
 
 const IDENTITY: [[f32; 2]; 2] = [[1.0, 0.0], [0.0, 1.0]];
@@ -149,6 +161,10 @@ impl Template {
     }
 }
 
+/// Most samples a window has on the stack (radius 7; the default is 5): larger windows, up to
+/// the radius 15 that [`super::ClassicParams`] allows, go on the heap.
+const STACK_WINDOW: usize = 15 * 15;
+
 /// sum g(d) J(p + A d) over the window.
 #[inline]
 fn warped_dot(
@@ -158,22 +174,18 @@ fn warped_dot(
     a: [[f32; 2]; 2],
     radius: usize,
 ) -> [f32; 2] {
-    let r = radius as isize;
-    let (mut sx, mut sy) = (0f32, 0f32);
-    let mut k = 0;
-    for dy in -r..=r {
-        let fy = dy as f32;
-        let row_x = p[0] + a[0][1] * fy;
-        let row_y = p[1] + a[1][1] * fy;
-        for dx in -r..=r {
-            let fx = dx as f32;
-            let v = img.sample(row_x + a[0][0] * fx, row_y + a[1][0] * fx);
-            sx += win.gx.get(k).copied().unwrap_or(0.0) * v;
-            sy += win.gy.get(k).copied().unwrap_or(0.0) * v;
-            k += 1;
-        }
-    }
-    [sx, sy]
+    let inner = 2 * radius + 1;
+    let n = inner * inner;
+    let mut stack = [0f32; STACK_WINDOW];
+    let mut heap = Vec::new();
+    let vals: &mut [f32] = if n <= STACK_WINDOW {
+        &mut stack[..n]
+    } else {
+        heap.resize(n, 0.0);
+        &mut heap
+    };
+    img.sample_window(p, a, radius, vals);
+    dot_window(&win.gx, &win.gy, vals)
 }
 
 /// Iterates the LK update at one level from `p`; `None` if it diverges (non-finite or far off the image).

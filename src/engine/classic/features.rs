@@ -100,45 +100,53 @@ pub fn min_eigen(a: f32, b: f32, c: f32) -> f32 {
     (half_trace - (half_diff * half_diff + b * b).sqrt()).max(0.0)
 }
 
-/// Mean over the (2r+1)^2 box around each pixel, clipped to the image, by separable running sums.
+/// Mean over the (2r+1)^2 box around each pixel, clipped to the image, by separable sums in f64
+/// (so that long rows and columns do not drift): each row's box sums from its prefix sums, then a
+/// running sum of those rows down the image, a whole row at a time (contiguous, unlike a pass down
+/// each column).
 fn box_mean(src: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
-    let mut rows = vec![0f32; w * h];
-    for (s, d) in src.chunks_exact(w).zip(rows.chunks_exact_mut(w)) {
-        running_mean(s, d, r);
-    }
     let mut out = vec![0f32; w * h];
-    let mut col = vec![0f32; h];
-    let mut col_out = vec![0f32; h];
-    for x in 0..w {
-        for (y, c) in col.iter_mut().enumerate() {
-            *c = rows.get(y * w + x).copied().unwrap_or(0.0);
+    if w == 0 || h == 0 || src.len() != w * h {
+        return out;
+    }
+    // The clipped box's extent along each axis.
+    let span = |i: usize, n: usize| (i + r + 1).min(n) - i.saturating_sub(r);
+    let inv_cols: Vec<f64> = (0..w).map(|x| 1.0 / span(x, w) as f64).collect();
+    let mut rows = vec![0f64; w * h];
+    let mut prefix = vec![0f64; w + 1];
+    for (s, d) in src.chunks_exact(w).zip(rows.chunks_exact_mut(w)) {
+        let mut acc = 0f64;
+        for (p, &v) in prefix.iter_mut().skip(1).zip(s) {
+            acc += v as f64;
+            *p = acc;
         }
-        running_mean(&col, &mut col_out, r);
-        for (y, &v) in col_out.iter().enumerate() {
-            if let Some(o) = out.get_mut(y * w + x) {
-                *o = v;
+        for (x, d) in d.iter_mut().enumerate() {
+            let (lo, hi) = (x.saturating_sub(r), (x + r + 1).min(w));
+            *d = prefix[hi] - prefix[lo];
+        }
+    }
+    let row = |y: usize| &rows[y * w..(y + 1) * w];
+    let mut acc = vec![0f64; w];
+    for y in 0..=r.min(h - 1) {
+        acc.iter_mut().zip(row(y)).for_each(|(a, v)| *a += v);
+    }
+    for (y, o) in out.chunks_exact_mut(w).enumerate() {
+        if y > 0 {
+            if y + r < h {
+                acc.iter_mut().zip(row(y + r)).for_each(|(a, v)| *a += v);
             }
+            if y > r {
+                acc.iter_mut()
+                    .zip(row(y - r - 1))
+                    .for_each(|(a, v)| *a -= v);
+            }
+        }
+        let inv_rows = 1.0 / span(y, h) as f64;
+        for ((o, a), c) in o.iter_mut().zip(&acc).zip(&inv_cols) {
+            *o = (a * c * inv_rows) as f32;
         }
     }
     out
-}
-
-/// 1-D mean over [i - r, i + r] clipped to the slice, accumulated in f64 so that long rows do not drift.
-fn running_mean(src: &[f32], dst: &mut [f32], r: usize) {
-    let n = src.len();
-    let mut prefix = Vec::with_capacity(n + 1);
-    prefix.push(0f64);
-    let mut acc = 0f64;
-    for &v in src {
-        acc += v as f64;
-        prefix.push(acc);
-    }
-    for (i, d) in dst.iter_mut().enumerate() {
-        let lo = i.saturating_sub(r);
-        let hi = (i + r + 1).min(n);
-        let sum = prefix.get(hi).copied().unwrap_or(0.0) - prefix.get(lo).copied().unwrap_or(0.0);
-        *d = (sum / (hi - lo).max(1) as f64) as f32;
-    }
 }
 
 /// Up to `params.max_corners` corners from a response map of `img`'s size: the best pixel of each grid cell,
@@ -318,5 +326,31 @@ mod tests {
         };
         assert!(detect_corners(&map, 32, 32, &params, &[]).is_empty());
         assert!(texture_cloud(&map, 32, 32, 0.05, 0.0).is_none());
+    }
+
+    /// The separable running sums give the mean of each clipped box, as summing the box does.
+    #[test]
+    fn box_mean_is_the_mean_of_each_clipped_box() {
+        for (w, h, r) in [(9, 7, 2), (5, 11, 4), (3, 3, 6), (16, 1, 1), (1, 6, 2)] {
+            let src: Vec<f32> = (0..w * h).map(|i| ((i * 37) % 23) as f32 / 7.0).collect();
+            let got = box_mean(&src, w, h, r);
+            for y in 0..h {
+                for x in 0..w {
+                    let (mut sum, mut n) = (0f64, 0);
+                    for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
+                        for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
+                            sum += src[yy * w + xx] as f64;
+                            n += 1;
+                        }
+                    }
+                    let want = (sum / n as f64) as f32;
+                    let g = got[y * w + x];
+                    assert!(
+                        (g - want).abs() <= 1e-6 * want.abs().max(1.0),
+                        "{w}x{h} r {r} at ({x}, {y}): {g} vs {want}"
+                    );
+                }
+            }
+        }
     }
 }

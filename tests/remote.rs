@@ -724,43 +724,62 @@ fn start_serve_with(
 
 /// The stderr of a `run --stats`, kept line by line as it comes.
 struct RunWatch {
-    lines: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The run's messages, each with when it came.
+    lines: Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
 }
 
 impl RunWatch {
     fn new(run: &mut std::process::Child) -> Self {
         use std::io::{BufRead, BufReader};
-        let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
         let err = BufReader::new(run.stderr.take().expect("run's stderr is piped"));
         let kept = lines.clone();
         thread::spawn(move || {
             for l in err.lines().map_while(Result::ok) {
-                kept.lock().unwrap().push(l);
+                kept.lock().unwrap().push((Instant::now(), l));
             }
         });
         Self { lines }
     }
 
     fn text(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
+        let l = self.lines.lock().unwrap();
+        l.iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn last_stats(&self) -> serde_json::Value {
+        self.last_stats_at().1
+    }
+
+    /// The newest stats and when they came (the run prints them every few seconds).
+    fn last_stats_at(&self) -> (Instant, serde_json::Value) {
         let l = self.lines.lock().unwrap();
         l.iter()
             .rev()
-            .find(|l| l.starts_with('{'))
-            .and_then(|l| serde_json::from_str(l).ok())
-            .unwrap_or(serde_json::Value::Null)
+            .filter(|(_, l)| l.starts_with('{'))
+            .find_map(|(t, l)| Some((*t, serde_json::from_str(l).ok()?)))
+            .unwrap_or((Instant::now(), serde_json::Value::Null))
     }
 
     /// The first stats that `ok` takes; fails after a minute, with the run's messages.
     fn wait_for(&self, what: &str, ok: &dyn Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        self.wait_for_at(what, ok).1
+    }
+
+    /// [`RunWatch::wait_for`], with when the stats came.
+    fn wait_for_at(
+        &self,
+        what: &str,
+        ok: &dyn Fn(&serde_json::Value) -> bool,
+    ) -> (Instant, serde_json::Value) {
         let t = Instant::now();
         loop {
-            let s = self.last_stats();
+            let (at, s) = self.last_stats_at();
             if ok(&s) {
-                return s;
+                return (at, s);
             }
             assert!(
                 t.elapsed() < Duration::from_secs(60),
@@ -1121,14 +1140,15 @@ fn over_a_slow_link_the_next_motions_go_before_each_frame_is_back() {
 /// The live run's figures over `seconds` once `ready` holds: output frames a second, keyframes
 /// from the server a second, and the last stats.
 fn measure(watch: &RunWatch, seconds: f64, remote: bool) -> (f64, f64, serde_json::Value) {
-    let first = watch.wait_for("the run to start", &|s| {
+    let (from, first) = watch.wait_for_at("the run to start", &|s| {
         s["frames_out"].as_u64().unwrap_or(0) > 0
             && (!remote || s["remote_keyframes"].as_u64().unwrap_or(0) >= 3)
     });
-    let t = Instant::now();
     thread::sleep(Duration::from_secs_f64(seconds));
-    let last = watch.last_stats();
-    let secs = t.elapsed().as_secs_f64();
+    // Rates between the two stats' arrivals: the run prints them every 3 s, so the newest may be
+    // seconds older than now.
+    let (to, last) = watch.last_stats_at();
+    let secs = to.duration_since(from).as_secs_f64().max(1e-3);
     let delta = |k: &str| {
         (last[k].as_u64().unwrap_or(0) as f64 - first[k].as_u64().unwrap_or(0) as f64) / secs
     };
@@ -1189,11 +1209,12 @@ fn pin(cmd: &mut std::process::Command, cpus: std::ops::Range<usize>) {
 /// `MARIONETTE_BENCH_BIN=PATH` it times that marionette program (a release build) instead of the
 /// test build's; with `MARIONETTE_BENCH_SPLIT=1` the server runs on this machine's last processor
 /// and the client, the relay and the local run on the others, as if the server were a machine of
-/// its own.
+/// its own. `MARIONETTE_BENCH_CELLS=150/2,150/0` measures only those cells (round trip in ms /
+/// loss in %); `MARIONETTE_BENCH_RUNS=N` runs each cell N times and prints the run with the
+/// median output rate (every run's rate on the error stream).
 #[test]
 #[ignore = "benchmark: prints docs/remote.md's network table"]
 fn network_table() {
-    use crate::common::netem::{Netem, SERVER_IP};
     use std::process::{Command, Stdio};
     let seconds = 12.0;
     let bin = std::env::var("MARIONETTE_BENCH_BIN")
@@ -1204,18 +1225,14 @@ fn network_table() {
         !split || cpus >= 2,
         "MARIONETTE_BENCH_SPLIT needs two processors"
     );
-    let (client_cpus, server_cpus) = (0..cpus.saturating_sub(1), cpus - 1..cpus);
+    let client_cpus = 0..cpus.saturating_sub(1);
+    let mut local = Command::new(&bin);
     if split {
         // This thread, and the relay's threads it starts, with the client.
         pin_this_thread(client_cpus.clone());
+        pin(&mut local, client_cpus);
     }
-    let pinned = |mut c: Command, on: std::ops::Range<usize>| {
-        if split {
-            pin(&mut c, on);
-        }
-        c
-    };
-    let mut local = pinned(Command::new(&bin), client_cpus.clone())
+    let mut local = local
         .args([
             "run",
             "--test-pattern",
@@ -1242,41 +1259,95 @@ fn network_table() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     println!("| local | - | - | - | - | {local_latency:.0} ms | - | {kfps:.1} | {fps:.1} | - |");
+    let cells = std::env::var("MARIONETTE_BENCH_CELLS").ok();
+    let runs: usize = std::env::var("MARIONETTE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     for rtt in [0u64, 50, 150] {
         for loss in [0.0, 0.02, 0.10] {
-            let net = Netem::start(Duration::from_millis(rtt), loss).expect("the namespaces");
-            let dir = tempfile::tempdir().unwrap();
-            let (mut server, addr, secret) = start_serve_with(
-                pinned(net.command(true, &bin), server_cpus.clone()),
-                &format!("{SERVER_IP}:0"),
-                &dir.path().join("secret"),
-            );
-            let mut run = run_remote_cmd(
-                pinned(net.command(false, &bin), client_cpus.clone()),
-                addr,
-                &secret,
-                "h264",
-            );
-            let watch = RunWatch::new(&mut run);
-            let (fps, kfps, s) = measure(&watch, seconds, true);
-            let latency = s["keyframe_latency_ms_p50"].as_f64().unwrap_or(0.0);
-            println!(
-                "| {rtt} ms | {:.0} % | {:.0} | {:.2} | {:.0} | {latency:.0} ms | {:+.0} ms | {kfps:.1} | {fps:.1} | {} |",
-                loss * 100.0,
-                s["remote_bytes_up_per_frame"].as_f64().unwrap_or(0.0),
-                s["remote_motions"].as_f64().unwrap_or(0.0)
-                    / s["remote_keyframes"].as_f64().unwrap_or(1.0).max(1.0),
-                s["remote_bytes_down_per_frame"].as_f64().unwrap_or(0.0),
-                latency - local_latency,
-                watch
-                    .text()
-                    .matches("rendering on this machine until")
-                    .count()
-            );
-            let _ = run.kill();
-            let _ = run.wait();
-            let _ = server.kill();
-            let _ = server.wait();
+            let cell = format!("{rtt}/{:.0}", loss * 100.0);
+            if cells
+                .as_deref()
+                .is_some_and(|c| !c.split(',').any(|c| c.trim() == cell))
+            {
+                continue;
+            }
+            let mut rows: Vec<(f64, String)> = (0..runs)
+                .map(|_| {
+                    let split = split.then_some(cpus);
+                    network_cell(&bin, split, rtt, loss, seconds, local_latency)
+                })
+                .collect();
+            rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let rates: Vec<String> = rows.iter().map(|r| format!("{:.1}", r.0)).collect();
+            eprintln!("{cell}: output frames a second {}", rates.join(", "));
+            println!("{}", rows[rows.len() / 2].1);
         }
     }
+}
+
+/// One cell of [`network_table`]: the output's frame rate and the table's row. `split`: the
+/// server on the last of that many processors, the client on the others.
+fn network_cell(
+    bin: &str,
+    split: Option<usize>,
+    rtt: u64,
+    loss: f64,
+    seconds: f64,
+    local_latency: f64,
+) -> (f64, String) {
+    use crate::common::netem::{Netem, SERVER_IP};
+    // With the server on a processor of its own: the machine's processors (this thread, pinned to
+    // the client's, no longer sees them all).
+    let cpus = split.unwrap_or(1).max(1);
+    let (client_cpus, server_cpus) = (0..cpus.saturating_sub(1), cpus - 1..cpus);
+    let pinned = |mut c: std::process::Command, on: std::ops::Range<usize>| {
+        if split.is_some() {
+            pin(&mut c, on);
+        }
+        c
+    };
+    let net = Netem::start(Duration::from_millis(rtt), loss).expect("the namespaces");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr, secret) = start_serve_with(
+        pinned(net.command(true, bin), server_cpus),
+        &format!("{SERVER_IP}:0"),
+        &dir.path().join("secret"),
+    );
+    let mut run = run_remote_cmd(
+        pinned(net.command(false, bin), client_cpus),
+        addr,
+        &secret,
+        "h264",
+    );
+    let watch = RunWatch::new(&mut run);
+    let (fps, kfps, s) = measure(&watch, seconds, true);
+    let latency = s["keyframe_latency_ms_p50"].as_f64().unwrap_or(0.0);
+    eprintln!(
+        "{rtt} ms / {:.0} %: output {fps:.1} frames a second, the loop's work a frame {:.1} ms \
+         (p50), camera frames dropped {}",
+        loss * 100.0,
+        s["inference_ms_p50"].as_f64().unwrap_or(0.0),
+        s["dropped_capture"].as_u64().unwrap_or(0)
+    );
+    let row = format!(
+        "| {rtt} ms | {:.0} % | {:.0} | {:.2} | {:.0} | {latency:.0} ms | {:+.0} ms | {kfps:.1} | {fps:.1} | {} |",
+        loss * 100.0,
+        s["remote_bytes_up_per_frame"].as_f64().unwrap_or(0.0),
+        s["remote_motions"].as_f64().unwrap_or(0.0)
+            / s["remote_keyframes"].as_f64().unwrap_or(1.0).max(1.0),
+        s["remote_bytes_down_per_frame"].as_f64().unwrap_or(0.0),
+        latency - local_latency,
+        watch
+            .text()
+            .matches("rendering on this machine until")
+            .count()
+    );
+    let _ = run.kill();
+    let _ = run.wait();
+    let _ = server.kill();
+    let _ = server.wait();
+    (fps, row)
 }

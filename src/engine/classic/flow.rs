@@ -79,16 +79,65 @@ impl Blend {
 
     /// T(z).
     pub fn apply(&self, z: [f64; 2]) -> [f64; 2] {
-        let mut w = Vec::with_capacity(self.maps.len());
-        self.apply_with(z, &mut w)
+        let g: Vec<f64> = self
+            .maps
+            .iter()
+            .map(|m| {
+                let d2 = (z[0] - m.centre[0]).powi(2) + (z[1] - m.centre[1]).powi(2);
+                (-d2 * self.inv_two_sigma2).exp()
+            })
+            .collect();
+        self.blend_at(z, &g, g.iter().sum())
     }
 
+    /// T at every node of the grid `xs` x `ys`, row by row (`ys` outer), as [`Blend::apply`] gives
+    /// it up to rounding: a Gaussian weight is the product of a factor of x and a factor of y, so
+    /// the exponentials are taken once per map and coordinate instead of once per map and node
+    /// (36 maps on a 65 x 65 grid: 4,680 instead of 152,100). Rows in parallel.
+    pub fn apply_grid(&self, xs: &[f64], ys: &[f64]) -> Vec<[f64; 2]> {
+        let factors = |coords: &[f64], axis: usize| -> Vec<f64> {
+            self.maps
+                .iter()
+                .flat_map(|m| {
+                    coords
+                        .iter()
+                        .map(move |v| (-(v - m.centre[axis]).powi(2) * self.inv_two_sigma2).exp())
+                })
+                .collect()
+        };
+        let (fx, fy) = (factors(xs, 0), factors(ys, 1));
+        let (nx, ny) = (xs.len(), ys.len());
+        ys.par_iter()
+            .enumerate()
+            .flat_map_iter(|(j, &y)| {
+                let mut g = vec![0f64; self.maps.len()];
+                let (fx, fy) = (&fx, &fy);
+                xs.iter().enumerate().map(move |(i, &x)| {
+                    let z = [x, y];
+                    let mut sum = 0f64;
+                    for (k, gk) in g.iter_mut().enumerate() {
+                        *gk = fx.get(k * nx + i).copied().unwrap_or(0.0)
+                            * fy.get(k * ny + j).copied().unwrap_or(0.0);
+                        sum += *gk;
+                    }
+                    self.blend_at(z, &g, sum)
+                })
+            })
+            .collect()
+    }
+
+    /// `z + sum_k w_k (M_k(z) - z)` with the weights `g` (unnormalised Gaussians) summing to `sum`.
     #[inline]
-    fn apply_with(&self, z: [f64; 2], w: &mut Vec<f64>) -> [f64; 2] {
-        self.weights(z, w);
+    fn blend_at(&self, z: [f64; 2], g: &[f64], sum: f64) -> [f64; 2] {
+        let denom = (sum.powi(4) + self.falloff4).sqrt().sqrt();
+        if !(denom > 0.0 && denom.is_finite()) {
+            return z;
+        }
+        let inv = 1.0 / denom;
         let mut out = z;
-        for (wk, m) in w.iter().zip(&self.maps) {
+        for (gk, m) in g.iter().zip(&self.maps) {
             let p = m.apply(z);
+            let wk = gk * inv;
             out[0] += wk * (p[0] - z[0]);
             out[1] += wk * (p[1] - z[1]);
         }
@@ -138,15 +187,8 @@ pub fn sampling_grid(
         v
     };
     let (ny, nx) = (nodes(ho), nodes(wo));
-    let coarse: Vec<[f64; 2]> = ny
-        .par_iter()
-        .flat_map_iter(|&y| {
-            let mut w = Vec::with_capacity(blend.maps.len());
-            nx.iter()
-                .map(|&x| blend.apply_with([x as f64, y as f64], &mut w))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let to_f64 = |v: &[usize]| v.iter().map(|&i| i as f64).collect::<Vec<_>>();
+    let coarse = blend.apply_grid(&to_f64(&nx), &to_f64(&ny));
     // For each output column/row: the coarse interval it falls in and the fraction along it.
     let interval = |nodes: &[usize], n: usize| -> Vec<(usize, f64)> {
         let mut out = Vec::with_capacity(n);
@@ -275,6 +317,44 @@ mod tests {
                 let i = 2 * (y * 9 + x);
                 assert!((grid[i] - (x as f32 / 4.0 - 1.0)).abs() < 1e-7);
                 assert!((grid[i + 1] - (y as f32 / 3.0 - 1.0)).abs() < 1e-7);
+            }
+        }
+    }
+
+    /// The grid's separable weights give T as the node-by-node blend does: different maps per
+    /// anchor, second-order terms, nodes near and far from the anchors.
+    #[test]
+    fn apply_grid_is_apply_at_every_node() {
+        let maps: Vec<LocalMap> = (0..4)
+            .flat_map(|r| {
+                (0..3).map(move |c| {
+                    let centre = [20.0 + 30.0 * c as f64, 15.0 + 25.0 * r as f64];
+                    let mut m = LocalMap::affine(
+                        centre,
+                        rotation(3.0 * (r * 3 + c) as f64, centre, [c as f64, -(r as f64)]),
+                    );
+                    m.q = [
+                        [1e-3 * r as f64, -2e-3, 5e-4],
+                        [0.0, 1e-3 * c as f64, -1e-3],
+                    ];
+                    m
+                })
+            })
+            .collect();
+        let blend = Blend::from_maps(maps, 18.0, 0.2);
+        let xs: Vec<f64> = (0..9).map(|i| -40.0 + 20.0 * i as f64).collect();
+        let ys: Vec<f64> = (0..7).map(|j| -30.0 + 25.0 * j as f64).collect();
+        let grid = blend.apply_grid(&xs, &ys);
+        assert_eq!(grid.len(), xs.len() * ys.len());
+        for (j, &y) in ys.iter().enumerate() {
+            for (i, &x) in xs.iter().enumerate() {
+                let (got, want) = (grid[j * xs.len() + i], blend.apply([x, y]));
+                for d in 0..2 {
+                    assert!(
+                        (got[d] - want[d]).abs() <= 1e-9 * want[d].abs().max(1.0),
+                        "node ({x}, {y}): {got:?} vs {want:?}"
+                    );
+                }
             }
         }
     }

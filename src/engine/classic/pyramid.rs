@@ -265,7 +265,7 @@ mod simd {
         let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
         let (a00, a10) = (_mm256_set1_ps(a[0][0]), _mm256_set1_ps(a[1][0]));
         let r = radius as f32;
-        for (row, dy) in out.chunks_mut(side).zip(0..) {
+        for (row, dy) in out.chunks_mut(side).zip(0..side) {
             let fy = dy as f32 - r;
             let row_x = _mm256_set1_ps(centre[0] + a[0][1] * fy);
             let row_y = _mm256_set1_ps(centre[1] + a[1][1] * fy);

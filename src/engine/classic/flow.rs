@@ -56,38 +56,39 @@ impl Blend {
         }
     }
 
+    /// The unnormalised Gaussian weights `g_k(z)` into `out` (one per map); returns their sum.
+    #[inline]
+    fn gaussians(&self, z: [f64; 2], out: &mut Vec<f64>) -> f64 {
+        out.clear();
+        out.extend(self.maps.iter().map(|m| {
+            let d2 = (z[0] - m.centre[0]).powi(2) + (z[1] - m.centre[1]).powi(2);
+            (-d2 * self.inv_two_sigma2).exp()
+        }));
+        out.iter().sum()
+    }
+
+    /// `1 / (S^4 + c^4)^(1/4)` for weights summing to `sum`: what turns Gaussians into weights;
+    /// `None` where it is not finite (no map near, and no falloff).
+    #[inline]
+    fn normaliser(&self, sum: f64) -> Option<f64> {
+        let denom = (sum.powi(4) + self.falloff4).sqrt().sqrt();
+        (denom > 0.0 && denom.is_finite()).then(|| 1.0 / denom)
+    }
+
     /// Normalised weights at `z` into `out` (one per map).
     #[inline]
     fn weights(&self, z: [f64; 2], out: &mut Vec<f64>) {
-        out.clear();
-        let mut sum = 0f64;
-        for m in &self.maps {
-            let c = m.centre;
-            let d2 = (z[0] - c[0]).powi(2) + (z[1] - c[1]).powi(2);
-            let g = (-d2 * self.inv_two_sigma2).exp();
-            sum += g;
-            out.push(g);
-        }
-        let denom = (sum.powi(4) + self.falloff4).sqrt().sqrt();
-        if denom > 0.0 && denom.is_finite() {
-            let inv = 1.0 / denom;
-            out.iter_mut().for_each(|w| *w *= inv);
-        } else {
-            out.iter_mut().for_each(|w| *w = 0.0);
+        match self.normaliser(self.gaussians(z, out)) {
+            Some(inv) => out.iter_mut().for_each(|w| *w *= inv),
+            None => out.iter_mut().for_each(|w| *w = 0.0),
         }
     }
 
     /// T(z).
     pub fn apply(&self, z: [f64; 2]) -> [f64; 2] {
-        let g: Vec<f64> = self
-            .maps
-            .iter()
-            .map(|m| {
-                let d2 = (z[0] - m.centre[0]).powi(2) + (z[1] - m.centre[1]).powi(2);
-                (-d2 * self.inv_two_sigma2).exp()
-            })
-            .collect();
-        self.blend_at(z, &g, g.iter().sum())
+        let mut g = Vec::with_capacity(self.maps.len());
+        let sum = self.gaussians(z, &mut g);
+        self.blend_at(z, &g, sum)
     }
 
     /// T at every node of the grid `xs` x `ys`, row by row (`ys` outer), as [`Blend::apply`] gives
@@ -129,11 +130,9 @@ impl Blend {
     /// `z + sum_k w_k (M_k(z) - z)` with the weights `g` (unnormalised Gaussians) summing to `sum`.
     #[inline]
     fn blend_at(&self, z: [f64; 2], g: &[f64], sum: f64) -> [f64; 2] {
-        let denom = (sum.powi(4) + self.falloff4).sqrt().sqrt();
-        if !(denom > 0.0 && denom.is_finite()) {
+        let Some(inv) = self.normaliser(sum) else {
             return z;
-        }
-        let inv = 1.0 / denom;
+        };
         let mut out = z;
         for (gk, m) in g.iter().zip(&self.maps) {
             let p = m.apply(z);

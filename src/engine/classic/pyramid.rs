@@ -279,8 +279,8 @@ mod simd {
                 // xc, yc >= 0: truncation is the floor.
                 let xi = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvttps_epi32(xc), zero), max_col);
                 let yi = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvttps_epi32(yc), zero), max_row);
-                let fx = _mm256_sub_ps(xc, _mm256_cvtepi32_ps(xi));
-                let fy = _mm256_sub_ps(yc, _mm256_cvtepi32_ps(yi));
+                let wx = _mm256_sub_ps(xc, _mm256_cvtepi32_ps(xi));
+                let wy = _mm256_sub_ps(yc, _mm256_cvtepi32_ps(yi));
                 let i = _mm256_add_epi32(_mm256_mullo_epi32(yi, width), xi);
                 let j = _mm256_add_epi32(i, width);
                 // SAFETY: i, i + 1, j, j + 1 are inside `data` (the clamps above).
@@ -292,9 +292,9 @@ mod simd {
                         _mm256_i32gather_ps::<4>(data, _mm256_add_epi32(j, one)),
                     )
                 };
-                let t = _mm256_fmadd_ps(fx, _mm256_sub_ps(t1, t0), t0);
-                let b = _mm256_fmadd_ps(fx, _mm256_sub_ps(b1, b0), b0);
-                let v = _mm256_fmadd_ps(fy, _mm256_sub_ps(b, t), t);
+                let t = _mm256_fmadd_ps(wx, _mm256_sub_ps(t1, t0), t0);
+                let b = _mm256_fmadd_ps(wx, _mm256_sub_ps(b1, b0), b0);
+                let v = _mm256_fmadd_ps(wy, _mm256_sub_ps(b, t), t);
                 let v = _mm256_blendv_ps(v, nan, missing);
                 if chunk.len() == 8 {
                     // SAFETY: `chunk` holds 8 values.

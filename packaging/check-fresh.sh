@@ -381,8 +381,10 @@ if [ "$install" = 1 ]; then
         cmd=$(sed -n "s/^Exec=//p" /usr/share/applications/marionette.desktop | head -n 1 | sed "s/ *%[fFuUick]//g")
         echo "desktop entry: Exec=$cmd"
         [ -n "$cmd" ]
-        # Xvfb picks a free display itself (the X socket namespace is the machine'"'"'s).
-        Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3> /root/display > /root/xvfb.log 2>&1 &
+        # Xvfb picks a free display itself (the X socket namespace is the machine'"'"'s). -noreset:
+        # by default it resets when its last client leaves and refuses connections meanwhile, so a
+        # polling xdotool that exits just as the app connects would make the app fail to open.
+        Xvfb -noreset -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3> /root/display > /root/xvfb.log 2>&1 &
         xvfb=$!
         trap "kill $xvfb 2> /dev/null || true" EXIT
         for _ in $(seq 100); do [ -s /root/display ] && break; sleep 0.1; done
@@ -394,7 +396,7 @@ if [ "$install" = 1 ]; then
         window=""
         for _ in $(seq 120); do
             window=$(xdotool search --name "^marionette\$" 2> /dev/null | head -n 1) && [ -n "$window" ] && break
-            kill -0 $app 2> /dev/null || { cat /root/desktop/window.log; echo "it exited before its window appeared" >&2; exit 1; }
+            kill -0 $app 2> /dev/null || { cat /root/desktop/window.log /root/xvfb.log; echo "it exited before its window appeared" >&2; exit 1; }
             sleep 0.5
         done
         [ -n "$window" ] || { cat /root/desktop/window.log; echo "no window titled marionette after 60 s" >&2; exit 1; }

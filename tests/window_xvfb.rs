@@ -33,9 +33,12 @@ struct Xvfb {
 impl Xvfb {
     fn start() -> Self {
         // Xvfb picks a free display number itself and writes it to the given descriptor: tests
-        // running at once never share a screen.
+        // running at once never share a screen. `-noreset`: by default the server resets when
+        // its last client leaves, and a client connecting during the reset is refused; the
+        // short-lived xdotool calls that poll for the window would make that race with the app.
         let mut child = Command::new("Xvfb")
             .args([
+                "-noreset",
                 "-displayfd",
                 "1",
                 "-screen",

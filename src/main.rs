@@ -9,6 +9,7 @@ use cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     size_candle_threads();
+    name_rayon_threads();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -34,6 +35,17 @@ fn size_candle_threads() {
     // SAFETY: the first thing main does, before any thread exists that could read the
     // environment.
     unsafe { std::env::set_var("CANDLE_NUM_THREADS", n.to_string()) };
+}
+
+/// Names the threads of rayon's global pool (`rayon-N`). Unnamed, a thread takes the name of
+/// the thread that started it, so the pool's work showed in `top` and `perf` as that of whichever
+/// thread first used the pool (the camera's or the inference loop's). The pool keeps rayon's
+/// size (`RAYON_NUM_THREADS`, else `available_parallelism`).
+fn name_rayon_threads() {
+    // Fails only when the pool already exists, which cannot happen this early.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("rayon-{i}"))
+        .build_global();
 }
 
 /// An error as the user reads it: what failed, then each cause that adds something (a cause

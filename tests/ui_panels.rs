@@ -1,7 +1,7 @@
 //! The window's panels through egui_kittest: rendered with wgpu (Mesa's software rasteriser on
 //! machines without a GPU) and compared with the reference images in tests/snapshots, and driven
 //! like a user would (clicks, keys, typing). Update the references after an intended change
-//! with `UPDATE_SNAPSHOTS=1 cargo test --test ui_panels` and look at them before committing.
+//! with `UPDATE_SNAPSHOTS=1 cargo test --test app ui_panels::` and look at them before committing.
 //!
 //! Tolerance: egui_kittest's default per-pixel threshold (0.6, a weighted squared YIQ distance,
 //! which absorbs rasteriser rounding between wgpu backends) and no failing pixels.
@@ -12,7 +12,7 @@ use egui::Key;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use marionette::app::settings::{Settings, SourceSetting};
-use marionette::app::ui::{self, Action, Flag, Status, Thumb, View};
+use marionette::app::ui::{self, Action, Flag, Hidden, Status, Thumb, View};
 use marionette::pipeline::stats::StatsSnapshot;
 
 fn sources() -> Vec<(String, SourceSetting)> {
@@ -311,6 +311,15 @@ fn every_hotkey_maps_to_its_action() {
         h.run();
         assert_eq!(h.state().actions, vec![want], "{key:?}");
     }
+    for (key, want) in [
+        (Key::O, Action::OpenAddWeights(None)),
+        (Key::R, Action::OpenRemote),
+    ] {
+        h.state_mut().actions.clear();
+        h.key_press_modifiers(egui::Modifiers::CTRL, key);
+        h.run();
+        assert_eq!(h.state().actions, vec![want], "Ctrl+{key:?}");
+    }
 }
 
 #[test]
@@ -372,7 +381,23 @@ fn the_remote_dialog_connects_with_a_server_and_a_secret() {
         h.state().actions,
         vec![Action::ConnectRemote {
             server: "studio.local".into(),
-            secret: "00112233445566778899aabbccddeeff".into(),
+            secret: Hidden("00112233445566778899aabbccddeeff".into()),
+        }]
+    );
+    // Actions are logged: the secret is not in what they print.
+    let printed = format!("{:?}", h.state().actions);
+    assert!(!printed.contains("0011"), "{printed}");
+    // Enter in the secret field connects as the button does.
+    h.state_mut().actions.clear();
+    h.get_by_role(egui::accesskit::Role::PasswordInput).focus();
+    h.run();
+    h.key_press(Key::Enter);
+    h.run();
+    assert_eq!(
+        h.state().actions,
+        vec![Action::ConnectRemote {
+            server: "studio.local".into(),
+            secret: Hidden("00112233445566778899aabbccddeeff".into()),
         }]
     );
     // Once rendering there, it offers the way back.

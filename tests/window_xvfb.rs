@@ -671,3 +671,96 @@ fn weights_added_in_the_window_switch_the_engine_and_damaged_ones_change_nothing
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn the_window_renders_on_a_server_and_says_what_the_server_does() {
+    for tool in ["Xvfb", "xdotool", "import"] {
+        assert!(
+            have(tool),
+            "{tool} is missing: run `bash packaging/setup.sh --tests`"
+        );
+    }
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../window-remote-test");
+    std::fs::create_dir_all(&shots).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (mut server, addr, secret) =
+        super::remote::start_serve("127.0.0.1:0", &home.path().join("secret"));
+    let xvfb = Xvfb::start();
+    let d = xvfb.display.clone();
+    let logfile = shots.join("marionette.log");
+    let mut child = start_window(&d, home.path(), &home.path().join("config"), &logfile);
+    let limit = Duration::from_secs(120);
+    wait_log(&logfile, "first output frame shown", 1, limit, &mut child);
+    let window = x(&d, &["xdotool", "search", "--name", "^marionette$"]);
+    let window = window.lines().next().expect("no window").to_string();
+    x(&d, &["xdotool", "windowfocus", "--sync", &window]);
+    let [_, out] = layout(&log(&logfile));
+
+    // Ctrl+R opens the dialog with the server field taking the keyboard; Tab goes to the secret
+    // field, Enter connects.
+    let connect = |secret: &str| {
+        x(&d, &["xdotool", "key", "ctrl+r"]);
+        std::thread::sleep(Duration::from_millis(500));
+        let type_over = |text: &str| {
+            x(&d, &["xdotool", "key", "ctrl+a", "BackSpace"]);
+            x(&d, &["xdotool", "type", "--delay", "5", text]);
+        };
+        type_over(&addr.to_string());
+        x(&d, &["xdotool", "key", "Tab"]);
+        std::thread::sleep(Duration::from_millis(200));
+        type_over(secret);
+        x(&d, &["xdotool", "key", "Return"]);
+    };
+    // A wrong secret: the server refuses it, the window says so and renders here.
+    connect("0000-0000-0000-0000-0000-0000-0000-0000");
+    wait_log(&logfile, "engine switched", 1, limit, &mut child);
+    wait_log(&logfile, "trying again", 1, limit, &mut child);
+    let refused = log(&logfile);
+    assert!(refused.contains("secret"), "{refused}");
+    assert!(!refused.contains("renders from now on"), "{refused}");
+    assert!(child.try_wait().unwrap().is_none(), "{refused}");
+
+    // The right one: the server renders.
+    connect(&secret.to_string());
+    wait_log(&logfile, "engine switched", 2, limit, &mut child);
+    wait_log(&logfile, "renders from now on", 1, limit, &mut child);
+    let remote = screen_until(
+        &d,
+        &shots.join("1-remote.png"),
+        "the server's frames in the output pane",
+        limit,
+        |img| region_stats(img, out).1 > 10.0,
+    );
+    assert!(region_stats(&remote, out).1 > 10.0);
+
+    // The server goes: the window says so and goes on rendering here.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    wait_log(
+        &logfile,
+        "rendering on this machine until it is back",
+        1,
+        limit,
+        &mut child,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let here = screenshot(&d, &shots.join("2-here.png"));
+    assert!(region_stats(&here, out).1 > 10.0);
+    assert!(child.try_wait().unwrap().is_none(), "{}", log(&logfile));
+
+    // Esc closes the dialog, then the window.
+    x(&d, &["xdotool", "key", "Escape"]);
+    x(&d, &["xdotool", "key", "Escape"]);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "still running after Esc"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}: {}", log(&logfile));
+}

@@ -3,7 +3,7 @@
 //! (and here whenever the server is out of reach); "Render here" switches back. The same choice
 //! as `run --remote`, in the window.
 
-use super::ui::Action;
+use super::ui::{Action, Hidden};
 use super::weights_dialog::Outcome;
 
 /// The dialog's state.
@@ -18,6 +18,8 @@ pub struct RemoteDialog {
     pub outcome: Option<Outcome>,
     /// The server the engine renders on now, if any.
     pub rendering_on: Option<String>,
+    /// Whether that server answers now (`None`: not known yet).
+    pub connected: Option<bool>,
     /// The server field takes the keyboard at the next draw.
     focus: bool,
 }
@@ -39,6 +41,7 @@ impl RemoteDialog {
         }
         let mut open = true;
         let mut action = None;
+        let mut entered = false;
         let working = matches!(self.outcome, Some(Outcome::Working(_)));
         egui::Window::new("Render on another machine")
             .open(&mut open)
@@ -67,25 +70,26 @@ impl RemoteDialog {
                         }
                         ui.end_row();
                         ui.label("Pairing secret");
-                        ui.add(
+                        let secret = ui.add(
                             egui::TextEdit::singleline(&mut self.secret)
                                 .desired_width(320.0)
                                 .password(true)
                                 .hint_text("the 32 hex digits serve printed"),
                         );
+                        // Enter in the secret field connects, as the button does.
+                        entered =
+                            secret.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                         ui.end_row();
                     });
                 ui.horizontal(|ui| {
                     let ready = !working
                         && !self.server.trim().is_empty()
                         && !self.secret.trim().is_empty();
-                    if ui
-                        .add_enabled(ready, egui::Button::new("Connect"))
-                        .clicked()
-                    {
+                    let button = ui.add_enabled(ready, egui::Button::new("Connect"));
+                    if button.clicked() || (ready && entered) {
                         action = Some(Action::ConnectRemote {
                             server: self.server.trim().to_string(),
-                            secret: self.secret.trim().to_string(),
+                            secret: Hidden(self.secret.trim().to_string()),
                         });
                     }
                     if self.rendering_on.is_some()
@@ -99,8 +103,20 @@ impl RemoteDialog {
                         ui.spinner();
                     }
                 });
-                if let Some(s) = &self.rendering_on {
-                    ui.label(format!("rendering on {s} while it answers"));
+                match (&self.rendering_on, self.connected) {
+                    (Some(s), Some(true)) => {
+                        ui.label(format!("{s} renders the portrait"));
+                    }
+                    (Some(s), Some(false)) => {
+                        ui.colored_label(
+                            ui.visuals().warn_fg_color,
+                            format!("{s} does not answer: this machine renders meanwhile"),
+                        );
+                    }
+                    (Some(s), None) => {
+                        ui.label(format!("rendering on {s} while it answers"));
+                    }
+                    (None, _) => {}
                 }
                 match &self.outcome {
                     Some(Outcome::Working(m)) | Some(Outcome::Done(m)) => {

@@ -106,7 +106,7 @@ pub enum Action {
         /// As `serve` printed it.
         server: String,
         /// The pairing secret.
-        secret: String,
+        secret: Hidden,
     },
     /// Render on this machine again.
     RenderHere,
@@ -168,6 +168,16 @@ pub struct View<'a> {
     pub status: &'a Status,
 }
 
+/// Text kept out of logs: its `Debug` says only that it is hidden (actions are logged).
+#[derive(Clone, PartialEq)]
+pub struct Hidden(pub String);
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(hidden)")
+    }
+}
+
 /// The hotkeys, for the help overlay and the README.
 pub const HOTKEYS: &[(&str, &str)] = &[
     (
@@ -192,6 +202,10 @@ pub const HOTKEYS: &[(&str, &str)] = &[
     (
         "Ctrl+O",
         "add FOMM weights (or drop a checkpoint on the window)",
+    ),
+    (
+        "Ctrl+R",
+        "render on another machine (one running marionette serve)",
     ),
     ("? or F1", "this help"),
     ("Esc", "close this help or a dialog; quit"),
@@ -220,6 +234,10 @@ pub fn hotkeys(ctx: &egui::Context) -> Vec<Action> {
             };
             if modifiers.ctrl && *key == Key::O && !repeat {
                 actions.push(Action::OpenAddWeights(None));
+                continue;
+            }
+            if modifiers.ctrl && *key == Key::R && !repeat {
+                actions.push(Action::OpenRemote);
                 continue;
             }
             // Other Ctrl/Alt combinations belong to widgets (copy, paste, ...).
@@ -584,7 +602,7 @@ fn engine_section(ui: &mut egui::Ui, view: &View<'_>, out: &mut Vec<Action>) {
     }
     if ui
         .button("Render on another machine...")
-        .on_hover_text("A faster machine running `marionette serve` renders the portrait")
+        .on_hover_text("A faster machine running `marionette serve` renders the portrait (Ctrl+R)")
         .clicked()
     {
         out.push(Action::OpenRemote);

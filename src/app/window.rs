@@ -146,6 +146,10 @@ struct Link {
     adding: Option<Receiver<Result<Switched, String>>>,
     /// An engine for rendering on another machine (with its server) or here, being loaded.
     remote_switch: Option<Receiver<Result<RemoteSwitched, String>>>,
+    /// The live loop's notice as last read: the status follows its changes only, so that a
+    /// notice the window cleared (an engine switched) is not brought back by a snapshot taken
+    /// before the loop heard of the switch.
+    stats_notice: Option<String>,
 }
 
 /// An engine built from weights added in the window.
@@ -497,6 +501,7 @@ impl App {
                 request: o.request,
                 adding: None,
                 remote_switch: None,
+                stats_notice: None,
             },
             devices: Devices {
                 sources,
@@ -718,7 +723,9 @@ impl App {
             Action::OpenAddWeights(file) => self.screen.weights_dialog.open(file),
             Action::AddWeights { path, safetensors } => self.add_weights(path, safetensors),
             Action::OpenRemote => self.screen.remote_dialog.open(),
-            Action::ConnectRemote { server, secret } => self.switch_remote(Some((server, secret))),
+            Action::ConnectRemote { server, secret } => {
+                self.switch_remote(Some((server, secret.0)))
+            }
             Action::RenderHere => self.switch_remote(None),
             Action::Quit if self.screen.add_dialog.open => self.screen.add_dialog.open = false,
             Action::Quit if self.screen.weights_dialog.open => {
@@ -1036,8 +1043,21 @@ impl App {
         self.link.status_at = Instant::now();
         if let Some(p) = &self.link.pipeline {
             let snap = p.stats();
-            if let Some(n) = snap.as_ref().and_then(|s| s.notice.clone()) {
-                self.link.status.notice = Some(n);
+            let notice = snap.as_ref().and_then(|s| s.notice.clone());
+            if notice != self.link.stats_notice {
+                let status = &mut self.link.status;
+                match &notice {
+                    Some(n) => status.notice = Some(n.clone()),
+                    None if status.notice == self.link.stats_notice => status.notice = None,
+                    None => {}
+                }
+                self.link.stats_notice = notice;
+            }
+            let dialog = &mut self.screen.remote_dialog;
+            dialog.connected = snap.as_ref().and_then(|s| s.remote_connected);
+            // Once the server answers, "connecting" is no longer news.
+            if dialog.connected == Some(true) && matches!(dialog.outcome, Some(Outcome::Done(_))) {
+                dialog.outcome = None;
             }
             self.link.status.stats = snap;
             self.link.status.source_error = p.source_error();

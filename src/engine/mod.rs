@@ -305,6 +305,11 @@ pub trait Animator {
     fn remote_stats(&self) -> Option<RemoteStats> {
         None
     }
+    /// What the engine has newly said for the user (a server found, lost, or refusing), once:
+    /// taken by the call. The live loop shows it where it shows its own notices.
+    fn take_notice(&self) -> Option<String> {
+        None
+    }
 
     // Several frames in flight: an engine that renders elsewhere (a server) takes the next driving
     // frame before the last one's frame is back, so its frames come at the renderer's rate

@@ -257,6 +257,7 @@ fn model_loop(
         log,
         shared,
         in_flight: VecDeque::new(),
+        engine_notice: None,
     };
     // Applies every queued command; false when the inference thread is gone.
     let drain = |engine: &mut Box<dyn Animator + Send>, out: &mut Outlet| {
@@ -264,6 +265,7 @@ fn model_loop(
             if let ModelCommand::SetEngine(new) = cmd {
                 *engine = new;
                 out.in_flight.clear();
+                out.forget_engine();
                 continue;
             }
             let started = pool.install(|| apply(engine.as_mut(), cmd, shared))?;
@@ -341,9 +343,23 @@ struct Outlet<'a> {
     shared: &'a Shared,
     /// Driving frames whose frames are on their way, oldest first.
     in_flight: VecDeque<InFlight>,
+    /// The last notice the engine gave, while it is the one shown.
+    engine_notice: Option<String>,
 }
 
 impl Outlet<'_> {
+    /// The engine was replaced: what it said and its remote figures no longer hold (a notice
+    /// someone else gave since stays).
+    fn forget_engine(&mut self) {
+        let said = self.engine_notice.take();
+        self.shared.stats(|s| {
+            s.remote = None;
+            if said.is_some() && s.notice == said {
+                s.notice = None;
+            }
+        });
+    }
+
     /// Records `r` in the motion file (its motion `record`, else the engine's last), counts a
     /// calibration, and queues it for the inference thread; false when that thread is gone.
     /// Calibrations are counted here, not where the frame is taken: the queue keeps only the
@@ -371,6 +387,10 @@ impl Outlet<'_> {
         }
         if let Some(remote) = engine.remote_stats() {
             self.shared.stats(|s| s.remote = Some(remote));
+        }
+        if let Some(notice) = engine.take_notice() {
+            self.shared.stats(|s| s.notice = Some(notice.clone()));
+            self.engine_notice = Some(notice);
         }
         Ok(self.results.send(r).is_ok())
     }

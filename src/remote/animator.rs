@@ -14,8 +14,8 @@
 //! there.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,25 @@ enum Link {
     },
 }
 
+/// What the engine says for the user, also logged: the newest message waits to be taken
+/// ([`Animator::take_notice`]), so a window shows what `run` prints. Shared with the thread that
+/// connects.
+#[derive(Clone, Default)]
+struct Said(Arc<Mutex<Option<String>>>);
+
+impl Said {
+    fn say(&self, text: String) {
+        warn!("{text}");
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(text);
+        }
+    }
+
+    fn take(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
 /// Tries to connect until it does, waiting longer each time, as long as the link is wanted. Why
 /// a try failed is said once per reason, unless `quiet` (the loss was said already).
 fn connect_in_background(
@@ -84,10 +103,12 @@ fn connect_in_background(
     secret: Secret,
     h264: Option<FfmpegTools>,
     quiet: bool,
+    said_to_user: Said,
 ) -> Link {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let wanted = Arc::new(());
     let still_wanted = Arc::downgrade(&wanted);
+    let to_user = said_to_user.clone();
     let spawned = thread::Builder::new()
         .name("remote-connect".into())
         .spawn(move || {
@@ -104,7 +125,7 @@ fn connect_in_background(
                         if quiet {
                             debug!("remote rendering: {text}; trying again in {wait:?}");
                         } else if said.as_deref() != Some(&text) {
-                            warn!("remote rendering: {text}; trying again");
+                            to_user.say(format!("remote rendering: {text}; trying again"));
                             said = Some(text);
                         }
                     }
@@ -117,7 +138,7 @@ fn connect_in_background(
             }
         });
     if let Err(e) = spawned {
-        warn!("remote rendering: no thread to connect with: {e}");
+        said_to_user.say(format!("remote rendering: no thread to connect with: {e}"));
     }
     Link::Connecting {
         client: rx,
@@ -144,6 +165,8 @@ pub struct RemoteAnimator {
     bytes_before: (u64, u64, u64),
     /// The loss has been said (said again only after the server came back).
     said_lost: bool,
+    /// What was said for the user and not yet taken.
+    said: Said,
     /// Motions sent through [`Animator::submit`] whose frames have not come, oldest first.
     in_flight: VecDeque<InFlight>,
     /// Since when a frame has been awaited (the oldest unanswered motion, or the last frame).
@@ -167,7 +190,14 @@ impl RemoteAnimator {
         secret: Secret,
         h264: Option<FfmpegTools>,
     ) -> Self {
-        let link = connect_in_background(addr.to_string(), secret.clone(), h264.clone(), false);
+        let said = Said::default();
+        let link = connect_in_background(
+            addr.to_string(),
+            secret.clone(),
+            h264.clone(),
+            false,
+            said.clone(),
+        );
         Self {
             local,
             addr: addr.to_string(),
@@ -181,6 +211,7 @@ impl RemoteAnimator {
             stats: RemoteStats::default(),
             bytes_before: (0, 0, 0),
             said_lost: false,
+            said,
             in_flight: VecDeque::new(),
             waiting_since: None,
             last_sent: None,
@@ -215,7 +246,7 @@ impl RemoteAnimator {
             match self.welcome(&mut client) {
                 Ok(()) => {
                     let m = client.model();
-                    warn!(
+                    self.said.say(format!(
                         "remote rendering: {} renders from now on ({}x{} {} frames)",
                         self.addr,
                         m.side,
@@ -224,7 +255,7 @@ impl RemoteAnimator {
                             super::wire::Codec::Raw => "raw",
                             super::wire::Codec::H264 => "H.264",
                         }
-                    );
+                    ));
                     self.link = Link::Connected(Box::new(client));
                 }
                 Err(e) => self.lose(&e.to_string()),
@@ -264,10 +295,10 @@ impl RemoteAnimator {
             self.bytes_before.2 += t.down.load(Ordering::Relaxed);
         }
         if !self.said_lost || matches!(self.link, Link::Connected(_)) {
-            warn!(
+            self.said.say(format!(
                 "remote rendering: lost {} ({why}); rendering on this machine until it is back",
                 self.addr
-            );
+            ));
             self.said_lost = true;
         }
         self.link = connect_in_background(
@@ -275,6 +306,7 @@ impl RemoteAnimator {
             self.secret.clone(),
             self.h264.clone(),
             true,
+            self.said.clone(),
         );
         self.in_flight.clear();
         self.waiting_since = None;
@@ -567,5 +599,8 @@ impl Animator for RemoteAnimator {
     }
     fn remote_stats(&self) -> Option<RemoteStats> {
         Some(self.stats())
+    }
+    fn take_notice(&self) -> Option<String> {
+        self.said.take()
     }
 }

@@ -3,7 +3,10 @@
 //! screen, check that the camera and output panes are drawn and not blank, then drive it with
 //! real X key presses (xdotool) and check that they reached the engine: `c` recalibrates, `2`
 //! picks the second portrait, `o` turns the overlay on, `Esc` quits cleanly and the settings are
-//! saved. Screenshots are kept in target/window-test for looking at.
+//! saved. Screenshots are kept in target/window-test for looking at. The other tests here: a
+//! damaged settings file, no display, FOMM weights added in the window, and rendering on a
+//! `marionette serve` chosen in the window (a wrong secret, the right one, the server's loss,
+//! and back to this machine).
 //!
 //! Needs Xvfb, xdotool and ImageMagick's `import` (`bash packaging/setup.sh --tests` installs
 //! them, with Mesa's Vulkan driver).
@@ -673,7 +676,7 @@ fn weights_added_in_the_window_switch_the_engine_and_damaged_ones_change_nothing
 }
 
 #[test]
-fn the_window_renders_on_a_server_and_says_what_the_server_does() {
+fn the_window_renders_on_a_server_says_what_the_server_does_and_comes_back() {
     for tool in ["Xvfb", "xdotool", "import"] {
         assert!(
             have(tool),
@@ -696,11 +699,16 @@ fn the_window_renders_on_a_server_and_says_what_the_server_does() {
     x(&d, &["xdotool", "windowfocus", "--sync", &window]);
     let [_, out] = layout(&log(&logfile));
 
-    // Ctrl+R opens the dialog with the server field taking the keyboard; Tab goes to the secret
-    // field, Enter connects.
-    let connect = |secret: &str| {
+    // Ctrl+R opens the dialog with the server field taking the keyboard (typing waits until the
+    // window has taken the key, or the address's digits would pick portraits); Tab goes to the
+    // secret field, Enter connects.
+    let open_dialog = |times: usize, child: &mut Child| {
         x(&d, &["xdotool", "key", "ctrl+r"]);
+        wait_log(&logfile, "action: OpenRemote", times, limit, child);
         std::thread::sleep(Duration::from_millis(500));
+    };
+    let connect = |secret: &str, times: usize, child: &mut Child| {
+        open_dialog(times, child);
         let type_over = |text: &str| {
             x(&d, &["xdotool", "key", "ctrl+a", "BackSpace"]);
             x(&d, &["xdotool", "type", "--delay", "5", text]);
@@ -712,7 +720,7 @@ fn the_window_renders_on_a_server_and_says_what_the_server_does() {
         x(&d, &["xdotool", "key", "Return"]);
     };
     // A wrong secret: the server refuses it, the window says so and renders here.
-    connect("0000-0000-0000-0000-0000-0000-0000-0000");
+    connect("0000-0000-0000-0000-0000-0000-0000-0000", 1, &mut child);
     wait_log(&logfile, "engine switched", 1, limit, &mut child);
     wait_log(&logfile, "trying again", 1, limit, &mut child);
     let refused = log(&logfile);
@@ -721,7 +729,7 @@ fn the_window_renders_on_a_server_and_says_what_the_server_does() {
     assert!(child.try_wait().unwrap().is_none(), "{refused}");
 
     // The right one: the server renders.
-    connect(&secret.to_string());
+    connect(&secret.to_string(), 2, &mut child);
     wait_log(&logfile, "engine switched", 2, limit, &mut child);
     wait_log(&logfile, "renders from now on", 1, limit, &mut child);
     let remote = screen_until(
@@ -747,6 +755,21 @@ fn the_window_renders_on_a_server_and_says_what_the_server_does() {
     let here = screenshot(&d, &shots.join("2-here.png"));
     assert!(region_stats(&here, out).1 > 10.0);
     assert!(child.try_wait().unwrap().is_none(), "{}", log(&logfile));
+
+    // "Render here" (reached with Tab past the two fields and Connect) switches back.
+    open_dialog(3, &mut child);
+    for _ in 0..3 {
+        x(&d, &["xdotool", "key", "Tab"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    x(&d, &["xdotool", "key", "Return"]);
+    wait_log(&logfile, "engine switched", 3, limit, &mut child);
+    let back = log(&logfile);
+    let last_switch = back
+        .lines()
+        .rfind(|l| l.contains("engine switched"))
+        .unwrap();
+    assert!(!last_switch.contains("rendered on"), "{last_switch}");
 
     // Esc closes the dialog, then the window.
     x(&d, &["xdotool", "key", "Escape"]);
